@@ -1,0 +1,24 @@
+// Image sinks. Pixels follow DiT's conversion: clamp(127.5 x + 128, 0, 255) truncated to uint8.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace eoc {
+
+// (N, C, H, W) float in [-1, 1] -> (N, H, W, C) uint8 on the CPU.
+at::Tensor to_uint8_hwc(const at::Tensor& images);
+
+// Encodes one (H, W, C) uint8 image (C = 1, 3) as PNG bytes.
+std::string encode_png(const at::Tensor& hwc);
+// Writes (H, W, C) uint8 atomically as PNG; `rgb` replicates grey to 3 channels.
+void write_png(const std::string& path, const at::Tensor& hwc, bool rgb = false);
+// Lays (N, H, W, C) uint8 out in rows of `nrow` with a 2-pixel black border.
+at::Tensor make_grid(const at::Tensor& nhwc, int64_t nrow);
+
+// Reads a PNG back as (H, W, C) uint8; Error naming the file when it does not decode.
+at::Tensor read_png(const std::string& path);
+
+}  // namespace eoc

@@ -1,0 +1,23 @@
+// One library function per subcommand. Data flows one way:
+// options -> model -> timestep schedule -> cache plan (+ corrector) -> sampler loop -> images
+// -> sinks (PNG grid, PNG files, .npy) + a JSON run report.
+#pragma once
+#include <string>
+
+#include "eoc/options.hpp"
+
+namespace eoc {
+
+// Prints the model's configuration, parameter count and GFLOPs per forward to stdout.
+void run_info(const InfoOptions& options);
+void run_sample(const SampleOptions& options);
+// Samples the same seeds uncached and cached and prints paired quality and both wall times.
+void run_compare(const CompareOptions& options);
+// Prior extraction and judgment; writes the JSON prior.
+void run_calibrate(const CalibrateOptions& options);
+
+// Set by a SIGINT/SIGTERM handler; long loops poll it and stop cleanly (eoc::Interrupted).
+void request_stop(int signal_number);
+int stop_signal();  // 0 while running
+
+}  // namespace eoc

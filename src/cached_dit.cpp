@@ -1,0 +1,76 @@
+#include "eoc/cached_dit.hpp"
+
+#include "eoc/error.hpp"
+
+namespace eoc {
+
+int64_t CacheStats::total_computed() const {
+  int64_t n = 0;
+  for (auto v : computed) n += v;
+  return n;
+}
+
+int64_t CacheStats::total_reused() const {
+  int64_t n = 0;
+  for (auto v : reused) n += v;
+  return n;
+}
+
+double CacheStats::caching_level() const {
+  const int64_t all = total_computed() + total_reused();
+  return all ? static_cast<double>(total_reused()) / all : 0.0;
+}
+
+CachedDit::CachedDit(const DitModel& model, const DiffusionSchedule& schedule, Guidance guidance)
+    : model_(model), schedule_(schedule), guidance_(guidance) {}
+
+int64_t CachedDit::timestep(int64_t step) const {
+  return schedule_.timesteps[schedule_.size() - 1 - step];
+}
+
+at::Tensor CachedDit::run(const at::Tensor& x, int64_t step, const at::Tensor& y,
+                          const CachePlan& plan, FeatureCache& cache, const Corrector& corrector,
+                          CacheStats* stats, BranchObserver* observer, bool store) const {
+  return run_blocks(x, step, y, &plan, &cache, &corrector, stats, observer, store);
+}
+
+at::Tensor CachedDit::run_uncached(const at::Tensor& x, int64_t step, const at::Tensor& y,
+                                   BranchObserver* observer) const {
+  return run_blocks(x, step, y, nullptr, nullptr, nullptr, nullptr, observer, false);
+}
+
+at::Tensor CachedDit::run_blocks(const at::Tensor& x, int64_t step, const at::Tensor& y,
+                                 const CachePlan* plan, FeatureCache* cache,
+                                 const Corrector* corrector, CacheStats* stats,
+                                 BranchObserver* observer, bool store) const {
+  const auto& cfg = model_.config();
+  const auto input = guidance_input(x, guidance_).to(model_.dtype());
+  const auto labels = guidance_labels(y, cfg.num_classes, guidance_);
+  const auto t = at::full({input.size(0)}, timestep(step), labels.options());
+  auto embedded = model_.embed(input, t, labels);
+  at::Tensor tokens = embedded.first;
+  const at::Tensor c = embedded.second;
+
+  // The hook: a branch is computed (and cached) or reused through the corrector.
+  auto feature = [&](int64_t l, Branch b, const at::Tensor& shift, const at::Tensor& scale) {
+    if (plan && plan->reuses(step, l, b)) {
+      if (stats) ++stats->reused[step];
+      return corrector->correct(step, l, b, cache->get(l, b));
+    }
+    auto f = model_.branch(l, b, tokens, shift, scale);
+    if (stats) ++stats->computed[step];
+    if (observer) observer->on_computed(step, l, b, f);
+    if (cache && store) cache->store(step, l, b, f);
+    return f;
+  };
+
+  for (int64_t l = 0; l < cfg.depth; ++l) {
+    const auto m = model_.modulation(l, c);
+    tokens = tokens + m.gate_msa.unsqueeze(1) * feature(l, Branch::attn, m.shift_msa, m.scale_msa);
+    tokens = tokens + m.gate_mlp.unsqueeze(1) * feature(l, Branch::mlp, m.shift_mlp, m.scale_mlp);
+  }
+  const auto out = model_.final(tokens, c).to(at::kFloat);
+  return apply_guidance(out, guidance_);
+}
+
+}  // namespace eoc

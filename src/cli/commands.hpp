@@ -1,0 +1,12 @@
+// Binds each subcommand's flags to its option struct. Nothing here computes anything.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace eoc::cli {
+
+// Registers every subcommand on `app`; returns the action of the one that was selected.
+std::function<void()> register_commands(CLI::App& app);
+
+}  // namespace eoc::cli

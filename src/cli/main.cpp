@@ -1,0 +1,59 @@
+// eoc: sample Diffusion Transformers fast with feature caching and Error-Optimized Cache.
+// main() parses flags, runs one library function, and is the single place errors are printed.
+#include <c10/util/Exception.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "commands.hpp"
+#include "eoc/error.hpp"
+#include "eoc/log.hpp"
+#include "eoc/pipeline.hpp"
+
+namespace {
+
+void on_signal(int signal_number) {
+  eoc::request_stop(signal_number);
+  std::signal(signal_number, SIG_DFL);  // a second signal stops at once
+}
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"eoc " EOC_VERSION
+               ": sample Diffusion Transformers (DiT) fast with feature caching and "
+               "Error-Optimized Cache"};
+  app.set_version_flag("--version", std::string("eoc ") + EOC_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();  // -q and -v also work after the subcommand
+  bool quiet = false, verbose = false;
+  app.add_flag("-q,--quiet", quiet, "Only print warnings and errors");
+  app.add_flag("-v,--verbose", verbose, "Print debug messages");
+  auto action = eoc::cli::register_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (quiet) eoc::log::set_level(eoc::log::Level::warn);
+  if (verbose) eoc::log::set_level(eoc::log::Level::debug);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  try {
+    action();
+    return 0;
+  } catch (const eoc::Interrupted& e) {
+    std::cerr << "eoc: " << e.what() << "; stopped cleanly, nothing partial was written\n";
+    return 128 + e.signal_number();
+  } catch (const eoc::Error& e) {
+    std::cerr << "eoc: error: " << e.what() << "\n";
+  } catch (const c10::Error& e) {
+    std::cerr << "eoc: error: LibTorch: " << first_line(e.what_without_backtrace()) << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "eoc: error: " << first_line(e.what()) << "\n";
+  }
+  return 1;
+}

@@ -1,0 +1,128 @@
+// `eoc sample`: options -> model -> schedule -> cache plan -> sampler loop -> sinks + report.
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+#include "eoc/device.hpp"
+#include "eoc/error.hpp"
+#include "eoc/image_io.hpp"
+#include "eoc/log.hpp"
+#include "eoc/npy.hpp"
+#include "eoc/pipeline.hpp"
+#include "run_common.hpp"
+
+namespace eoc {
+namespace {
+
+constexpr int64_t kGridMaxImages = 1024;
+
+std::string image_file(const std::string& dir, int64_t index) {
+  std::ostringstream name;
+  name << std::setw(6) << std::setfill('0') << index << ".png";
+  return (std::filesystem::path(dir) / name.str()).string();
+}
+
+// Fails early (before any sampling) when an output location cannot be written.
+void check_writable_parent(const std::string& path, const char* flag) {
+  namespace fs = std::filesystem;
+  const auto parent = fs::absolute(path).parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec))
+    fail(flag, " '", path, "': folder '", parent.string(), "' does not exist");
+  const std::string probe = (parent / (".eoc-write-test-" + std::to_string(::getpid()))).string();
+  try {
+    write_file_atomic(probe, "");
+  } catch (const Error&) {
+    fail(flag, " '", path, "': folder '", parent.string(), "' is not writable");
+  }
+  fs::remove(probe, ec);
+}
+
+void prepare_out_dir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!fs::is_directory(dir, ec)) fail("--out-dir '", dir, "' cannot be created");
+  check_writable_parent((fs::path(dir) / "x").string(), "--out-dir");
+}
+
+}  // namespace
+
+void run_sample(const SampleOptions& options) {
+  Stopwatch total;
+  auto out = options.output;
+  if (out.grid.empty() && out.dir.empty() && out.raw.empty()) out.grid = "samples.png";
+  if (out.nrow < 1) fail("--nrow ", out.nrow, " must be >= 1");
+  for (auto [path, flag] : {std::pair{out.grid, "--out"}, std::pair{out.raw, "--out-raw"},
+                            std::pair{out.report, "--report"}})
+    if (!path.empty()) check_writable_parent(path, flag);
+  if (!out.dir.empty()) prepare_out_dir(out.dir);
+
+  const RunSetup run = prepare_run(options.model, options.sampling);
+  const CacheSetup cache = prepare_cache(run, options.cache);
+  const auto& cfg = run.model->config();
+  log::info(str("model ", cfg.name, " (", run.model->path(), ") on ", run.device.str(), "; ",
+                sampler_name(run.sampler.kind), " ", run.schedule.size(), " steps, cfg ",
+                run.guidance.scale, ", cache ", cache.plan.spec(), " (",
+                static_cast<int>(100 * cache.plan.caching_level() + 0.5), "% reused), correct ",
+                cache.corrector_name));
+
+  std::vector<int64_t> indices(run.num_samples);
+  for (int64_t i = 0; i < run.num_samples; ++i) indices[i] = i;
+  std::vector<at::Tensor> grid_images, raw_images;
+  CacheStats stats(run.schedule.size());
+  int64_t written = 0;
+  const auto batches = make_batches(indices, run.batch_size);
+  if (run.seed_mode == SeedMode::official) seed_global(run.seed);
+  log::Progress progress("sampling", run.num_samples * run.schedule.size());
+  Stopwatch sampling;
+  for (const auto& batch : batches) {
+    auto images = sample_batch(run, batch, cache.plan, *cache.corrector, stats,
+                               [&](int64_t) { progress.advance(static_cast<long>(batch.size())); });
+    if (!out.raw.empty()) raw_images.push_back(images.to(at::kFloat).cpu());
+    const auto pixels = to_uint8_hwc(images);
+    if (!out.grid.empty())
+      for (size_t i = 0; i < batch.size() && batch[i] < kGridMaxImages; ++i)
+        grid_images.push_back(pixels[i]);
+    if (!out.dir.empty())
+      for (size_t i = 0; i < batch.size(); ++i) {
+        write_png(image_file(out.dir, batch[i]), pixels[i], /*rgb=*/true);
+        ++written;
+      }
+  }
+  synchronize(run.device);
+  progress.finish();
+  const double sample_seconds = sampling.seconds();
+
+  Stopwatch writing;
+  if (!out.grid.empty()) {
+    if (run.num_samples > kGridMaxImages)
+      log::warn(str("--out grid shows the first ", kGridMaxImages, " of ", run.num_samples, " images"));
+    write_png(out.grid, make_grid(at::stack(grid_images), out.nrow));
+    log::info("wrote grid " + out.grid);
+  }
+  if (!out.raw.empty()) {
+    write_npy(out.raw, at::cat(raw_images));
+    log::info("wrote raw samples " + out.raw);
+  }
+  if (!out.dir.empty()) log::info(str("wrote ", written, " images to ", out.dir));
+  if (!out.report.empty()) {
+    nlohmann::json report = {
+        {"command", "sample"},
+        {"eoc_version", EOC_VERSION},
+        {"settings", run.settings()},
+        {"cache", cache.settings()},
+        {"cache_stats", cache_stats_json(stats, cfg)},
+        {"timings_s", {{"load", run.load_seconds}, {"sample", sample_seconds},
+                       {"write", writing.seconds()}, {"total", total.seconds()}}},
+        {"images_per_second", run.num_samples / sample_seconds},
+        {"outputs", {{"grid", out.grid}, {"dir", out.dir}, {"raw", out.raw},
+                     {"images_written", written}}},
+    };
+    write_json(out.report, report);
+  }
+  log::info(str("sampled ", run.num_samples, " images in ", sample_seconds, " s (",
+                run.num_samples / sample_seconds, " images/s)"));
+}
+
+}  // namespace eoc
