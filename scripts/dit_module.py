@@ -49,6 +49,23 @@ class SelfAttention(nn.Module):
         return linear(out, self.proj.weight, self.proj.bias, self.batch_invariant)
 
 
+class FusedSelfAttention(SelfAttention):
+    """The same attention through F.scaled_dot_product_attention (PyTorch >= 2.0 at export time):
+    one fused kernel on GPUs. Same parameters, same math up to rounding."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        head_dim = d // self.heads
+        qkv = linear(x, self.qkv.weight, self.qkv.bias, self.batch_invariant).reshape(
+            b, n, 3, self.heads, head_dim).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        out = out.transpose(1, 2).reshape(b, n, d)
+        return linear(out, self.proj.weight, self.proj.bias, self.batch_invariant)
+
+
+HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
+
+
 class FeedForward(nn.Module):
     def __init__(self, hidden: int):
         super().__init__()
@@ -62,11 +79,11 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, hidden: int, heads: int):
+    def __init__(self, hidden: int, heads: int, fused_attention: bool = False):
         super().__init__()
         self.hidden = hidden
         self.batch_invariant = False
-        self.attention = SelfAttention(hidden, heads)
+        self.attention = FusedSelfAttention(hidden, heads) if fused_attention else SelfAttention(hidden, heads)
         self.ffn = FeedForward(hidden)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
 
@@ -149,7 +166,7 @@ class FinalLayer(nn.Module):
 class DiT(nn.Module):
     def __init__(self, input_size: int, patch_size: int, in_channels: int, hidden_size: int,
                  depth: int, num_heads: int, num_classes: int, learn_sigma: bool,
-                 model_name: str = "custom"):
+                 model_name: str = "custom", fused_attention: bool = False):
         super().__init__()
         self.input_size = input_size
         self.patch_size = patch_size
@@ -167,7 +184,7 @@ class DiT(nn.Module):
         self.t_embedder = TimestepEmbed(hidden_size)
         self.y_embedder = LabelEmbed(num_classes, hidden_size)
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens, hidden_size), requires_grad=False)
-        self.blocks = nn.ModuleList([Block(hidden_size, num_heads) for _ in range(depth)])
+        self.blocks = nn.ModuleList([Block(hidden_size, num_heads, fused_attention) for _ in range(depth)])
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
 
     @torch.jit.export

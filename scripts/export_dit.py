@@ -16,7 +16,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dit_module import DiT, official_to_module  # noqa: E402
+from dit_module import HAS_SDPA, DiT, official_to_module  # noqa: E402
 
 # name -> (depth, hidden, heads, patch)
 PRESETS = {}
@@ -98,10 +98,10 @@ def check_preset(cfg, preset):
                               f"{cfg[field]}")
 
 
-def build_module(sd, cfg, heads, name):
+def build_module(sd, cfg, heads, name, fused_attention=False):
     if heads <= 0 or cfg["hidden_size"] % heads != 0:
         raise ExportError(f"--num-heads {heads} does not divide hidden size {cfg['hidden_size']}")
-    model = DiT(num_heads=heads, model_name=name, **cfg)
+    model = DiT(num_heads=heads, model_name=name, fused_attention=fused_attention, **cfg)
     expected = model.state_dict()
     renamed = {official_to_module(k): v for k, v in sd.items()}
     for key, tensor in expected.items():
@@ -118,7 +118,7 @@ def build_module(sd, cfg, heads, name):
     return model.eval()
 
 
-def export(checkpoint, out, preset=None, num_heads=None):
+def export(checkpoint, out, preset=None, num_heads=None, fused_attention=False):
     sd = load_state_dict(checkpoint)
     cfg = infer_config(sd)
     if preset is not None:
@@ -131,7 +131,9 @@ def export(checkpoint, out, preset=None, num_heads=None):
     else:
         raise ExportError("the head count cannot be read off a checkpoint: give --preset or --num-heads")
     name = preset or os.path.splitext(os.path.basename(checkpoint))[0]
-    model = build_module(sd, cfg, heads, name)
+    if fused_attention and not HAS_SDPA:
+        raise ExportError(f"--fused-attention needs PyTorch >= 2.0 (this is {torch.__version__})")
+    model = build_module(sd, cfg, heads, name, fused_attention)
     scripted = torch.jit.script(model)
     tmp = out + ".tmp"
     scripted.save(tmp)
@@ -145,9 +147,13 @@ def main(argv=None):
     parser.add_argument("-o", "--out", required=True, help="TorchScript file to write")
     parser.add_argument("--preset", help="official preset, e.g. DiT-XL/2 (gives the head count)")
     parser.add_argument("--num-heads", type=int, help="attention heads (when no preset fits)")
+    parser.add_argument("--fused-attention", action="store_true",
+                        help="attention through scaled_dot_product_attention (PyTorch >= 2.0; "
+                             "faster on GPUs; the file then needs LibTorch >= 2.0)")
     args = parser.parse_args(argv)
     try:
-        cfg, heads = export(args.checkpoint, args.out, args.preset, args.num_heads)
+        cfg, heads = export(args.checkpoint, args.out, args.preset, args.num_heads,
+                            args.fused_attention)
     except ExportError as exc:
         print(f"export_dit.py: error: {exc}", file=sys.stderr)
         return 2

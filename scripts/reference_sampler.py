@@ -31,6 +31,11 @@ import sys
 import numpy as np
 import torch
 
+# The graph executor's optimizing passes may rewrite a TorchScript graph (e.g. decompose or fuse
+# ops) and change rounding; eoc runs the plain interpreter, so the reference does too. The math
+# stays this file's own; only TorchScript's execution mode is matched.
+torch._C._set_graph_executor_optimize(False)
+
 NUM_TRAIN_TIMESTEPS = 1000
 DEFAULT_IMAGENET_LABELS = [207, 360, 387, 974, 88, 979, 417, 279]
 MASK64 = (1 << 64) - 1
@@ -40,6 +45,19 @@ LABEL_SALT = 0x6C6162656C5F6964
 # --------------------------------------------------------------------------------------------
 # Seeds
 # --------------------------------------------------------------------------------------------
+
+def set_threads(n):
+    """torch's intra-op threads and, like eoc, OpenBLAS's own pool (Debian's BLAS behind torch;
+    a GEMM's rounding can depend on how OpenBLAS splits it)."""
+    import ctypes
+    torch.set_num_threads(n)
+    for name in (None, "libblas.so.3", "libopenblas.so.0"):
+        try:
+            ctypes.CDLL(name).openblas_set_num_threads(ctypes.c_int(n))
+            return
+        except (AttributeError, OSError):
+            continue
+
 
 def splitmix64(x):
     """One splitmix64 output for state x (all arithmetic mod 2**64)."""
@@ -407,7 +425,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args(argv)
     if a.threads > 0:
-        torch.set_num_threads(a.threads)
+        set_threads(a.threads)
     try:
         samples, labels = sample(a.model, a.sampler, a.steps, a.respacing, a.eta, a.cfg_scale,
                                  a.cfg_channels, a.classes, a.num_samples, a.batch_size, a.seed,

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <filesystem>
 
 #include "eoc/error.hpp"
@@ -72,7 +73,7 @@ CachePlan CachePlan::from_mask_json(const std::string& text, const std::string& 
   } catch (const json::exception& e) {
     fail("cache mask '", source, "' is not valid JSON (", e.what(), ")");
   }
-  if (!doc.is_object() || doc.value("format", std::string()) != "eoc-cache-mask")
+  if (!doc.is_object() || !doc.contains("format") || doc["format"] != "eoc-cache-mask")
     fail("cache mask '", source, "' lacks \"format\": \"eoc-cache-mask\"");
   if (!doc.contains("version") || doc["version"] != 1)
     fail("cache mask '", source, "' has an unsupported version (expected 1)");
@@ -90,7 +91,12 @@ CachePlan CachePlan::from_mask_json(const std::string& text, const std::string& 
         item.key() != "depth" && item.key() != "schedule" && item.key() != "description")
       fail("cache mask '", source, "' has unknown key '", item.key(), "'");
   CachePlan plan(steps, depth, "mask:" + source);
-  for (int64_t k = 0; k < steps; ++k) apply_mask_entry(plan, doc["schedule"][k], k, source);
+  for (int64_t k = 0; k < steps; ++k) {
+    if (doc["schedule"][k].is_object() && !doc.contains("depth"))
+      fail("cache mask '", source, "': schedule[", k, "] is per block, so the mask must give "
+           "\"depth\" (the model's block count)");
+    apply_mask_entry(plan, doc["schedule"][k], k, source);
+  }
   plan.validate();
   return plan;
 }
@@ -149,7 +155,8 @@ CachePlan parse_cache_plan(const std::string& spec, int64_t steps, int64_t depth
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != n.size() || n.empty() || interval < 1)
+    if (used != n.size() || n.empty() || !std::isdigit(static_cast<unsigned char>(n[0])) ||
+        interval < 1)
       fail("--cache '", spec, "': the FORA interval must be an integer >= 1 (e.g. fora:3)");
     return CachePlan::fora(steps, depth, interval);
   }

@@ -39,6 +39,14 @@ at::Tensor CachedDit::run_uncached(const at::Tensor& x, int64_t step, const at::
   return run_blocks(x, step, y, nullptr, nullptr, nullptr, nullptr, observer, false);
 }
 
+at::Tensor CachedDit::run_whole_forward(const at::Tensor& x, int64_t step,
+                                        const at::Tensor& y) const {
+  const auto input = guidance_input(x, guidance_).to(model_.dtype());
+  const auto labels = guidance_labels(y, model_.config().num_classes, guidance_);
+  const auto t = at::full({input.size(0)}, timestep(step), labels.options());
+  return apply_guidance(model_.forward(input, t, labels).to(at::kFloat), guidance_);
+}
+
 at::Tensor CachedDit::run_blocks(const at::Tensor& x, int64_t step, const at::Tensor& y,
                                  const CachePlan* plan, FeatureCache* cache,
                                  const Corrector* corrector, CacheStats* stats,

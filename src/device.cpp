@@ -3,6 +3,8 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 
+#include <dlfcn.h>
+
 #include <thread>
 
 #include "eoc/error.hpp"
@@ -43,6 +45,12 @@ void configure_runtime(const ModelOptions& o, const at::Device& device) {
   const int threads = o.threads > 0 ? o.threads
                                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
+  // Debian's LibTorch reaches OpenBLAS through the generic BLAS interface and never tells it how
+  // many threads to use, so OpenBLAS keeps a pool of its own beside LibTorch's; on a busy
+  // machine the two spin against each other. Give OpenBLAS the same count when it is the BLAS.
+  using SetThreads = void (*)(int);
+  if (auto set_blas = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    set_blas(threads);
   if (o.tf32 && !device.is_cuda()) fail("--tf32 applies to CUDA devices only");
   if (device.is_cuda()) {
     at::globalContext().setAllowTF32CuBLAS(o.tf32);

@@ -143,7 +143,8 @@ bool form_has_vectors(EocForm f) { return f != EocForm::taylor; }
 void save_prior(const std::string& path, const EocPrior& p) {
   json judged = json::array();
   for (const auto& j : p.judged)
-    judged.push_back({{"step", j.step}, {"theta", j.theta}, {"errors", j.errors}});
+    judged.push_back({{"step", j.step}, {"theta", j.theta}, {"candidates", j.candidates},
+                      {"errors", j.errors}});
   json entries = json::array();
   for (const auto& [key, v] : p.vectors)
     entries.push_back({{"step", std::get<0>(key)}, {"block", std::get<1>(key)},
@@ -168,7 +169,18 @@ void save_prior(const std::string& path, const EocPrior& p) {
   write_file_atomic(path, doc.dump(1) + "\n");
 }
 
+EocPrior load_prior_unchecked(const std::string& path);
+
 EocPrior load_prior(const std::string& path) {
+  try {
+    return load_prior_unchecked(path);
+  } catch (const json::exception& e) {
+    // A value of the wrong kind deep inside (a string where a number belongs, ...).
+    fail("prior '", path, "' is invalid: ", e.what(), " (re-run eoc calibrate)");
+  }
+}
+
+EocPrior load_prior_unchecked(const std::string& path) {
   using T = json::value_t;
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) fail("prior file '", path, "' does not exist");
@@ -203,7 +215,9 @@ EocPrior load_prior(const std::string& path) {
     StepJudgment s;
     s.step = r.field(j, "step", T::number_integer, "judged[].").get<int64_t>();
     s.theta = r.field(j, "theta", T::number_float, "judged[].").get<double>();
+    s.candidates = r.field(j, "candidates", T::array, "judged[].").get<std::vector<double>>();
     s.errors = r.field(j, "errors", T::array, "judged[].").get<std::vector<double>>();
+    if (s.candidates.size() != s.errors.size()) r.bad("judged[] candidates and errors differ in length");
     p.judged.push_back(s);
   }
   const auto& vectors = r.field(doc, "vectors", T::object, "");
@@ -238,8 +252,9 @@ void check_prior_matches(const EocPrior& prior, const PriorAssumptions& run,
   auto note = [&](const char* what, const std::string& have, const std::string& want) {
     if (have != want) diff += str(diff.empty() ? "" : "; ", what, " ", have, " (this run: ", want, ")");
   };
-  note("model", p.model_name + " sha256 " + p.model_sha256.substr(0, 12),
-       run.model_name + " sha256 " + run.model_sha256.substr(0, 12));
+  if (p.model_sha256 != run.model_sha256 || p.model_name != run.model_name)
+    note("model", p.model_name + " sha256 " + p.model_sha256.substr(0, 12) + "...",
+         run.model_name + " sha256 " + run.model_sha256.substr(0, 12) + "...");
   note("sampler", p.sampler, run.sampler);
   note("steps", std::to_string(p.steps), std::to_string(run.steps));
   note("respacing", p.respacing, run.respacing);
@@ -250,50 +265,43 @@ void check_prior_matches(const EocPrior& prior, const PriorAssumptions& run,
   if (!diff.empty()) fail("prior '", prior_path, "' was made for another run: ", diff);
 }
 
-namespace {
+EocCorrector::EocCorrector(const EocPrior& prior, const at::Device& device, at::ScalarType dtype)
+    : form_(prior.form),
+      theta_(prior.step_theta),
+      halves_(prior.assumes.cfg_scale > 1.0 ? 2 : 1) {
+  for (const auto& [key, v] : prior.vectors)
+    vectors_[key] = v.narrow(0, 0, halves_).reshape({halves_, 1, 1, v.size(1)}).to(device, dtype);
+  for (int64_t k = 0; k < static_cast<int64_t>(theta_.size()); ++k) set_step_theta(k, theta_[k]);
+}
 
-class EocCorrector final : public Corrector {
- public:
-  EocCorrector(const EocPrior& prior, const at::Device& device, at::ScalarType dtype)
-      : form_(prior.form), theta_(prior.step_theta), halves_(prior.assumes.cfg_scale > 1.0 ? 2 : 1) {
-    for (const auto& [key, v] : prior.vectors) {
-      const double theta = theta_[std::get<0>(key)];
-      if (theta == 0.0) continue;
-      // Pre-scaled so a reused entry costs one fused op: (1 + theta E) or theta W.
-      auto coef = form_ == EocForm::scale ? 1.0 + theta * v : theta * v;
-      coef = coef.narrow(0, 0, halves_).reshape({halves_, 1, 1, v.size(1)});
-      coefs_[key] = coef.to(device, dtype);
-    }
+void EocCorrector::set_step_theta(int64_t step, double theta) {
+  if (step < 0 || step >= static_cast<int64_t>(theta_.size()))
+    fail("internal: step ", step, " is outside the prior's ", theta_.size(), " steps");
+  theta_[step] = theta;
+  for (auto it = vectors_.lower_bound({step, 0, 0});
+       it != vectors_.end() && std::get<0>(it->first) == step; ++it)
+    coefs_[it->first] = form_ == EocForm::scale ? 1.0 + theta * it->second : theta * it->second;
+}
+
+at::Tensor EocCorrector::correct(int64_t step, int64_t block, Branch b,
+                                 const CachedFeature& e) const {
+  const double theta = theta_[step];
+  if (theta == 0.0) return e.value;
+  if (form_ == EocForm::taylor) {
+    const double tau = taylor_tau(step, e);
+    return tau == 0.0 ? e.value : at::add(e.value, e.delta, theta * tau);
   }
-  std::string name() const override { return "eoc"; }
-  bool needs_delta() const override { return form_ != EocForm::scale; }
-
-  at::Tensor correct(int64_t step, int64_t block, Branch b, const CachedFeature& e) const override {
-    const double theta = theta_[step];
-    if (theta == 0.0) return e.value;
-    if (form_ == EocForm::taylor) {
-      const double tau = taylor_tau(step, e);
-      return tau == 0.0 ? e.value : at::add(e.value, e.delta, theta * tau);
-    }
-    const auto it = coefs_.find({step, block, static_cast<int>(b)});
-    if (it == coefs_.end()) return e.value;  // an entry the fit left plain
-    const auto& value = e.value;
-    const auto split = [&](const at::Tensor& t) {
-      return t.view({halves_, t.size(0) / halves_, t.size(1), t.size(2)});
-    };
-    if (form_ == EocForm::scale) return (split(value) * it->second).view_as(value);
-    if (!e.delta.defined()) return value;
-    return at::addcmul(split(value), it->second, split(e.delta)).view_as(value);
-  }
-
- private:
-  EocForm form_;
-  std::vector<double> theta_;
-  int64_t halves_;
-  std::map<EntryKey, at::Tensor> coefs_;  // (halves, 1, 1, D)
-};
-
-}  // namespace
+  const auto it = coefs_.find({step, block, static_cast<int>(b)});
+  if (it == coefs_.end()) return e.value;  // an entry the fit left plain
+  const auto& value = e.value;
+  // Rows are [conditional; unconditional] halves; each half has its own vector.
+  const auto split = [&](const at::Tensor& t) {
+    return t.view({halves_, t.size(0) / halves_, t.size(1), t.size(2)});
+  };
+  if (form_ == EocForm::scale) return (split(value) * it->second).view_as(value);
+  if (!e.delta.defined()) return value;
+  return at::addcmul(split(value), it->second, split(e.delta)).view_as(value);
+}
 
 std::unique_ptr<Corrector> make_eoc_corrector(const EocPrior& prior, const at::Device& device,
                                               at::ScalarType dtype) {

@@ -39,6 +39,7 @@ void write_png(const std::string& path, const at::Tensor& hwc, bool rgb) {
 at::Tensor make_grid(const at::Tensor& nhwc, int64_t nrow) {
   const int64_t n = nhwc.size(0), h = nhwc.size(1), w = nhwc.size(2), c = nhwc.size(3);
   const int64_t pad = 2;
+  if (n < 1 || nrow < 1) fail("internal: a grid needs at least one image and one per row");
   const int64_t cols = std::min(nrow, n), rows = (n + cols - 1) / cols;
   auto grid = at::zeros({rows * (h + pad) + pad, cols * (w + pad) + pad, c}, at::kByte);
   for (int64_t i = 0; i < n; ++i) {

@@ -6,26 +6,31 @@
 
 namespace eoc {
 
+std::string npy_header(const std::string& descr, const std::vector<int64_t>& shape) {
+  std::string dims = "(";
+  for (int64_t d : shape) dims += std::to_string(d) + ", ";
+  if (shape.size() > 1) dims.resize(dims.size() - 2);
+  else if (shape.size() == 1) dims.resize(dims.size() - 1);
+  dims += ")";
+  std::string header =
+      "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + dims + ", }";
+  // Magic, version 1.0, header length; the header is padded so the data starts 64-aligned.
+  const size_t unpadded = 10 + header.size() + 1;
+  header += std::string((64 - unpadded % 64) % 64, ' ') + "\n";
+  if (header.size() > 0xffff) fail("internal: .npy header of ", header.size(), " bytes is too long");
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>((header.size() >> 8) & 0xff);
+  return out + header;
+}
+
 std::string npy_bytes(const at::Tensor& tensor) {
   const auto t = tensor.contiguous().cpu();
   std::string descr;
   if (t.scalar_type() == at::kFloat) descr = "<f4";
   else if (t.scalar_type() == at::kByte) descr = "|u1";
   else fail("internal: .npy writer supports float32 and uint8 only");
-  std::string shape = "(";
-  for (int64_t d : t.sizes()) shape += std::to_string(d) + ", ";
-  if (t.dim() > 1) shape.resize(shape.size() - 2);
-  else if (t.dim() == 1) shape.resize(shape.size() - 1);
-  shape += ")";
-  std::string header =
-      "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
-  // Magic, version 1.0, header length; the header is padded so the data starts 64-aligned.
-  const size_t unpadded = 10 + header.size() + 1;
-  header += std::string((64 - unpadded % 64) % 64, ' ') + "\n";
-  std::string out("\x93NUMPY\x01\x00", 8);
-  out += static_cast<char>(header.size() & 0xff);
-  out += static_cast<char>((header.size() >> 8) & 0xff);
-  out += header;
+  std::string out = npy_header(descr, t.sizes().vec());
   out.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
   return out;
 }

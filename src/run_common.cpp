@@ -123,6 +123,7 @@ RunSetup prepare_run(const ModelOptions& mo, const SamplingOptions& so) {
   run.seed = so.seed;
   run.seed_mode = parse_seed_mode(so.seed_mode);
   run.check_finite = so.check_finite;
+  run.whole_forward = so.whole_forward;
   run.schedule = make_schedule(so.steps, respacing);
   run.device = parse_device(mo.device);
   const auto dtype = parse_dtype(mo.dtype);
@@ -147,6 +148,8 @@ CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
   const auto& cfg = run.model->config();
   CacheSetup c{parse_cache_plan(o.cache, run.schedule.size(), cfg.depth), nullptr, "", "", ""};
   c.plan.validate();
+  if (run.whole_forward && c.plan.reused_total() > 0)
+    fail("--whole-forward runs the module's forward and cannot cache: use it with --cache none");
   std::string name = o.correct.empty() ? (o.prior.empty() ? "none" : "eoc") : o.correct;
   if (name == "eoc" && o.prior.empty()) fail("--correct eoc needs --prior PRIOR.json (from eoc calibrate)");
   if (name != "eoc" && !o.prior.empty())
@@ -186,34 +189,43 @@ std::vector<std::vector<int64_t>> make_batches(const std::vector<int64_t>& indic
   return batches;
 }
 
+BatchStart begin_batch(const RunSetup& run, const std::vector<int64_t>& indices) {
+  BatchStart b;
+  b.noise = std::make_shared<BatchNoise>(run.seed_mode, run.seed, indices, run.image_shape(),
+                                         run.guidance.batch_multiplier(), run.device);
+  b.x = b.noise->initial();
+  if (run.random_labels) {
+    b.labels = b.noise->random_labels(run.model->config().num_classes);
+  } else {
+    std::vector<int64_t> labels;
+    for (int64_t i : indices) labels.push_back(run.labels[i]);
+    b.labels = at::tensor(labels, at::kLong).to(run.device);
+  }
+  return b;
+}
+
 at::Tensor sample_batch(const RunSetup& run, const std::vector<int64_t>& indices,
                         const CachePlan& plan, const Corrector& corrector, CacheStats& stats,
                         const StepDoneFn& step_done) {
   c10::InferenceMode inference;
   const auto& cfg = run.model->config();
-  BatchNoise noise(run.seed_mode, run.seed, indices, run.image_shape(),
-                   run.guidance.batch_multiplier(), run.device);
-  auto x = noise.initial();
-  at::Tensor y;
-  if (run.random_labels) {
-    y = noise.random_labels(cfg.num_classes);
-  } else {
-    std::vector<int64_t> labels;
-    for (int64_t i : indices) labels.push_back(run.labels[i]);
-    y = at::tensor(labels, at::kLong).to(run.device);
-  }
+  auto start = begin_batch(run, indices);
+  const auto& y = start.labels;
   CachedDit dit(*run.model, run.schedule, run.guidance);
   FeatureCache cache(cfg.depth, corrector.needs_delta());
   // Finiteness is recorded on the device per step and read once per batch (no per-step sync).
   auto finite = at::ones({run.schedule.size()}, at::TensorOptions().dtype(at::kBool).device(run.device));
   auto denoise = [&](const at::Tensor& xk, int64_t k) {
     check_stop();
-    auto out = dit.run(xk, k, y, plan, cache, corrector, &stats);
+    auto out = run.whole_forward ? dit.run_whole_forward(xk, k, y)
+                                 : dit.run(xk, k, y, plan, cache, corrector, &stats);
+    stats.peak_cache_bytes = std::max(stats.peak_cache_bytes, cache.bytes());
     if (run.check_finite) finite[k].copy_(at::isfinite(out).all());
     return out;
   };
-  auto x0 = sample_loop(run.sampler, run.schedule, x, denoise,
-                        [&](int64_t) { return noise.step(draws_noise(run.sampler)); }, step_done);
+  auto x0 = sample_loop(run.sampler, run.schedule, start.x, denoise,
+                        [&](int64_t) { return start.noise->step(draws_noise(run.sampler)); },
+                        step_done);
   if (run.check_finite && !finite.all().item<bool>()) {
     const auto bad = (~finite).nonzero();
     fail("the model output holds NaN or Inf at sampling step ", bad[0].item<int64_t>(),
@@ -237,7 +249,8 @@ nlohmann::json cache_stats_json(const CacheStats& stats, const ModelConfig& cfg)
           {"computed_per_step", stats.computed},
           {"reused_per_step", stats.reused},
           {"steps", steps},
-          {"estimated_flops_saved", all > 0 ? saved / all : 0.0}};
+          {"estimated_flops_saved", all > 0 ? saved / all : 0.0},
+          {"peak_cache_bytes", stats.peak_cache_bytes}};
 }
 
 void write_json(const std::string& path, const nlohmann::json& doc) {

@@ -34,6 +34,7 @@ struct RunSetup {
   int64_t num_samples = 0;
   int64_t batch_size = 0;
   bool check_finite = true;
+  bool whole_forward = false;
   std::string respacing;
   double load_seconds = 0;
 
@@ -53,6 +54,14 @@ struct CacheSetup {
 };
 
 CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& options);
+
+// The start of one batch: x_T (B, C, H, W), labels (B,), and its noise stream.
+struct BatchStart {
+  at::Tensor x;
+  at::Tensor labels;
+  std::shared_ptr<BatchNoise> noise;
+};
+BatchStart begin_batch(const RunSetup& run, const std::vector<int64_t>& indices);
 
 // Samples one batch of image indices -> (B, C, H, W) float32 on the run's device.
 at::Tensor sample_batch(const RunSetup& run, const std::vector<int64_t>& indices,

@@ -10,17 +10,12 @@
 #include "eoc/npy.hpp"
 #include "eoc/pipeline.hpp"
 #include "run_common.hpp"
+#include "sample_dir.hpp"
 
 namespace eoc {
 namespace {
 
 constexpr int64_t kGridMaxImages = 1024;
-
-std::string image_file(const std::string& dir, int64_t index) {
-  std::ostringstream name;
-  name << std::setw(6) << std::setfill('0') << index << ".png";
-  return (std::filesystem::path(dir) / name.str()).string();
-}
 
 // Fails early (before any sampling) when an output location cannot be written.
 void check_writable_parent(const std::string& path, const char* flag) {
@@ -58,8 +53,12 @@ void run_sample(const SampleOptions& options) {
     if (!path.empty()) check_writable_parent(path, flag);
   if (!out.dir.empty()) prepare_out_dir(out.dir);
 
-  const RunSetup run = prepare_run(options.model, options.sampling);
+  const Shard shard = sample_shard(options, out);
+  auto model_options = options.model;
+  model_options.device = shard_device(model_options.device, shard);
+  const RunSetup run = prepare_run(model_options, options.sampling);
   const CacheSetup cache = prepare_cache(run, options.cache);
+  const auto vae = prepare_vae(options, out, run);
   const auto& cfg = run.model->config();
   log::info(str("model ", cfg.name, " (", run.model->path(), ") on ", run.device.str(), "; ",
                 sampler_name(run.sampler.kind), " ", run.schedule.size(), " steps, cfg ",
@@ -67,18 +66,19 @@ void run_sample(const SampleOptions& options) {
                 static_cast<int>(100 * cache.plan.caching_level() + 0.5), "% reused), correct ",
                 cache.corrector_name));
 
-  std::vector<int64_t> indices(run.num_samples);
-  for (int64_t i = 0; i < run.num_samples; ++i) indices[i] = i;
+  const auto indices = plan_sample_indices(options, out, run, cache, vae.get(), shard);
+  const int64_t count = static_cast<int64_t>(indices.size());
   std::vector<at::Tensor> grid_images, raw_images;
   CacheStats stats(run.schedule.size());
   int64_t written = 0;
   const auto batches = make_batches(indices, run.batch_size);
   if (run.seed_mode == SeedMode::official) seed_global(run.seed);
-  log::Progress progress("sampling", run.num_samples * run.schedule.size());
+  log::Progress progress("sampling", count * run.schedule.size());
   Stopwatch sampling;
   for (const auto& batch : batches) {
     auto images = sample_batch(run, batch, cache.plan, *cache.corrector, stats,
                                [&](int64_t) { progress.advance(static_cast<long>(batch.size())); });
+    if (vae) images = vae->decode(images, options.vae.scale);
     if (!out.raw.empty()) raw_images.push_back(images.to(at::kFloat).cpu());
     const auto pixels = to_uint8_hwc(images);
     if (!out.grid.empty())
@@ -86,7 +86,7 @@ void run_sample(const SampleOptions& options) {
         grid_images.push_back(pixels[i]);
     if (!out.dir.empty())
       for (size_t i = 0; i < batch.size(); ++i) {
-        write_png(image_file(out.dir, batch[i]), pixels[i], /*rgb=*/true);
+        write_png(image_path(out.dir, batch[i]), pixels[i], /*rgb=*/true);
         ++written;
       }
   }
@@ -112,17 +112,22 @@ void run_sample(const SampleOptions& options) {
         {"eoc_version", EOC_VERSION},
         {"settings", run.settings()},
         {"cache", cache.settings()},
+        {"vae", vae ? nlohmann::json{{"path", vae->path()}, {"sha256", vae->sha256()},
+                                     {"scale", options.vae.scale}}
+                    : nlohmann::json(nullptr)},
+        {"shard", {{"index", shard.index}, {"count", shard.count}, {"source", shard.source}}},
         {"cache_stats", cache_stats_json(stats, cfg)},
         {"timings_s", {{"load", run.load_seconds}, {"sample", sample_seconds},
                        {"write", writing.seconds()}, {"total", total.seconds()}}},
-        {"images_per_second", run.num_samples / sample_seconds},
+        {"images_per_second", count > 0 ? count / sample_seconds : 0.0},
         {"outputs", {{"grid", out.grid}, {"dir", out.dir}, {"raw", out.raw},
                      {"images_written", written}}},
     };
     write_json(out.report, report);
   }
-  log::info(str("sampled ", run.num_samples, " images in ", sample_seconds, " s (",
-                run.num_samples / sample_seconds, " images/s)"));
+  if (count == 0) log::info("every image was already there: nothing sampled");
+  else log::info(str("sampled ", count, " images in ", sample_seconds, " s (",
+                     count / sample_seconds, " images/s)"));
 }
 
 }  // namespace eoc

@@ -22,6 +22,7 @@ namespace eoc {
 struct CacheStats {
   std::vector<int64_t> computed;  // branch computations per step
   std::vector<int64_t> reused;    // branch reuses per step
+  int64_t peak_cache_bytes = 0;   // the feature cache's size at its largest
   explicit CacheStats(int64_t steps = 0) : computed(steps, 0), reused(steps, 0) {}
   int64_t total_computed() const;
   int64_t total_reused() const;
@@ -45,6 +46,10 @@ class CachedDit {
   at::Tensor run(const at::Tensor& x, int64_t step, const at::Tensor& y, const CachePlan& plan,
                  FeatureCache& cache, const Corrector& corrector, CacheStats* stats = nullptr,
                  BranchObserver* observer = nullptr, bool store = true) const;
+
+  // The same step through the module's own forward (no hook): the baseline for measuring what
+  // the hook itself costs.
+  at::Tensor run_whole_forward(const at::Tensor& x, int64_t step, const at::Tensor& y) const;
 
   // The same step with nothing cached (the uncached reference output).
   at::Tensor run_uncached(const at::Tensor& x, int64_t step, const at::Tensor& y,

@@ -46,10 +46,13 @@ struct PriorAssumptions {
   std::string cache_layout;  // CachePlan::layout()
 };
 
+// How one reused step's strength was chosen: the candidates tried and the error of each
+// (local judgment: guided-output MSE at that step; trajectory: final-image MSE).
 struct StepJudgment {
   int64_t step = 0;
   double theta = 0.0;
-  std::vector<double> errors;  // one per candidate theta (same order as EocPrior::thetas)
+  std::vector<double> candidates;
+  std::vector<double> errors;
 };
 
 struct EocPrior {
@@ -58,7 +61,7 @@ struct EocPrior {
   PriorAssumptions assumes;
   EocForm form = EocForm::taylor;
   std::string judgment;              // "local" | "trajectory"
-  std::vector<double> thetas;        // the candidate grid
+  std::vector<double> thetas;        // the candidate grid (trajectory: its range bounds theta)
   std::vector<double> step_theta;    // per sampling step (S entries)
   std::vector<StepJudgment> judged;  // reused steps only
   // (step, block, branch) -> (2, D) float32 CPU: row 0 conditional half, row 1 unconditional.
@@ -77,6 +80,24 @@ void check_prior_matches(const EocPrior& prior, const PriorAssumptions& run,
 
 // The `eoc` corrector: `form` with per-step strengths. Vectors are moved to the device and
 // dtype of the features and pre-scaled by theta, so each reused entry costs one fused op.
+class EocCorrector final : public Corrector {
+ public:
+  EocCorrector(const EocPrior& prior, const at::Device& device, at::ScalarType dtype);
+  std::string name() const override { return "eoc"; }
+  bool needs_delta() const override { return form_ != EocForm::scale; }
+  at::Tensor correct(int64_t step, int64_t block, Branch b, const CachedFeature& e) const override;
+  // Calibration tries strengths one step at a time.
+  void set_step_theta(int64_t step, double theta);
+  double step_theta(int64_t step) const { return theta_[step]; }
+
+ private:
+  EocForm form_;
+  std::vector<double> theta_;
+  int64_t halves_;
+  std::map<EntryKey, at::Tensor> vectors_;  // unscaled, (halves, 1, 1, D) on the device
+  std::map<EntryKey, at::Tensor> coefs_;    // pre-scaled by theta (scale form: 1 + theta E)
+};
+
 std::unique_ptr<Corrector> make_eoc_corrector(const EocPrior& prior, const at::Device& device,
                                               at::ScalarType dtype);
 

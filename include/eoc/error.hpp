@@ -34,7 +34,7 @@ std::string str(const Args&... args) {
 
 template <typename... Args>
 [[noreturn]] void fail(const Args&... args) {
-  throw Error(str(args...));
+  throw Error(eoc::str(args...));
 }
 
 // Writes `bytes` to `path` atomically: a temp file next to it, then rename. A reader never sees a

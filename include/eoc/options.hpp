@@ -30,6 +30,7 @@ struct SamplingOptions {
   uint64_t seed = 0;
   std::string seed_mode = "per-image";  // per-image | official
   bool check_finite = true;             // stop on NaN/Inf model output
+  bool whole_forward = false;           // uncached via the module's forward (hook overhead)
 };
 
 struct CacheOptions {
@@ -46,11 +47,27 @@ struct OutputOptions {
   std::string report;  // JSON run report
 };
 
+struct VaeOptions {
+  std::string path;        // TorchScript decoder from scripts/export_vae.py ("" = pixel model)
+  double scale = 0.18215;  // latents are divided by this before decoding (DiT / SD's VAE)
+};
+
 struct SampleOptions {
   ModelOptions model;
   SamplingOptions sampling;
   CacheOptions cache;
   OutputOptions output;
+  VaeOptions vae;
+  std::string shard;        // "I/N"; "" = from torchrun/Slurm variables with --out-dir, else 0/1
+  int64_t latent_size = 0;  // expected model input size (0 = any; set by configs/*.json)
+  int64_t image_size = 0;   // expected side of the written images (0 = any)
+};
+
+// `eoc pack DIR -o samples.npz`: the images of one --out-dir folder as the ADM evaluator's npz.
+struct PackOptions {
+  std::string dir;
+  std::string out = "samples.npz";
+  int64_t num = 0;  // images to pack (indices 0..num-1); 0 = num_samples of the run records
 };
 
 struct CompareOptions {
@@ -63,13 +80,17 @@ struct CompareOptions {
 };
 
 struct CalibrateOptions {
+  CalibrateOptions() {
+    sampling.num_samples = 48;
+    sampling.seed = 1000;  // other seeds than sampling's default, so evaluations are held out
+  }
   ModelOptions model;
   SamplingOptions sampling;  // num_samples = calibration samples (fit + judge)
   std::string cache = "fora:3";
   std::string form = "taylor";  // scale | extrapolate | taylor
-  std::vector<double> thetas;   // empty: the default grid of the chosen judgment
+  std::vector<double> thetas;   // empty: 0, 0.25, ..., 1.5
   std::string judgment = "trajectory";  // local | trajectory
-  double judge_fraction = 0.25;  // share of the samples held out for the judgment
+  int64_t judge_samples = 16;  // held out from the fit, judged in one batch
   std::string out;
 };
 

@@ -15,6 +15,8 @@ void run_sample(const SampleOptions& options);
 void run_compare(const CompareOptions& options);
 // Prior extraction and judgment; writes the JSON prior.
 void run_calibrate(const CalibrateOptions& options);
+// Packs DIR/000000.png.. into an npz (key arr_0, uint8 (N, H, W, 3)) plus a settings JSON.
+void run_pack(const PackOptions& options);
 
 // Set by a SIGINT/SIGTERM handler; long loops poll it and stop cleanly (eoc::Interrupted).
 void request_stop(int signal_number);

@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "config_file.hpp"
+#include "eoc/error.hpp"
 #include "eoc/options.hpp"
 #include "eoc/pipeline.hpp"
 
@@ -41,6 +43,9 @@ void add_sampling_flags(CLI::App* cmd, SamplingOptions& o) {
       ->capture_default_str();
   cmd->add_flag("!--no-check-finite", o.check_finite,
                 "Skip the NaN/Inf check of model outputs (once trusted)");
+  cmd->add_flag("--whole-forward", o.whole_forward,
+                "Run the module's own forward instead of the block loop (no cache; for "
+                "measuring the hook's overhead)");
 }
 
 void add_cache_flags(CLI::App* cmd, CacheOptions& o) {
@@ -49,6 +54,48 @@ void add_cache_flags(CLI::App* cmd, CacheOptions& o) {
                   "What a reused feature becomes: none | taylor | eoc (default: eoc with "
                   "--prior, else none)");
   cmd->add_option("--prior", o.prior, "EOC prior from `eoc calibrate`");
+}
+
+// --vae, sharding and the checks the shipped configs set (FID runs, latent DiTs).
+void add_fid_flags(CLI::App* cmd, SampleOptions& o) {
+  cmd->add_option("--vae", o.vae.path,
+                  "TorchScript VAE decoder (scripts/export_vae.py) for latent DiTs: images are "
+                  "decode(latent / --vae-scale)");
+  cmd->add_option("--vae-scale", o.vae.scale, "Latent scale of the VAE")->capture_default_str();
+  cmd->add_option("--shard", o.shard,
+                  "I/N: make the indices i with i % N == I (default with --out-dir: from "
+                  "torchrun's RANK/WORLD_SIZE or Slurm's SLURM_PROCID/SLURM_NTASKS)");
+  cmd->add_option("--latent-size", o.latent_size,
+                  "Expected model input size (0 = any; configs set it)")->capture_default_str();
+  cmd->add_option("--image-size", o.image_size,
+                  "Expected side of the written images (0 = any; configs set it)")
+      ->capture_default_str();
+}
+
+void add_config_flags(CLI::App* cmd) {
+  add_config_flag(cmd);
+  add_dry_run_flag(cmd);
+}
+
+void add_pack_command(CLI::App& app, const std::shared_ptr<std::function<void()>>& action) {
+  auto pack = std::make_shared<PackOptions>();
+  auto* cmd = app.add_subcommand(
+      "pack", "Pack an --out-dir folder into samples.npz (arr_0) for the ADM FID evaluator");
+  cmd->add_option("dir", pack->dir, "Folder written by eoc sample --out-dir")->required();
+  cmd->add_option("-o,--out", pack->out,
+                  "npz to write; its settings and checksum go to a .json beside it")
+      ->capture_default_str();
+  cmd->add_option("--num", pack->num,
+                  "Images to pack, indices 0..N-1 (default: num_samples of the run records)");
+  cmd->callback([=] {
+    *action = [=] {
+#ifdef EOC_HAVE_LIBZIP
+      run_pack(*pack);
+#else
+      fail("this build has no libzip: `eoc pack` is unavailable (install libzip-dev and rebuild)");
+#endif
+    };
+  });
 }
 
 }  // namespace
@@ -74,6 +121,8 @@ std::function<void()> register_commands(CLI::App& app) {
   sample_cmd->add_option("--out-raw", sample->output.raw,
                          "float32 .npy (N, C, H, W) of the samples before quantisation");
   sample_cmd->add_option("--report", sample->output.report, "JSON run report");
+  add_fid_flags(sample_cmd, *sample);
+  add_config_flags(sample_cmd);
   sample_cmd->callback([=] { *action = [=] { run_sample(*sample); }; });
 
   auto compare = std::make_shared<CompareOptions>();
@@ -86,6 +135,7 @@ std::function<void()> register_commands(CLI::App& app) {
   compare_cmd->add_option("--report", compare->report, "Also write the JSON here");
   compare_cmd->add_option("--repeats", compare->repeats, "Timed runs of each; medians reported")
       ->capture_default_str();
+  add_config_flags(compare_cmd);
   compare_cmd->callback([=] { *action = [=] { run_compare(*compare); }; });
 
   auto calibrate = std::make_shared<CalibrateOptions>();
@@ -98,17 +148,21 @@ std::function<void()> register_commands(CLI::App& app) {
   calibrate_cmd->add_option("--eoc-form", calibrate->form, "scale | extrapolate | taylor")
       ->capture_default_str();
   calibrate_cmd->add_option("--eoc-thetas", calibrate->thetas,
-                            "Candidate strengths (default: 0,0.25,...,1.5 local; 0.5..1.5 "
-                            "trajectory)")
+                            "Strengths: the local judgment's grid; the trajectory judgment's "
+                            "range (default 0,0.25,...,1.5)")
       ->delimiter(',');
   calibrate_cmd->add_option("--judgment", calibrate->judgment,
-                            "trajectory (final-image error, greedy) | local (one-step output "
-                            "error)")->capture_default_str();
-  calibrate_cmd->add_option("--judge-fraction", calibrate->judge_fraction,
-                            "Share of the samples held out for the judgment")
+                            "trajectory (each step's strength by the final images' error, "
+                            "greedily in step order) | local (the step's guided output error)")
+      ->capture_default_str();
+  calibrate_cmd->add_option("--judge-samples", calibrate->judge_samples,
+                            "Samples held out from the fit for the judgment")
       ->capture_default_str();
   calibrate_cmd->add_option("--out", calibrate->out, "Prior JSON to write")->required();
+  add_config_flags(calibrate_cmd);
   calibrate_cmd->callback([=] { *action = [=] { run_calibrate(*calibrate); }; });
+
+  add_pack_command(app, action);
 
   return [action] { (*action)(); };
 }

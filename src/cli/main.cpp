@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "config_file.hpp"
 #include "eoc/error.hpp"
 #include "eoc/log.hpp"
 #include "eoc/pipeline.hpp"
@@ -43,10 +44,14 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   try {
+    eoc::cli::apply_config_file(app);
+    if (eoc::cli::print_dry_run(app)) return 0;
     action();
     return 0;
   } catch (const eoc::Interrupted& e) {
-    std::cerr << "eoc: " << e.what() << "; stopped cleanly, nothing partial was written\n";
+    std::cerr << "eoc: " << e.what()
+              << "; stopped cleanly: no partial file was written (finished --out-dir images are "
+                 "kept; the same command resumes)\n";
     return 128 + e.signal_number();
   } catch (const eoc::Error& e) {
     std::cerr << "eoc: error: " << e.what() << "\n";

@@ -84,3 +84,18 @@ def fmnist_ts():
     if not os.path.isfile(path):
         pytest.skip(f"{path} not present")
     return path
+
+
+@pytest.fixture(scope="session")
+def eoc_bin():
+    """The eoc binary under test: $EOC_BINARY, else build/eoc in the repository."""
+    path = os.environ.get("EOC_BINARY") or os.path.join(REPO, "build", "eoc")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.skip(f"eoc binary {path} not built (set EOC_BINARY or build into build/)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def builtin_model(fmnist_ts):
+    """The built-in Fashion-MNIST model, third_party/models/fmnist-dit-s4.ts."""
+    return fmnist_ts

@@ -1,0 +1,486 @@
+// The EOC prior file (save/load/validation) and the corrector built from it.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "eoc/cache_plan.hpp"
+#include "eoc/eoc_prior.hpp"
+#include "eoc/error.hpp"
+#include "eoc/sha256.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using eoc::Branch;
+using eoc::CachedFeature;
+using eoc::EocForm;
+using eoc::EocPrior;
+using eoc_test::error_message;
+using eoc_test::TempDir;
+using nlohmann::json;
+
+constexpr int64_t kD = 4;
+
+eoc::PriorAssumptions assumptions() {
+  eoc::PriorAssumptions a;
+  a.model_sha256 = std::string(32, 'a') + std::string(32, 'b');
+  a.model_name = "DiT-S/4";
+  a.depth = 2;
+  a.hidden_size = kD;
+  a.sampler = "ddim";
+  a.steps = 3;
+  a.respacing = "even";
+  a.eta = 0.0;
+  a.cfg_scale = 4.0;
+  a.cfg_channels = "3";
+  a.cache_spec = "fora:2";
+  a.cache_layout = eoc::CachePlan::fora(3, 2, 2).layout();
+  return a;
+}
+
+at::Tensor vec(std::vector<float> v) { return at::tensor(v, at::kFloat).reshape({2, kD}); }
+
+EocPrior sample_prior() {
+  EocPrior p;
+  p.assumes = assumptions();
+  p.form = EocForm::scale;
+  p.judgment = "local";
+  p.thetas = {0.0, 0.5, 1.0};
+  p.step_theta = {0.0, 1.0, 0.0};
+  p.judged = {{1, 1.0, {0.0, 0.5, 1.0}, {0.3, 0.2, 0.125}}};
+  p.vectors[{1, 0, 0}] = vec({0.1234567f, -7.5f, 1e-30f, 3.0f, -0.0f, 49.0f, 1.0f / 3.0f, -2.0f});
+  p.vectors[{1, 1, 1}] = vec({1, 2, 3, 4, 5, 6, 7, 8});
+  p.calibration_json = R"({"images":8,"seed":0})";
+  return p;
+}
+
+json read_json(const std::string& path) { return json::parse(eoc::read_file(path)); }
+
+// Rewrites a prior document with a checksum that matches its (edited) content.
+void write_signed(const std::string& path, json doc) {
+  doc.erase("checksum");
+  doc["checksum"] = eoc::sha256_hex(doc.dump());
+  eoc_test::write_text(path, doc.dump(1) + "\n");
+}
+
+TEST(Prior, RoundTrip) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  const auto p = sample_prior();
+  eoc::save_prior(path, p);
+  const auto q = eoc::load_prior(path);
+  const auto& a = q.assumes;
+  const auto& e = p.assumes;
+  EXPECT_EQ(a.model_sha256, e.model_sha256);
+  EXPECT_EQ(a.model_name, e.model_name);
+  EXPECT_EQ(a.depth, e.depth);
+  EXPECT_EQ(a.hidden_size, e.hidden_size);
+  EXPECT_EQ(a.sampler, e.sampler);
+  EXPECT_EQ(a.steps, e.steps);
+  EXPECT_EQ(a.respacing, e.respacing);
+  EXPECT_EQ(a.eta, e.eta);
+  EXPECT_EQ(a.cfg_scale, e.cfg_scale);
+  EXPECT_EQ(a.cfg_channels, e.cfg_channels);
+  EXPECT_EQ(a.cache_spec, e.cache_spec);
+  EXPECT_EQ(a.cache_layout, e.cache_layout);
+  EXPECT_EQ(q.form, EocForm::scale);
+  EXPECT_EQ(q.judgment, "local");
+  EXPECT_EQ(q.thetas, p.thetas);
+  EXPECT_EQ(q.step_theta, p.step_theta);
+  ASSERT_EQ(q.judged.size(), 1u);
+  EXPECT_EQ(q.judged[0].step, 1);
+  EXPECT_EQ(q.judged[0].theta, 1.0);
+  EXPECT_EQ(q.judged[0].candidates, p.judged[0].candidates);
+  EXPECT_EQ(q.judged[0].errors, p.judged[0].errors);
+  ASSERT_EQ(q.vectors.size(), 2u);
+  for (const auto& [key, v] : p.vectors) {
+    ASSERT_TRUE(q.vectors.count(key));
+    const auto& w = q.vectors.at(key);
+    EXPECT_EQ(w.sizes(), (at::IntArrayRef{2, kD}));
+    EXPECT_EQ(w.scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::equal(w, v));  // bit-exact through base64
+  }
+  EXPECT_EQ(q.calibration_json, p.calibration_json);
+  // The file records what it is.
+  const auto doc = read_json(path);
+  EXPECT_EQ(doc["format"], "eoc-prior");
+  EXPECT_EQ(doc["version"], 1);
+  EXPECT_EQ(doc["checksum"].get<std::string>().size(), 64u);
+}
+
+TEST(Prior, RoundTripOtherForms) {
+  TempDir dir;
+  for (auto form : {EocForm::extrapolate, EocForm::taylor}) {
+    auto p = sample_prior();
+    p.form = form;
+    if (form == EocForm::taylor) p.vectors.clear();
+    const auto path = dir.file(std::string(eoc::eoc_form_name(form)) + ".json");
+    eoc::save_prior(path, p);
+    const auto q = eoc::load_prior(path);
+    EXPECT_EQ(q.form, form);
+    EXPECT_EQ(q.vectors.size(), p.vectors.size());
+  }
+}
+
+TEST(Prior, HandEditIsRefused) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  eoc::save_prior(path, sample_prior());
+  std::string text = eoc::read_file(path);
+  const std::string from = "\"cfg_scale\": 4.0", to = "\"cfg_scale\": 4.5";
+  const auto at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, from.size(), to);
+  eoc_test::write_text(path, text);
+  const auto msg = error_message([&] { eoc::load_prior(path); });
+  EXPECT_NE(msg.find("checksum"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+
+  // Same with a structural edit through a JSON library, keeping the old checksum.
+  eoc::save_prior(path, sample_prior());
+  auto doc = read_json(path);
+  doc["step_theta"][1] = 0.5;
+  eoc_test::write_text(path, doc.dump(1));
+  EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("checksum"), std::string::npos);
+}
+
+TEST(Prior, ResignedEditIsAccepted) {
+  // Guards the test helper itself: re-signing an edit makes a valid file.
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  eoc::save_prior(path, sample_prior());
+  auto doc = read_json(path);
+  doc["step_theta"][1] = 0.5;
+  write_signed(path, doc);
+  EXPECT_EQ(eoc::load_prior(path).step_theta[1], 0.5);
+}
+
+TEST(Prior, TruncatedFileIsRefused) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  eoc::save_prior(path, sample_prior());
+  const auto text = eoc::read_file(path);
+  eoc_test::write_text(path, text.substr(0, text.size() / 2));
+  const auto msg = error_message([&] { eoc::load_prior(path); });
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+  eoc_test::write_text(path, "");
+  EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find(path), std::string::npos);
+}
+
+TEST(Prior, MissingFileIsRefused) {
+  const auto msg = error_message([] { eoc::load_prior("/nonexistent/prior.json"); });
+  EXPECT_NE(msg.find("/nonexistent/prior.json"), std::string::npos) << msg;
+}
+
+TEST(Prior, Version2IsRefused) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  eoc::save_prior(path, sample_prior());
+  auto doc = read_json(path);
+  doc["version"] = 2;
+  write_signed(path, doc);
+  const auto msg = error_message([&] { eoc::load_prior(path); });
+  EXPECT_NE(msg.find("version"), std::string::npos) << msg;
+}
+
+TEST(Prior, WrongFormatIsRefused) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  eoc::save_prior(path, sample_prior());
+  auto doc = read_json(path);
+  doc["format"] = "eoc-cache-mask";
+  write_signed(path, doc);
+  EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("format"), std::string::npos);
+}
+
+TEST(Prior, NanInVectorIsRefused) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  auto p = sample_prior();
+  p.vectors[{1, 1, 1}][1][2] = std::numeric_limits<float>::quiet_NaN();
+  eoc::save_prior(path, p);  // the writer signs whatever it is given
+  auto msg = error_message([&] { eoc::load_prior(path); });
+  EXPECT_NE(msg.find("NaN"), std::string::npos) << msg;
+  p = sample_prior();
+  p.vectors[{1, 0, 0}][0][0] = std::numeric_limits<float>::infinity();
+  eoc::save_prior(path, p);
+  msg = error_message([&] { eoc::load_prior(path); });
+  EXPECT_NE(msg.find("Inf"), std::string::npos) << msg;
+}
+
+TEST(Prior, BlowUpLimit) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  auto p = sample_prior();
+  // theta 2 times |v| = 30 -> 60 > 50: refused.
+  p.step_theta = {0.0, 2.0, 0.0};
+  p.vectors[{1, 1, 1}] = vec({1, 2, 3, -30, 5, 6, 7, 8});
+  p.vectors.erase({1, 0, 0});
+  eoc::save_prior(path, p);
+  const auto msg = error_message([&] { eoc::load_prior(path); });
+  EXPECT_NE(msg.find("60"), std::string::npos) << msg;
+  // 2 * 20 = 40: accepted.
+  p.vectors[{1, 1, 1}] = vec({1, 2, 3, -20, 5, 6, 7, 8});
+  eoc::save_prior(path, p);
+  EXPECT_NO_THROW(eoc::load_prior(path));
+  // A huge vector at a step with theta 0 is harmless.
+  p.step_theta = {0.0, 0.0, 0.0};
+  p.vectors[{1, 1, 1}] = vec({1, 2, 3, -1000, 5, 6, 7, 8});
+  eoc::save_prior(path, p);
+  EXPECT_NO_THROW(eoc::load_prior(path));
+}
+
+TEST(Prior, ThetaOutOfRangeIsRefused) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  auto p = sample_prior();
+  p.vectors.clear();
+  p.step_theta = {0.0, 11.0, 0.0};
+  eoc::save_prior(path, p);
+  EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("step_theta"), std::string::npos);
+  p.step_theta = {0.0, 1.0};  // 2 entries for 3 steps
+  eoc::save_prior(path, p);
+  EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("step_theta"), std::string::npos);
+}
+
+TEST(Prior, NonFiniteThetaIsAnEocError) {
+  // JSON has no NaN: the writer emits null, which the reader must refuse with eoc::Error.
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  auto p = sample_prior();
+  p.step_theta = {0.0, std::nan(""), 0.0};
+  eoc::save_prior(path, p);
+  const auto msg = error_message([&] { eoc::load_prior(path); });
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+}
+
+TEST(Prior, WrongElementTypeIsAnEocError) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  eoc::save_prior(path, sample_prior());
+  auto doc = read_json(path);
+  doc["thetas"][1] = "half";
+  write_signed(path, doc);
+  const auto msg = error_message([&] { eoc::load_prior(path); });
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+}
+
+TEST(Prior, BadVectorEntriesAreRefused) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  eoc::save_prior(path, sample_prior());
+  const auto base = read_json(path);
+  {
+    auto doc = base;
+    doc["vectors"]["entries"][0]["step"] = 7;  // beyond 3 steps
+    write_signed(path, doc);
+    EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("out of range"),
+              std::string::npos);
+  }
+  {
+    auto doc = base;
+    doc["vectors"]["entries"][0]["branch"] = "gate";
+    write_signed(path, doc);
+    EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("out of range"),
+              std::string::npos);
+  }
+  {
+    auto doc = base;
+    doc["assumes"]["hidden_size"] = 8;  // the data holds 2 x 4 floats
+    write_signed(path, doc);
+    EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("2 x 8"), std::string::npos);
+  }
+  {
+    auto doc = base;
+    doc["vectors"]["entries"][0]["data"] = "not*base64";
+    write_signed(path, doc);
+    EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("base64"), std::string::npos);
+  }
+  {
+    auto doc = base;
+    doc["assumes"].erase("sampler");
+    write_signed(path, doc);
+    EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("assumes.sampler"),
+              std::string::npos);
+  }
+}
+
+TEST(Prior, JudgedCandidatesAndErrorsMustPair) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  auto p = sample_prior();
+  p.judged[0].errors.pop_back();
+  eoc::save_prior(path, p);
+  EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("judged"), std::string::npos);
+}
+
+TEST(PriorMatch, NamesTheDifferingField) {
+  const auto p = sample_prior();
+  EXPECT_NO_THROW(eoc::check_prior_matches(p, assumptions(), "p.json"));
+  auto run = assumptions();
+  run.steps = 20;
+  auto msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
+  EXPECT_NE(msg.find("steps"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("20"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("p.json"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("sampler"), std::string::npos) << msg;
+
+  run = assumptions();
+  run.sampler = "ddpm";
+  run.cfg_scale = 1.5;
+  msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
+  EXPECT_NE(msg.find("sampler"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("cfg scale"), std::string::npos) << msg;
+
+  run = assumptions();
+  run.model_sha256 = std::string(64, 'c');
+  msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
+  EXPECT_NE(msg.find("model"), std::string::npos) << msg;
+
+  run = assumptions();
+  run.cache_layout = eoc::CachePlan::fora(3, 2, 1).layout();
+  run.cache_spec = "fora:1";
+  msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
+  EXPECT_NE(msg.find("cache plan"), std::string::npos) << msg;
+}
+
+// A cache entry over the doubled CFG batch: B = 2 -> 4 rows, T = 3 tokens, D = 4.
+CachedFeature cfg_entry(int64_t r, int64_t p) {
+  CachedFeature e;
+  e.value = at::linspace(-2.0, 3.0, 4 * 3 * kD, at::kFloat).reshape({4, 3, kD});
+  e.step = r;
+  if (p >= 0) {
+    e.delta = at::linspace(0.7, -0.4, 4 * 3 * kD, at::kFloat).reshape({4, 3, kD});
+    e.prev_step = p;
+  }
+  return e;
+}
+
+TEST(EocCorrector, ZeroThetaReturnsCachedValueExactly) {
+  auto p = sample_prior();
+  p.step_theta = {0.0, 0.0, 0.0};
+  for (auto form : {EocForm::scale, EocForm::extrapolate, EocForm::taylor}) {
+    p.form = form;
+    const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+    EXPECT_EQ(c->name(), "eoc");
+    const auto e = cfg_entry(0, form == EocForm::scale ? -1 : 0);
+    const auto out = c->correct(1, 0, Branch::attn, e);
+    EXPECT_TRUE(at::equal(out, e.value));
+    EXPECT_EQ(out.data_ptr(), e.value.data_ptr());
+  }
+}
+
+TEST(EocCorrector, ScaleMultipliesEachHalfPerChannel) {
+  auto p = sample_prior();  // theta 1 at step 1; cfg 4 -> two halves
+  const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+  EXPECT_FALSE(c->needs_delta());
+  const auto e = cfg_entry(0, -1);
+  const auto out = c->correct(1, 0, Branch::attn, e);
+  ASSERT_EQ(out.sizes(), e.value.sizes());
+  const auto E = p.vectors.at({1, 0, 0});
+  const auto v = e.value.accessor<float, 3>();
+  const auto out_c = out.contiguous();
+  const auto o = out_c.accessor<float, 3>();
+  const auto ea = E.accessor<float, 2>();
+  for (int64_t row = 0; row < 4; ++row)
+    for (int64_t t = 0; t < 3; ++t)
+      for (int64_t d = 0; d < kD; ++d) {
+        const int64_t half = row < 2 ? 0 : 1;  // [0, B) conditional, [B, 2B) unconditional
+        const double expected = static_cast<double>(v[row][t][d]) * (1.0 + ea[half][d]);
+        EXPECT_NEAR(o[row][t][d], expected, 1e-5 * std::max(1.0, std::fabs(expected)))
+            << row << " " << t << " " << d;
+      }
+  // The other (block, branch) with a vector uses its own coefficients; keys without one stay plain.
+  const auto out_mlp1 = c->correct(1, 1, Branch::mlp, e);
+  const auto F = p.vectors.at({1, 1, 1});
+  EXPECT_TRUE(at::allclose(out_mlp1.narrow(0, 2, 2),
+                           e.value.narrow(0, 2, 2) * (1 + F[1]).view({1, 1, kD})));
+  EXPECT_TRUE(at::equal(c->correct(1, 1, Branch::attn, e), e.value));
+  // Steps with theta 0 are plain.
+  EXPECT_TRUE(at::equal(c->correct(2, 0, Branch::attn, e), e.value));
+}
+
+TEST(EocCorrector, ScaleWithPartialTheta) {
+  auto p = sample_prior();
+  p.step_theta = {0.0, 0.5, 0.0};
+  const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+  const auto e = cfg_entry(0, -1);
+  const auto E = p.vectors.at({1, 1, 1});
+  const auto out = c->correct(1, 1, Branch::mlp, e);
+  const auto expected = at::cat({e.value.narrow(0, 0, 2) * (1 + 0.5 * E[0]).view({1, 1, kD}),
+                                 e.value.narrow(0, 2, 2) * (1 + 0.5 * E[1]).view({1, 1, kD})});
+  EXPECT_TRUE(at::allclose(out, expected, 1e-5, 1e-6));
+}
+
+TEST(EocCorrector, ScaleWithoutCfgUsesConditionalRow) {
+  auto p = sample_prior();
+  p.assumes.cfg_scale = 1.0;  // the batch is not doubled: every row is "conditional"
+  const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+  const auto e = cfg_entry(0, -1);
+  const auto E = p.vectors.at({1, 1, 1});
+  const auto out = c->correct(1, 1, Branch::mlp, e);
+  EXPECT_TRUE(at::allclose(out, e.value * (1 + E[0]).view({1, 1, kD}), 1e-5, 1e-6));
+}
+
+TEST(EocCorrector, ExtrapolateAddsThetaWDelta) {
+  auto p = sample_prior();
+  p.form = EocForm::extrapolate;
+  p.step_theta = {0.0, 0.75, 0.0};
+  const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+  EXPECT_TRUE(c->needs_delta());
+  const auto e = cfg_entry(0, -1);
+  const auto with_delta = [&] {
+    auto x = cfg_entry(0, -1);
+    x.delta = at::linspace(0.7, -0.4, 4 * 3 * kD, at::kFloat).reshape({4, 3, kD});
+    x.prev_step = 0;
+    x.step = 0;
+    return x;
+  }();
+  const auto W = p.vectors.at({1, 0, 0});
+  const auto out = c->correct(1, 0, Branch::attn, with_delta);
+  const auto expected =
+      at::cat({with_delta.value.narrow(0, 0, 2) +
+                   0.75 * W[0].view({1, 1, kD}) * with_delta.delta.narrow(0, 0, 2),
+               with_delta.value.narrow(0, 2, 2) +
+                   0.75 * W[1].view({1, 1, kD}) * with_delta.delta.narrow(0, 2, 2)});
+  EXPECT_TRUE(at::allclose(out, expected, 1e-5, 1e-5));
+  // No previous value yet: plain.
+  EXPECT_TRUE(at::equal(c->correct(1, 0, Branch::attn, e), e.value));
+}
+
+TEST(EocCorrector, SetStepThetaRescales) {
+  auto p = sample_prior();  // scale form, theta 1 at step 1
+  eoc::EocCorrector c(p, at::kCPU, at::kFloat);
+  EXPECT_EQ(c.step_theta(1), 1.0);
+  const auto e = cfg_entry(0, -1);
+  const auto E = p.vectors.at({1, 0, 0});
+  c.set_step_theta(1, 0.25);
+  EXPECT_EQ(c.step_theta(1), 0.25);
+  const auto expected = at::cat({e.value.narrow(0, 0, 2) * (1 + 0.25 * E[0]).view({1, 1, kD}),
+                                 e.value.narrow(0, 2, 2) * (1 + 0.25 * E[1]).view({1, 1, kD})});
+  EXPECT_TRUE(at::allclose(c.correct(1, 0, Branch::attn, e), expected, 1e-5, 1e-6));
+  // Turning a plain step on uses the vectors of that step only.
+  c.set_step_theta(1, 0.0);
+  EXPECT_TRUE(at::equal(c.correct(1, 0, Branch::attn, e), e.value));
+  c.set_step_theta(2, 1.0);  // step 2 has no vectors: plain
+  EXPECT_TRUE(at::equal(c.correct(2, 0, Branch::attn, e), e.value));
+}
+
+TEST(EocCorrector, TaylorScalesTheForecast) {
+  auto p = sample_prior();
+  p.form = EocForm::taylor;
+  p.vectors.clear();
+  p.step_theta = {0.0, 0.0, 2.0};
+  const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+  // r = 1, p = 0 (say steps 1 and 0 computed), k = 2: tau = 1.
+  CachedFeature e = cfg_entry(1, 0);
+  const auto out = c->correct(2, 0, Branch::mlp, e);
+  EXPECT_TRUE(at::allclose(out, e.value + 2.0 * 1.0 * e.delta, 1e-5, 1e-6));
+}
+
+}  // namespace
