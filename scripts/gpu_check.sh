@@ -48,6 +48,8 @@ part 90 load_check bash -c "
   $PY -c \"import numpy as np; a=np.load('$OUT/cuda.npy'); b=np.load('$OUT/cpu.npy'); print('cuda vs cpu max|diff|', abs(a-b).max()); c=np.load('$OUT/cpu_official.npy'); d=np.load('$OUT/ref_official.npy'); print('cpu (LibTorch 2.x) vs reference max|diff|', abs(c-d).max())\"
 "
 
+part 60 fid_check scripts/gpu_check_fid.sh "$EOC" "$OUT"
+
 part 170 bench_cache $PY scripts/bench_cache.py --eoc "$EOC" --device cuda --samplers ddim20,ddpm50 \
   --images 64 --batch-size 64 --repeats 1 --work "$OUT/bench_cache_work" \
   --out "$OUT/bench_cache_cuda.json" --markdown "$OUT/bench_cache_cuda.md"

@@ -2,6 +2,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 
 #include <dlfcn.h>
 
@@ -24,8 +25,8 @@ at::Device parse_device(const std::string& text) {
       }
       if (used != text.size() - 5 || index < 0) fail("--device '", text, "': expected cuda:N");
     }
-    if (!at::hasCUDA()) fail("--device ", text, ": CUDA is not available on this machine");
-    const int count = static_cast<int>(at::detail::getCUDAHooks().getNumGPUs());
+    if (!torch::cuda::is_available()) fail("--device ", text, ": CUDA is not available on this machine");
+    const int count = static_cast<int>(torch::cuda::device_count());
     if (index >= count)
       fail("--device ", text, ": this machine has ", count, " CUDA device(s)");
     return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
@@ -59,7 +60,7 @@ void configure_runtime(const ModelOptions& o, const at::Device& device) {
 }
 
 void synchronize(const at::Device& device) {
-  if (device.is_cuda()) at::detail::getCUDAHooks().deviceSynchronize(device.index());
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
 }  // namespace eoc

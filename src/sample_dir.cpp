@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <ATen/Context.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -251,7 +252,7 @@ Shard sample_shard(const SampleOptions& o, const OutputOptions& out) {
 }
 
 std::string shard_device(const std::string& device, const Shard& shard) {
-  const int64_t gpus = at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0;
+  const int64_t gpus = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
   const std::string chosen = device_for_shard(device, shard, gpus);
   if (chosen != device) log::info(str("local rank ", shard.local_rank, ": --device ", chosen));
   return chosen;
