@@ -86,7 +86,10 @@ def bench(args, save):
         base_t = statistics.median(base_s)
         rows.append(dict(sampler=sname, schedule="none", corrector="-", level=0.0, time_ratio=1.0,
                          seconds=base_t, mse=0.0, psnr=math.inf, gain=None))
-        for label, cache in schedules_for(sname).items():
+        available = schedules_for(sname)
+        chosen = [l for l in args.schedules.split(",") if l in available] if args.schedules else list(available)
+        for label in chosen:  # in the order given
+            cache = available[label]
             plain_mse = None
             variants = [("none", ["--correct", "none"]), ("taylor", ["--correct", "taylor"])]
             for form in FORMS:
@@ -135,6 +138,8 @@ def main():
     ap.add_argument("--model", default="")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--samplers", default="ddim20,ddpm50")
+    ap.add_argument("--schedules", default="",
+                    help="only these schedule labels (e.g. fora:3,paper-50%%); default all")
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--cfg-scale", type=float, default=1.5)

@@ -89,7 +89,7 @@ def eoc_sample(args, model_ts, n, batch, dtype, cache, extra, work):
            "--sampler", "ddim", "--steps", str(args.steps), "--cfg-scale", "1.5",
            "--num-samples", str(n), "--batch-size", str(batch), "--cache", cache,
            "--out-raw", os.path.join(work, "raw.npy"), "--report", report, "--no-check-finite",
-           "--batch-invariant", "off", *extra]
+           "--batch-invariant", "off", "--threads", str(args.threads), *extra]
     if args.tf32:
         cmd.append("--tf32")
     peak = None
@@ -110,10 +110,6 @@ def eoc_sample(args, model_ts, n, batch, dtype, cache, extra, work):
     return rep["timings_s"]["sample"], rep, peak
 
 
-def median_of(fn, repeats):
-    return statistics.median(fn() for _ in range(repeats))
-
-
 def bench(args, save):
     """Runs every setting; `save(rows)` after each, so a run cut short keeps what it measured."""
     work = tempfile.mkdtemp(prefix="eoc-bench-speed-")
@@ -128,10 +124,15 @@ def bench(args, save):
             for cache in args.caches.split(","):
                 interval = int(cache.split(":")[1]) if cache.startswith("fora:") else 1
                 eager_sample(eager, batch, batch, 2, interval, args.device)  # warm-up
-                py_s = median_of(lambda: eager_sample(eager, n, batch, args.steps, interval, args.device),
-                                 args.repeats)
-                cpp_runs = [eoc_sample(args, model_ts, n, batch, dtype, cache, [], work)
-                            for _ in range(args.repeats)]
+                # Interleaved repeats, so drifting machine load hits both sides alike.
+                py_runs, cpp_runs, fwd_runs = [], [], []
+                for _ in range(args.repeats):
+                    py_runs.append(eager_sample(eager, n, batch, args.steps, interval, args.device))
+                    cpp_runs.append(eoc_sample(args, model_ts, n, batch, dtype, cache, [], work))
+                    if cache == "none":
+                        fwd_runs.append(eoc_sample(args, model_ts, n, batch, dtype, cache,
+                                                   ["--whole-forward"], work)[0])
+                py_s = statistics.median(py_runs)
                 cpp_s = statistics.median(r[0] for r in cpp_runs)
                 rep = cpp_runs[0][1]
                 row = dict(dtype=dtype, batch=batch, images=n, cache=cache,
@@ -140,10 +141,7 @@ def bench(args, save):
                            peak_cache_bytes=rep["cache_stats"].get("peak_cache_bytes"),
                            gpu_peak_mib=max((r[2] or 0) for r in cpp_runs) or None)
                 if cache == "none":
-                    fwd = statistics.median(
-                        eoc_sample(args, model_ts, n, batch, dtype, cache, ["--whole-forward"], work)[0]
-                        for _ in range(args.repeats))
-                    row["hook_overhead"] = cpp_s / fwd - 1.0
+                    row["hook_overhead"] = cpp_s / statistics.median(fwd_runs) - 1.0
                     # 2 * multiply-adds per image forward, doubled batch for CFG.
                     row["cpp_tflops"] = 2 * gmacs * 2 * n * args.steps / cpp_s / 1e3
                 rows.append(row)
@@ -188,12 +186,12 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--min-images", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="CPU threads of both sides (LibTorch's and OpenBLAS's)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--markdown")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    rs.set_threads(args.threads)
     if args.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
     meta = dict(command=" ".join(["scripts/bench_speed.py"] + sys.argv[1:]), device=args.device,

@@ -9,8 +9,9 @@ cd "$ROOT"
 
 OUT="demo/grid.png"
 DEMO_ARGS=(
-    --num-samples 80
-    --nrow 8
+    --num-samples 40
+    --nrow 10
+    --batch-size 40
     --sampler ddim
     --steps 25
     --cfg-scale 4

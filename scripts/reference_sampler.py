@@ -198,13 +198,35 @@ def make_plan(cache, steps, depth):
     return plan
 
 
-class FeatureCache:
-    """Per (block, branch): the last two computed un-gated outputs and their step indices."""
+def load_prior(path):
+    """The parts of an eoc prior (docs/EOC.md) a corrector needs: form, per-step theta, halves,
+    and the per-(step, block, branch) vectors decoded from base64 float32 little-endian."""
+    import base64
+    import json
+    with open(path) as f:
+        doc = json.load(f)
+    d = int(doc["assumes"]["hidden_size"])
+    vectors = {}
+    for e in doc["vectors"]["entries"]:
+        raw = np.frombuffer(base64.b64decode(e["data"]), dtype="<f4").reshape(2, d)
+        vectors[(e["step"], e["block"], 0 if e["branch"] == "attn" else 1)] = torch.from_numpy(raw.copy())
+    return dict(form=doc["form"], theta=list(doc["step_theta"]), vectors=vectors,
+                halves=2 if float(doc["assumes"]["cfg_scale"]) > 1.0 else 1)
 
-    def __init__(self, correct="none"):
-        if correct not in ("none", "taylor"):
-            raise ValueError(f"unknown corrector '{correct}' (none or taylor)")
+
+class FeatureCache:
+    """Per (block, branch): the last two computed un-gated outputs and their step indices.
+    correct: "none" (F[r]), "taylor" (F[r] + tau (F[r] - F[p])) or "eoc" with `prior` from
+    load_prior: theta_k times the form's correction (scale: F[r] (1 + theta E); extrapolate:
+    F[r] + theta W (F[r] - F[p]); taylor: F[r] + theta tau (F[r] - F[p])), the vectors per CFG half."""
+
+    def __init__(self, correct="none", prior=None):
+        if correct not in ("none", "taylor", "eoc"):
+            raise ValueError(f"unknown corrector '{correct}' (none, taylor or eoc)")
+        if (correct == "eoc") != (prior is not None):
+            raise ValueError("correct='eoc' needs a prior (and only it)")
         self.correct = correct
+        self.prior = prior
         self.entries = {}  # (l, b) -> [(k_r, F_r), (k_p, F_p) or None]
 
     def store(self, l, b, k, value):
@@ -216,11 +238,37 @@ class FeatureCache:
         if entry is None:
             raise ValueError(f"step {k} reuses block {l} branch {b} before it was computed")
         (r, f_r), older = entry
-        if self.correct == "none" or older is None:
+        if self.correct == "none":
             return f_r
-        p, f_p = older
-        tau = (k - r) / (r - p)
-        return f_r + tau * (f_r - f_p)
+        if self.correct == "taylor":
+            if older is None:
+                return f_r
+            p, f_p = older
+            return f_r + (k - r) / (r - p) * (f_r - f_p)
+        return self._eoc(l, b, k, f_r, r, older)
+
+    def _eoc(self, l, b, k, f_r, r, older):
+        pr = self.prior
+        theta = pr["theta"][k]
+        if theta == 0.0:
+            return f_r
+        if pr["form"] == "taylor":
+            if older is None:
+                return f_r
+            p, f_p = older
+            return f_r + theta * (k - r) / (r - p) * (f_r - f_p)
+        v = pr["vectors"].get((k, l, b))
+        if v is None:
+            return f_r
+        h = pr["halves"]
+        shape = (h, f_r.shape[0] // h, f_r.shape[1], f_r.shape[2])
+        v = v[:h].reshape(h, 1, 1, -1).to(f_r.dtype)
+        if pr["form"] == "scale":
+            return (f_r.reshape(shape) * (1 + theta * v)).reshape(f_r.shape)
+        if older is None:
+            return f_r
+        f_p = older[1]
+        return (f_r.reshape(shape) + theta * v * (f_r - f_p).reshape(shape)).reshape(f_r.shape)
 
 
 def blockwise_forward(model, x, t, y, step=None, reuse=None, cache=None):
@@ -295,7 +343,8 @@ def guided_output(model, x, t_orig, y, cfg_scale, cfg_channels, step=None, reuse
 
 def sample(model, sampler="ddpm", steps=250, respacing="even", eta=0.0, cfg_scale=1.0,
            cfg_channels="3", classes=None, num_samples=1, batch_size=None, seed=0,
-           seed_mode="official", cache=None, correct="none", return_labels=False, callback=None):
+           seed_mode="official", cache=None, correct="none", return_labels=False, callback=None,
+           prior=None):
     """Samples num_samples images; returns a float32 tensor (N, C, H, W) in index order
     (and the labels used when return_labels). `model` is a loaded TorchScript module or a path.
     `cache`: None/"none", "fora:N", a .npy path or a bool array (steps, depth, 2).
@@ -348,7 +397,8 @@ def sample(model, sampler="ddpm", steps=250, respacing="even", eta=0.0, cfg_scal
                 else:
                     y = torch.tensor(labels[start:start + b], dtype=torch.int64)
             used_labels.extend(int(v) for v in y)
-            fcache = FeatureCache(correct) if plan is not None else None
+            fcache = FeatureCache(correct, load_prior(prior) if correct == "eoc" else None) \
+                if plan is not None else None
             for k in range(S):
                 i = S - 1 - k  # respaced index, counts down
                 t_orig = sched.timesteps[i]
@@ -419,7 +469,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seed-mode", choices=["official", "per-image"], default="official")
     ap.add_argument("--cache", default="none", help="none, fora:N, or a .npy bool (steps, depth, 2)")
-    ap.add_argument("--correct", choices=["none", "taylor"], default="none")
+    ap.add_argument("--correct", choices=["none", "taylor", "eoc"], default="none")
+    ap.add_argument("--prior", help="eoc prior JSON (with --correct eoc)")
     ap.add_argument("--out-raw", required=True, help=".npy file for float32 (N, C, H, W) samples")
     ap.add_argument("--out-labels", default=None, help="optional .npy file for the int64 labels")
     ap.add_argument("--threads", type=int, default=0)
@@ -429,7 +480,8 @@ def main(argv=None):
     try:
         samples, labels = sample(a.model, a.sampler, a.steps, a.respacing, a.eta, a.cfg_scale,
                                  a.cfg_channels, a.classes, a.num_samples, a.batch_size, a.seed,
-                                 a.seed_mode, a.cache, a.correct, return_labels=True)
+                                 a.seed_mode, a.cache, a.correct, return_labels=True,
+                                 prior=a.prior)
     except ValueError as exc:
         print(f"reference_sampler.py: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,107 @@
+"""EOC end to end: `eoc calibrate` writes a prior, `eoc sample --prior` applies it, and every form's
+C++ correction equals the Python reference of the same formula (scripts/reference_sampler.py)
+on the same model and noise. Small random DiT, few steps, one thread: fast."""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+import reference_sampler as rs
+
+THREADS = ["--threads", "1"]
+RUN = ["--sampler", "ddim", "--steps", "6", "--cfg-scale", "1.5", "--seed-mode", "official"]
+
+
+def eoc(eoc_bin, *args, check=True):
+    proc = subprocess.run([eoc_bin, "-q", *[str(a) for a in args]], capture_output=True, text=True,
+                          timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    rs.set_threads(1)
+    yield
+
+
+def calibrate(eoc_bin, model, out, form, extra):
+    eoc(eoc_bin, "calibrate", "--model", model, *RUN, "--cache", "fora:2", "--eoc-form", form,
+        "--num-samples", 4, "--judge-samples", 2, "--batch-size", 4, "--out", out, *THREADS, *extra)
+    return out
+
+
+def sample_raw(eoc_bin, model, out, *extra):
+    eoc(eoc_bin, "sample", "--model", model, *RUN, "--cache", "fora:2", "--num-samples", 3,
+        "--batch-size", 3, "--out-raw", out, *THREADS, *extra)
+    return np.load(out)
+
+
+@pytest.mark.parametrize("form", ["scale", "extrapolate", "taylor"])
+def test_each_form_matches_the_reference(eoc_bin, latent_dit, tmp_path, form):
+    # One candidate strength (1): every reused step applies the form fully, so the check is
+    # not vacuous whatever a judgment would have chosen.
+    prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), form,
+                      ["--judgment", "local", "--eoc-thetas", "1"])
+    doc = json.load(open(prior))
+    assert doc["form"] == form and any(t == 1.0 for t in doc["step_theta"])
+    if form != "taylor":
+        assert doc["vectors"]["entries"], "the fit produced no vectors"
+    got = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "c.npy"), "--prior", prior)
+    plain = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "n.npy"), "--correct", "none")
+    want = rs.sample(latent_dit["ts"], sampler="ddim", steps=6, cfg_scale=1.5, num_samples=3,
+                     batch_size=3, seed=0, seed_mode="official", cache="fora:2", correct="eoc",
+                     prior=prior).numpy()
+    assert np.abs(got - plain).max() > 1e-3, "the correction changed nothing"
+    assert np.abs(got - want).max() <= 1e-4
+
+
+def test_all_zero_strengths_give_the_plain_cached_result(eoc_bin, latent_dit, tmp_path):
+    prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), "extrapolate",
+                      ["--judgment", "local", "--eoc-thetas", "0"])
+    assert set(json.load(open(prior))["step_theta"]) == {0.0}
+    got = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "c.npy"), "--prior", prior)
+    plain = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "n.npy"), "--correct", "none")
+    assert np.array_equal(got, plain)
+
+
+def test_trajectory_judgment_never_worse_on_its_judge_samples(eoc_bin, latent_dit, tmp_path):
+    """The greedy keeps the current strength unless a candidate lowers the final error, so the
+    chosen error never exceeds the error at theta = 1 recorded for the same step."""
+    prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), "taylor", [])
+    doc = json.load(open(prior))
+    assert doc["judgment"] == "trajectory" and doc["judged"]
+    for j in doc["judged"]:
+        chosen = j["errors"][j["candidates"].index(j["theta"])]
+        assert chosen <= min(j["errors"]) + 1e-12
+        assert 0.0 in j["candidates"] and 1.0 in j["candidates"]
+
+
+@pytest.mark.parametrize("change,expect", [
+    (["--cache", "fora:3"], "cache plan"),
+    (["--steps", "8"], "steps"),
+    (["--cfg-scale", "2"], "cfg scale"),
+])
+def test_prior_for_another_run_is_refused(eoc_bin, latent_dit, tmp_path, change, expect):
+    prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), "taylor",
+                      ["--judgment", "local", "--eoc-thetas", "1"])
+    args = ["sample", "--model", latent_dit["ts"], *RUN, "--cache", "fora:2", "--num-samples", 1,
+            "--prior", prior, "--out-raw", tmp_path / "x.npy", *THREADS]
+    for i in range(0, len(change), 2):
+        args[args.index(change[i]) + 1] = change[i + 1]
+    proc = eoc(eoc_bin, *args, check=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eoc: error:") and expect in lines[0]
+    assert not os.path.exists(tmp_path / "x.npy")
+
+
+def test_prior_for_another_model_is_refused(eoc_bin, random_dits, tmp_path):
+    prior = calibrate(eoc_bin, random_dits["latent"]["ts"], str(tmp_path / "p.json"), "taylor",
+                      ["--judgment", "local", "--eoc-thetas", "1"])
+    proc = eoc(eoc_bin, "sample", "--model", random_dits["pixel"]["ts"], *RUN, "--cache", "fora:2",
+               "--num-samples", 1, "--prior", prior, *THREADS, check=False)
+    assert proc.returncode != 0 and "model" in proc.stderr and proc.stderr.count("\n") == 1
