@@ -75,7 +75,9 @@ at::Tensor CachedDit::run_blocks(const at::Tensor& x, int64_t step, const at::Te
   for (int64_t l = 0; l < cfg.depth; ++l) {
     const auto m = model_.modulation(l, c);
     tokens = tokens + m.gate_msa.unsqueeze(1) * feature(l, Branch::attn, m.shift_msa, m.scale_msa);
+    if (observer) observer->on_added(step, l, Branch::attn, tokens);
     tokens = tokens + m.gate_mlp.unsqueeze(1) * feature(l, Branch::mlp, m.shift_mlp, m.scale_mlp);
+    if (observer) observer->on_added(step, l, Branch::mlp, tokens);
   }
   const auto out = model_.final(tokens, c).to(at::kFloat);
   return apply_guidance(out, guidance_);

@@ -266,8 +266,7 @@ void run_calibrate(const CalibrateOptions& o) {
   if (o.judge_samples < 1 || o.judge_samples > n - (fits ? 1 : 0))
     fail("--judge-samples ", o.judge_samples, " must be 1..", n - (fits ? 1 : 0), " for ", n,
          " calibration samples", fits ? " (at least one is needed for the fit)" : "");
-  write_file_atomic(o.out, "");  // fail now, not after the calibration, if --out is unwritable
-  std::remove(o.out.c_str());
+  check_writable_parent(o.out, "--out");  // fail now, not after the calibration
 
   const RunSetup run = prepare_run(o.model, o.sampling);
   const auto plan = parse_cache_plan(o.cache, run.schedule.size(), run.model->config().depth);

@@ -66,11 +66,8 @@ std::string sci(double v) {
 
 void run_compare(const CompareOptions& options) {
   if (options.repeats < 1) fail("--repeats ", options.repeats, " must be >= 1");
-  if (!options.report.empty()) {
-    // Same early check as sample: fail before minutes of sampling, not after.
-    write_file_atomic(options.report + ".probe", "");
-    std::remove((options.report + ".probe").c_str());
-  }
+  // Same early check as sample: fail before minutes of sampling, not after.
+  if (!options.report.empty()) check_writable_parent(options.report, "--report");
   const RunSetup run = prepare_run(options.model, options.sampling);
   const CacheSetup cache = prepare_cache(run, options.cache);
   const auto plain = make_plain_corrector();

@@ -117,6 +117,11 @@ PriorAssumptions read_assumptions(const PriorReader& r, const json& a) {
   p.cache_spec = r.field(a, "cache_spec", T::string, "assumes.").get<std::string>();
   p.cache_layout = r.field(a, "cache_layout", T::string, "assumes.").get<std::string>();
   if (p.depth < 1 || p.hidden_size < 1 || p.steps < 1) r.bad("assumes has a non-positive size");
+  // Far above any DiT (XL: depth 28, width 1152; 1000 diffusion steps), and small enough that
+  // sizes computed from them (2 x width x 4 bytes per vector) cannot overflow.
+  if (p.depth > 4096 || p.hidden_size > (1 << 20) || p.steps > 100000)
+    r.bad(str("assumes has an implausible size (depth ", p.depth, ", hidden_size ", p.hidden_size,
+              ", steps ", p.steps, "; expected at most 4096, 1048576, 100000)"));
   return p;
 }
 

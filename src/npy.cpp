@@ -1,5 +1,6 @@
 #include "eoc/npy.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "eoc/error.hpp"
@@ -39,6 +40,39 @@ void write_npy(const std::string& path, const at::Tensor& tensor) {
   write_file_atomic(path, npy_bytes(tensor));
 }
 
+namespace {
+
+// "(2, 3)" in the header's 'shape' entry -> {2, 3}; every dimension a plain non-negative integer.
+// "()" is a scalar and "(3,)" a vector (numpy's trailing comma); anything else is refused.
+std::vector<int64_t> parse_npy_shape(const std::string& header, const std::string& path) {
+  const auto key = header.find("'shape'");
+  const auto open = key == std::string::npos ? key : header.find('(', key);
+  const auto close = open == std::string::npos ? open : header.find(')', open);
+  if (close == std::string::npos) fail("'", path, "' has no readable 'shape' in its header");
+  const std::string dims = header.substr(open + 1, close - open - 1);
+  std::vector<std::string> items;
+  for (size_t pos = 0;;) {
+    const auto comma = std::min(dims.find(',', pos), dims.size());
+    const auto first = dims.find_first_not_of(' ', pos);
+    items.push_back(first < comma ? dims.substr(first, dims.find_last_not_of(' ', comma - 1) - first + 1)
+                                  : std::string());
+    if (comma == dims.size()) break;
+    pos = comma + 1;
+  }
+  if (items.back().empty()) items.pop_back();  // "(3,)" and "()"
+  std::vector<int64_t> shape;
+  for (const auto& item : items) {
+    if (item.empty() || item.size() > 15 || item.find_first_not_of("0123456789") != std::string::npos)
+      fail("'", path, "' has a bad dimension '", item, "' in its shape '(", dims,
+           ")' (expected integers 0..10^15)");
+    shape.push_back(std::stoll(item));
+  }
+  if (shape.size() > 8) fail("'", path, "' has ", shape.size(), " dimensions (expected at most 8)");
+  return shape;
+}
+
+}  // namespace
+
 at::Tensor read_npy(const std::string& path) {
   const std::string bytes = read_file(path);
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
@@ -52,21 +86,19 @@ at::Tensor read_npy(const std::string& path) {
   else fail("'", path, "' holds a dtype other than float32/uint8");
   if (header.find("'fortran_order': False") == std::string::npos)
     fail("'", path, "' is in Fortran order");
-  const auto open = header.find('(', header.find("'shape'"));
-  const auto close = header.find(')', open);
-  std::vector<int64_t> shape;
-  std::string dims = header.substr(open + 1, close - open - 1);
-  for (size_t pos = 0; pos < dims.size();) {
-    const auto comma = dims.find(',', pos);
-    const auto item = dims.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    if (item.find_first_not_of(' ') != std::string::npos) shape.push_back(std::stoll(item));
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
+  const auto shape = parse_npy_shape(header, path);
+  const size_t element_size = type == at::kFloat ? 4 : 1;
+  const size_t payload = bytes.size() - 10 - header_len;
+  size_t count = 1;
+  for (int64_t d : shape) {
+    // Checked before any allocation: a header may claim more than the file holds.
+    if (d != 0 && count > payload / element_size / static_cast<size_t>(d))
+      fail("'", path, "' is truncated: its shape needs more bytes than the file holds");
+    count *= static_cast<size_t>(d);
   }
+  if (payload != count * element_size) fail("'", path, "' is truncated or has extra bytes");
   auto out = at::empty(shape, type);
-  const size_t need = out.numel() * out.element_size();
-  if (bytes.size() - 10 - header_len != need) fail("'", path, "' is truncated or has extra bytes");
-  std::memcpy(out.data_ptr(), bytes.data() + 10 + header_len, need);
+  if (count > 0) std::memcpy(out.data_ptr(), bytes.data() + 10 + header_len, payload);
   return out;
 }
 

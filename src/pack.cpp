@@ -155,7 +155,7 @@ int64_t pack_count(const PackOptions& o, const std::vector<RunRecord>& records) 
     log::warn(str("folder '", o.dir, "' holds no run records: samples.json will carry no settings"));
     return o.num;
   }
-  const int64_t recorded = records[0].doc["settings"].value("num_samples", int64_t{0});
+  const int64_t recorded = records[0].doc["settings"]["num_samples"].get<int64_t>();  // checked on read
   if (o.num > recorded)
     fail("--num ", o.num, " exceeds the ", recorded, " images the run records of '", o.dir,
          "' ask for");
@@ -165,10 +165,10 @@ int64_t pack_count(const PackOptions& o, const std::vector<RunRecord>& records) 
 // Every index 0..n-1 present and complete; the shape of image 0.
 ImageShape check_images(const std::string& dir, int64_t n) {
   int64_t missing = 0, first_missing = -1;
-  for (int64_t i = 0; i < n; ++i)
-    if (!png_is_complete(image_path(dir, i))) {
-      if (missing++ == 0) first_missing = i;
-    }
+  for (int64_t i = 0; i < n; ++i) {
+    if (i % 4096 == 0) check_stop();  // a huge count must stay interruptible
+    if (!png_is_complete(image_path(dir, i)) && missing++ == 0) first_missing = i;
+  }
   if (missing > 0)
     fail("folder '", dir, "' lacks ", missing, " of the first ", n, " images (first: '",
          image_path(dir, first_missing), "'); finish the run (rerun the same eoc sample command) "
@@ -217,15 +217,6 @@ void write_npz(const std::string& out, const std::string& dir, int64_t n, ImageS
 // "FID-50K" for 50,000 images; fewer samples bias FID upward, so the count is in the name.
 std::string fid_label(int64_t n) {
   return n % 1000 == 0 ? str("FID-", n / 1000, "K") : str("FID-", n);
-}
-
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  std::ostringstream text;
-  text << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
-  return text.str();
 }
 
 void write_summary(const std::string& path, const PackOptions& o, int64_t n, ImageShape shape,

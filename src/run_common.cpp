@@ -2,7 +2,12 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <ctime>
+#include <iomanip>
+#include <filesystem>
 #include <sstream>
 
 #include "eoc/device.hpp"
@@ -51,6 +56,31 @@ std::vector<int64_t> parse_labels(const std::string& text, int64_t num_classes, 
 
 void request_stop(int signal_number) { g_stop_signal.store(signal_number); }
 int stop_signal() { return g_stop_signal.load(); }
+
+// Probes the folder with a temporary file of its own, so an existing output is never touched.
+void check_writable_parent(const std::string& path, const char* flag) {
+  namespace fs = std::filesystem;
+  const auto parent = fs::absolute(path).parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec))
+    fail(flag, " '", path, "': folder '", parent.string(), "' does not exist");
+  const std::string probe = (parent / (".eoc-write-test-" + std::to_string(::getpid()))).string();
+  try {
+    write_file_atomic(probe, "");
+  } catch (const Error&) {
+    fail(flag, " '", path, "': folder '", parent.string(), "' is not writable");
+  }
+  fs::remove(probe, ec);
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::ostringstream text;
+  text << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
+  return text.str();
+}
 
 void check_stop() {
   if (const int s = stop_signal()) throw Interrupted(s);
@@ -116,7 +146,8 @@ RunSetup prepare_run(const ModelOptions& mo, const SamplingOptions& so) {
     fail("--cfg-scale ", so.cfg_scale, " is out of range (expected >= 1; 1 = no guidance)");
   run.guidance.scale = so.cfg_scale;
   run.guidance.channels = parse_cfg_channels(so.cfg_channels);
-  if (so.num_samples < 1) fail("--num-samples ", so.num_samples, " must be >= 1");
+  if (so.num_samples < 1 || so.num_samples > kMaxSamples)
+    fail("--num-samples ", so.num_samples, " is out of range (expected 1..", kMaxSamples, ")");
   if (so.batch_size < 1) fail("--batch-size ", so.batch_size, " must be >= 1");
   run.num_samples = so.num_samples;
   run.batch_size = so.batch_size;
@@ -204,34 +235,77 @@ BatchStart begin_batch(const RunSetup& run, const std::vector<int64_t>& indices)
   return b;
 }
 
+namespace {
+
+// The first branch whose addition made the token state non-finite at one step.
+struct NonFiniteFinder final : BranchObserver {
+  int64_t step = -1, block = -1;
+  Branch branch = Branch::attn;
+  void on_computed(int64_t, int64_t, Branch, const at::Tensor&) override {}
+  void on_added(int64_t k, int64_t l, Branch b, const at::Tensor& tokens) override {
+    if (k == step && block < 0 && !at::isfinite(tokens).all().item<bool>()) {
+      block = l;
+      branch = b;
+    }
+  }
+};
+
+struct ReplayDone {};
+
+// The batch's sampling loop; `observer` sees every block, `last_step` >= 0 ends it after that step.
+at::Tensor run_batch(const RunSetup& run, const std::vector<int64_t>& indices, const CachePlan& plan,
+                     const Corrector& corrector, CacheStats& stats, const StepDoneFn& step_done,
+                     at::Tensor* finite, BranchObserver* observer = nullptr, int64_t last_step = -1) {
+  auto start = begin_batch(run, indices);
+  const CachedDit dit(*run.model, run.schedule, run.guidance);
+  FeatureCache cache(run.model->config().depth, corrector.needs_delta());
+  auto denoise = [&](const at::Tensor& xk, int64_t k) {
+    check_stop();
+    auto out = run.whole_forward ? dit.run_whole_forward(xk, k, start.labels)
+                                 : dit.run(xk, k, start.labels, plan, cache, corrector, &stats, observer);
+    stats.peak_cache_bytes = std::max(stats.peak_cache_bytes, cache.bytes());
+    if (finite) (*finite)[k].copy_(at::isfinite(out).all());
+    if (k == last_step) throw ReplayDone{};
+    return out;
+  };
+  return sample_loop(run.sampler, run.schedule, start.x, denoise,
+                     [&](int64_t) { return start.noise->step(draws_noise(run.sampler)); }, step_done);
+}
+
+// Names where step `bad` first went non-finite: replays the batch (sampling is deterministic)
+// with a check after every branch, so the normal loop never pays for per-block checks.
+[[noreturn]] void fail_non_finite(const RunSetup& run, const std::vector<int64_t>& indices,
+                                  const CachePlan& plan, const Corrector& corrector, int64_t bad) {
+  NonFiniteFinder finder;
+  finder.step = bad;
+  if (!run.whole_forward) {
+    CacheStats scratch(run.schedule.size());
+    try {
+      run_batch(run, indices, plan, corrector, scratch, {}, nullptr, &finder, bad);
+    } catch (const ReplayDone&) {
+    }
+  }
+  const std::string where =
+      finder.block >= 0 ? str(" after block ", finder.block, "'s ", branch_name(finder.branch), " branch")
+      : run.whole_forward ? std::string(" (--whole-forward: blocks not checked)")
+                          : std::string(" in the final layer");
+  fail("the model output holds NaN or Inf at sampling step ", bad, " (t = ",
+       CachedDit(*run.model, run.schedule, run.guidance).timestep(bad), ")", where, ", cache '",
+       plan.spec(), "'; check the model and prior, or pass --no-check-finite to skip this check");
+}
+
+}  // namespace
+
 at::Tensor sample_batch(const RunSetup& run, const std::vector<int64_t>& indices,
                         const CachePlan& plan, const Corrector& corrector, CacheStats& stats,
                         const StepDoneFn& step_done) {
   c10::InferenceMode inference;
-  const auto& cfg = run.model->config();
-  auto start = begin_batch(run, indices);
-  const auto& y = start.labels;
-  CachedDit dit(*run.model, run.schedule, run.guidance);
-  FeatureCache cache(cfg.depth, corrector.needs_delta());
   // Finiteness is recorded on the device per step and read once per batch (no per-step sync).
   auto finite = at::ones({run.schedule.size()}, at::TensorOptions().dtype(at::kBool).device(run.device));
-  auto denoise = [&](const at::Tensor& xk, int64_t k) {
-    check_stop();
-    auto out = run.whole_forward ? dit.run_whole_forward(xk, k, y)
-                                 : dit.run(xk, k, y, plan, cache, corrector, &stats);
-    stats.peak_cache_bytes = std::max(stats.peak_cache_bytes, cache.bytes());
-    if (run.check_finite) finite[k].copy_(at::isfinite(out).all());
-    return out;
-  };
-  auto x0 = sample_loop(run.sampler, run.schedule, start.x, denoise,
-                        [&](int64_t) { return start.noise->step(draws_noise(run.sampler)); },
-                        step_done);
-  if (run.check_finite && !finite.all().item<bool>()) {
-    const auto bad = (~finite).nonzero();
-    fail("the model output holds NaN or Inf at sampling step ", bad[0].item<int64_t>(),
-         " (t = ", dit.timestep(bad[0].item<int64_t>()), ", cache '", plan.spec(),
-         "'); check the model and prior, or pass --no-check-finite to skip this check");
-  }
+  auto x0 = run_batch(run, indices, plan, corrector, stats, step_done,
+                      run.check_finite ? &finite : nullptr);
+  if (run.check_finite && !finite.all().item<bool>())
+    fail_non_finite(run, indices, plan, corrector, (~finite).nonzero()[0].item<int64_t>());
   return x0;
 }
 

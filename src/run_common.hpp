@@ -74,6 +74,16 @@ std::vector<std::vector<int64_t>> make_batches(const std::vector<int64_t>& indic
 
 nlohmann::json cache_stats_json(const CacheStats& stats, const ModelConfig& config);
 
+// Most images one run may ask for (FID-50K needs 50,000); bounds loops over run records too.
+constexpr int64_t kMaxSamples = 100000000;
+
+// The current time as "2026-11-28T09:30:00Z", for reports and records.
+std::string utc_now();
+
+// Fails early (before any sampling) when `path` cannot be created: its folder is missing or
+// not writable. `flag` names the option in the message.
+void check_writable_parent(const std::string& path, const char* flag);
+
 // Throws eoc::Interrupted-style Error when a stop signal arrived.
 void check_stop();
 

@@ -54,15 +54,6 @@ nlohmann::json label_scheme(const RunSetup& run) {
   return {{"cycle", std::vector<int64_t>(l.begin(), l.begin() + period)}};
 }
 
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  std::ostringstream out;
-  out << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
-  return out.str();
-}
-
 // "000123.png.tmp.4567" -> 123; -1 for any other name.
 int64_t temp_image_index(const std::string& name) {
   const auto dot = name.find(".png.tmp.");
@@ -145,6 +136,23 @@ nlohmann::json fid_settings(const RunSetup& run, const CacheSetup& cache, const 
   };
 }
 
+// Checks the fields others read without further checks: format, version, settings.num_samples.
+static void check_run_record(const RunRecord& r) {
+  const auto& d = r.doc;
+  if (!d.is_object() || !d.contains("format") || d["format"] != kRunRecordFormat ||
+      !d.contains("settings") || !d["settings"].is_object())
+    fail("'", r.path, "' is not an eoc run record (expected format '", kRunRecordFormat, "')");
+  if (!d.contains("version") || d["version"] != kRunRecordVersion)
+    fail("run record '", r.path, "' has version ", field_text(d, "version"), ", this eoc reads ",
+         kRunRecordVersion);
+  const auto& settings = d["settings"];
+  const auto n = settings.find("num_samples");
+  if (n == settings.end() || !n->is_number_integer() || n->get<int64_t>() < 1 ||
+      n->get<int64_t>() > kMaxSamples)
+    fail("run record '", r.path, "': settings.num_samples is ", field_text(d["settings"], "num_samples"),
+         " (expected an integer 1..", kMaxSamples, ")");
+}
+
 std::vector<RunRecord> read_run_records(const std::string& dir) {
   std::vector<RunRecord> records;
   std::error_code ec;
@@ -158,12 +166,7 @@ std::vector<RunRecord> read_run_records(const std::string& dir) {
     } catch (const nlohmann::json::exception& e) {
       fail("run record '", r.path, "' is not valid JSON (", e.what(), ")");
     }
-    if (!r.doc.is_object() || r.doc.value("format", "") != kRunRecordFormat ||
-        !r.doc.contains("settings") || !r.doc["settings"].is_object())
-      fail("'", r.path, "' is not an eoc run record (expected format '", kRunRecordFormat, "')");
-    if (r.doc.value("version", 0) != kRunRecordVersion)
-      fail("run record '", r.path, "' has version ", r.doc.value("version", 0), ", this eoc reads ",
-           kRunRecordVersion);
+    check_run_record(r);
     records.push_back(std::move(r));
   }
   std::sort(records.begin(), records.end(),

@@ -17,22 +17,6 @@ namespace {
 
 constexpr int64_t kGridMaxImages = 1024;
 
-// Fails early (before any sampling) when an output location cannot be written.
-void check_writable_parent(const std::string& path, const char* flag) {
-  namespace fs = std::filesystem;
-  const auto parent = fs::absolute(path).parent_path();
-  std::error_code ec;
-  if (!fs::is_directory(parent, ec))
-    fail(flag, " '", path, "': folder '", parent.string(), "' does not exist");
-  const std::string probe = (parent / (".eoc-write-test-" + std::to_string(::getpid()))).string();
-  try {
-    write_file_atomic(probe, "");
-  } catch (const Error&) {
-    fail(flag, " '", path, "': folder '", parent.string(), "' is not writable");
-  }
-  fs::remove(probe, ec);
-}
-
 void prepare_out_dir(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;

@@ -34,6 +34,8 @@ class BranchObserver {
  public:
   virtual ~BranchObserver() = default;
   virtual void on_computed(int64_t step, int64_t block, Branch b, const at::Tensor& feature) = 0;
+  // The token state (2B, T, D) right after branch `b` of `block` was added (computed or reused).
+  virtual void on_added(int64_t /*step*/, int64_t /*block*/, Branch /*b*/, const at::Tensor& /*tokens*/) {}
 };
 
 class CachedDit {
