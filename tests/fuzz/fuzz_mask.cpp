@@ -1,0 +1,12 @@
+// libFuzzer target: cache mask JSON (--cache mask:FILE.json): eoc::CachePlan::from_mask_json.
+// Build and run: scripts/fuzz.sh (tests/fuzz/CMakeLists.txt); inputs it finds are replayed by
+// tests/cpp/test_fuzz_regressions.cpp.
+#include <cstddef>
+#include <cstdint>
+
+#include "fuzz_inputs.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  eoc_fuzz::parse_mask(std::string(reinterpret_cast<const char*>(data), size));
+  return 0;
+}

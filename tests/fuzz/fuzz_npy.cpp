@@ -1,0 +1,12 @@
+// libFuzzer target: .npy reader: eoc::read_npy.
+// Build and run: scripts/fuzz.sh (tests/fuzz/CMakeLists.txt); inputs it finds are replayed by
+// tests/cpp/test_fuzz_regressions.cpp.
+#include <cstddef>
+#include <cstdint>
+
+#include "fuzz_inputs.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  eoc_fuzz::parse_npy(std::string(reinterpret_cast<const char*>(data), size));
+  return 0;
+}

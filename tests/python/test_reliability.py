@@ -1,0 +1,369 @@
+"""Error paths of the `eoc` binary that test_cli_sampling.py (BAD_INPUT, parse errors, NaN
+outputs, read-only folders) and test_fid_runs.py (SIGTERM/SIGKILL of --out-dir runs, sharding
+and VAE refusals, config errors) leave out: broken model files, broken or mismatching EOC priors,
+contradictory flags, out-of-range values, a full file system, and signals during calibration and
+grid sampling. docs/RELIABILITY.md lists every case with the test that proves it.
+
+Every failure must exit non-zero with exactly one stderr line `eoc: error: ...` (or the
+interrupt line), no traceback / terminate / core dump, and leave no partial file behind.
+The prior comes from `eoc calibrate` on the tiny pixel fixture (4 steps, 3 samples, fora:2)."""
+import base64
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from test_cli_sampling import _check_clean_failure, _files_under, run_eoc
+
+THREADS = ["--threads", "1"]
+# The settings the prior is calibrated for and sampled with (pixel fixture: depth 2, hidden 32).
+PRIOR_RUN = ["--steps", 4, "--cache", "fora:2"]
+
+
+def fails_cleanly(eoc_bin, args, cwd, timeout=120):
+    """Runs `eoc -q ARGS` in cwd; checks the one-line failure and that cwd gained no file."""
+    before = _files_under(cwd)
+    proc = run_eoc(eoc_bin, ["-q"] + list(args), cwd, check=False, timeout=timeout)
+    _check_clean_failure(proc)
+    assert _files_under(cwd) == before, "files left behind"
+    return proc.stderr.strip()
+
+
+# --------------------------------------------------------------------------------------------
+# Model files
+# --------------------------------------------------------------------------------------------
+
+class NotADiT(torch.nn.Module):
+    """A valid TorchScript module without eoc's model contract (docs/MODEL_CONTRACT.md)."""
+
+    def forward(self, x):
+        return x * 2
+
+
+@pytest.fixture(scope="module")
+def broken_models(builtin_model, tmp_path_factory):
+    d = tmp_path_factory.mktemp("broken_models")
+    data = open(builtin_model, "rb").read()
+    (d / "truncated.ts").write_bytes(data[: len(data) // 2])
+    (d / "empty.ts").write_bytes(b"")
+    torch.jit.script(NotADiT()).save(str(d / "no_contract.ts"))
+    return d
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("truncated.ts", "is not a TorchScript module"),
+    ("empty.ts", "is empty"),
+    ("no_contract.ts", "lacks the integer attribute 'contract_version'"),
+])
+@pytest.mark.parametrize("command", ["sample", "info"])
+def test_broken_model_file(eoc_bin, broken_models, tmp_path, name, expected, command):
+    args = [command, "--model", broken_models / name] + THREADS
+    if command == "sample":
+        args += ["--steps", 2, "--num-samples", 1, "--out-raw", tmp_path / "o.npy"]
+    line = fails_cleanly(eoc_bin, args, tmp_path)
+    assert name in line and expected in line, line
+
+
+# --------------------------------------------------------------------------------------------
+# EOC priors
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def prior(eoc_bin, pixel_dit, tmp_path_factory):
+    """A real prior (scale form: it has coefficient vectors) for the pixel fixture."""
+    d = tmp_path_factory.mktemp("prior")
+    path = d / "prior.json"
+    run_eoc(eoc_bin, ["-q", "calibrate", "--model", pixel_dit["ts"]] + THREADS + PRIOR_RUN +
+            ["--num-samples", 3, "--judge-samples", 1, "--eoc-form", "scale", "--out", path], d)
+    return path
+
+
+def resign(doc):
+    """The checksum eoc writes: SHA-256 of the compact, key-sorted JSON without "checksum"."""
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return dict(body, checksum=hashlib.sha256(text.encode()).hexdigest())
+
+
+def sample_with_prior(pixel_dit, prior_path, tmp_path, model=None, steps=4):
+    return (["sample", "--model", model or pixel_dit["ts"]] + THREADS +
+            ["--steps", steps, "--cache", "fora:2", "--num-samples", 1, "--prior", prior_path,
+             "--out-raw", tmp_path / "o.npy", "--report", tmp_path / "r.json"])
+
+
+def test_prior_itself_is_accepted(eoc_bin, pixel_dit, prior, tmp_path):
+    """The control: the unedited prior samples, and re-signing reproduces its checksum (so the
+    re-signed edits below are refused for their content, not for their checksum)."""
+    doc = json.loads(prior.read_text())
+    assert resign(doc)["checksum"] == doc["checksum"]
+    run_eoc(eoc_bin, ["-q"] + sample_with_prior(pixel_dit, prior, tmp_path), tmp_path)
+    assert (tmp_path / "o.npy").is_file()
+
+
+def _truncate(text):
+    return text[: len(text) // 2]
+
+
+def _nan(text):
+    return text.replace('"cfg_scale": 4.0', '"cfg_scale": NaN', 1)
+
+
+def _edit(text):
+    return text.replace('"cfg_scale": 4.0', '"cfg_scale": 3.0', 1)
+
+
+def _version2(text):
+    return text.replace('"version": 1', '"version": 2', 1)
+
+
+def _resigned(change):
+    def edit(text):
+        doc = json.loads(text)
+        change(doc)
+        return json.dumps(resign(doc), indent=1)
+    return edit
+
+
+def _drop_step_theta(doc):
+    del doc["step_theta"]
+
+
+def _short_vector(doc):
+    entry = doc["vectors"]["entries"][0]
+    entry["data"] = base64.b64encode(base64.b64decode(entry["data"])[:-4]).decode()
+
+
+def _blow_up(doc):
+    """theta 10 (the largest allowed) times a coefficient of 6: |theta E| = 60 > 50."""
+    doc["step_theta"] = [10.0] * len(doc["step_theta"])
+    for entry in doc["vectors"]["entries"]:
+        n = len(base64.b64decode(entry["data"])) // 4
+        entry["data"] = base64.b64encode(torch.full((n,), 6.0).numpy().tobytes()).decode()
+
+
+PRIOR_EDITS = {
+    "truncated": (_truncate, "is not valid JSON"),
+    "nan": (_nan, "is not valid JSON"),
+    "checksum_edited": (_edit, "checksum does not match"),
+    "version_2": (_version2, "has version 2, this eoc reads version 1"),
+    "resigned_missing_key": (_resigned(_drop_step_theta), "step_theta is missing"),
+    "resigned_wrong_shape": (_resigned(_short_vector), "is not base64 of 2 x 32 float32"),
+    "resigned_blow_up": (_resigned(_blow_up), "would blow the feature up (limit 50)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRIOR_EDITS))
+def test_broken_prior(eoc_bin, pixel_dit, prior, tmp_path, name):
+    edit, expected = PRIOR_EDITS[name]
+    bad = tmp_path / f"{name}.json"
+    bad.write_text(edit(prior.read_text()))
+    line = fails_cleanly(eoc_bin, sample_with_prior(pixel_dit, bad, tmp_path), tmp_path)
+    assert str(bad) in line and expected in line, line
+
+
+@pytest.mark.parametrize("case", ["other_step_count", "other_model"])
+def test_prior_for_another_run(eoc_bin, pixel_dit, latent_dit, prior, tmp_path, case):
+    if case == "other_step_count":
+        args = sample_with_prior(pixel_dit, prior, tmp_path, steps=6)
+        expected = "steps 4 (this run: 6)"
+    else:
+        args = sample_with_prior(pixel_dit, prior, tmp_path, model=latent_dit["ts"])
+        expected = "model pixel"
+    line = fails_cleanly(eoc_bin, args, tmp_path)
+    assert "was made for another run" in line and expected in line, line
+
+
+# --------------------------------------------------------------------------------------------
+# Contradictory flags and out-of-range values
+# --------------------------------------------------------------------------------------------
+
+# name -> (subcommand args after the model, text the error line must hold)
+BAD_FLAGS = {
+    "eta_with_ddpm": (["--eta", 0.5, "--sampler", "ddpm"], "--eta"),
+    "prior_with_taylor": (["--cache", "fora:2", "--prior", "{PRIOR}", "--correct", "taylor"],
+                          "--prior"),
+    "whole_forward_with_cache": (["--whole-forward", "--cache", "fora:2"], "--whole-forward"),
+    "nrow_0": (["--nrow", 0, "--out", "{TMP}/g.png"], "--nrow 0"),
+    "batch_size_0": (["--batch-size", 0], "--batch-size 0"),
+    "threads_negative": (["--threads", -1], "--threads -1"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FLAGS))
+def test_bad_flags(eoc_bin, pixel_dit, prior, tmp_path, name):
+    extra, expected = BAD_FLAGS[name]
+    extra = [str(a).replace("{PRIOR}", str(prior)).replace("{TMP}", str(tmp_path)) for a in extra]
+    args = ["sample", "--model", pixel_dit["ts"], "--steps", 4, "--num-samples", 2]
+    if "--threads" not in extra:
+        args += THREADS
+    if "--out" not in extra:
+        args += ["--out-raw", tmp_path / "o.npy"]
+    line = fails_cleanly(eoc_bin, args + extra, tmp_path)
+    assert expected in line, line
+
+
+def test_failed_calibrate_keeps_the_existing_prior(eoc_bin, pixel_dit, prior, tmp_path):
+    """A calibration that fails (here: fora:1 reuses nothing, found after the model is loaded)
+    must leave an existing --out file as it was, like any other output."""
+    out = tmp_path / "prior.json"
+    out.write_bytes(prior.read_bytes())
+    proc = run_eoc(eoc_bin, ["-q", "calibrate", "--model", pixel_dit["ts"]] + THREADS +
+                   ["--steps", 4, "--cache", "fora:1", "--num-samples", 3, "--judge-samples", 1,
+                    "--out", out], tmp_path, check=False)
+    _check_clean_failure(proc)
+    assert "reuses nothing" in proc.stderr, proc.stderr
+    assert out.is_file() and out.read_bytes() == prior.read_bytes(), "the existing prior was lost"
+
+
+def test_calibrate_theta_out_of_range(eoc_bin, pixel_dit, tmp_path):
+    line = fails_cleanly(eoc_bin, ["calibrate", "--model", pixel_dit["ts"]] + THREADS + PRIOR_RUN +
+                         ["--num-samples", 3, "--judge-samples", 1, "--eoc-thetas", 9,
+                          "--out", tmp_path / "p.json"], tmp_path)
+    assert "--eoc-thetas" in line and "9" in line, line
+
+
+# --------------------------------------------------------------------------------------------
+# A full file system (a 64 KiB tmpfs; needs root and mount)
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def full_fs(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_full_out_dir_keeps_only_complete_pngs(eoc_bin, pixel_dit, full_fs, tmp_path):
+    """40 images into 64 KiB (a page per file): it fills up midway; the error names the image
+    that did not fit, every PNG left is complete, no temp file remains."""
+    from PIL import Image
+    out = full_fs / "imgs"
+    proc = run_eoc(eoc_bin, ["-q", "sample", "--model", pixel_dit["ts"]] + THREADS +
+                   ["--steps", 2, "--num-samples", 40, "--out-dir", out], tmp_path, check=False)
+    _check_clean_failure(proc)
+    assert "No space left on device" in proc.stderr and ".png" in proc.stderr, proc.stderr
+    names = sorted(os.listdir(out))
+    assert not [n for n in names if ".tmp" in n], names
+    pngs = [n for n in names if n.endswith(".png")]
+    assert 0 < len(pngs) < 40
+    assert pngs == [f"{i:06d}.png" for i in range(len(pngs))]
+    for n in pngs:
+        with Image.open(out / n) as im:
+            im.load()
+
+
+def test_full_out_raw_leaves_nothing(eoc_bin, pixel_dit, full_fs, tmp_path):
+    """80 x 16 x 16 float32 samples (80 KiB) do not fit: no .npy, no temp file."""
+    proc = run_eoc(eoc_bin, ["-q", "sample", "--model", pixel_dit["ts"]] + THREADS +
+                   ["--steps", 2, "--num-samples", 80, "--out-raw", full_fs / "r.npy"], tmp_path,
+                   check=False)
+    _check_clean_failure(proc)
+    assert "r.npy" in proc.stderr and "No space left on device" in proc.stderr, proc.stderr
+    assert os.listdir(full_fs) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Signals during calibration and grid sampling
+# --------------------------------------------------------------------------------------------
+
+def handlers_installed(pid, signals=(signal.SIGINT, signal.SIGTERM)):
+    """Whether process `pid` catches `signals` (SigCgt of /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            caught = next(int(l.split()[1], 16) for l in f if l.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return all(caught & (1 << (int(s) - 1)) for s in signals)
+
+
+def signal_midway(eoc_bin, args, cwd, sig, timeout=300):
+    """Starts `eoc -q ARGS`; once its SIGINT/SIGTERM handlers are installed and it has run for
+    another 0.5 s, sends `sig`. Returns (returncode, stderr, whether the signal was sent)."""
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc to see when eoc's signal handlers are installed")
+    proc = subprocess.Popen([eoc_bin, "-q"] + [str(a) for a in args], cwd=str(cwd),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + timeout
+        while proc.poll() is None and not handlers_installed(proc.pid) and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        sent = proc.poll() is None
+        if sent:
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err, sent
+
+
+def check_interrupted(rc, err, sent, code, word):
+    if not sent:
+        pytest.skip("eoc finished before the signal")
+    assert rc == code, f"exit {rc}\n{err}"
+    for bad in ("terminate called", "Traceback", "core dumped", "Segmentation fault",
+                "Exception raised from"):
+        assert bad not in err, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("eoc: " + word), err
+    assert "stopped cleanly" in lines[0], err
+
+
+def test_sigterm_during_calibrate_writes_no_prior(eoc_bin, pixel_dit, tmp_path):
+    """A calibration of 100 steps (many seconds) stopped after 0.5 s: exit 143, no prior."""
+    rc, err, sent = signal_midway(
+        eoc_bin, ["calibrate", "--model", pixel_dit["ts"]] + THREADS +
+        ["--steps", 100, "--cache", "fora:2", "--num-samples", 24, "--judge-samples", 8,
+         "--out", tmp_path / "prior.json"], tmp_path, signal.SIGTERM)
+    check_interrupted(rc, err, sent, 143, "terminated (SIGTERM)")
+    assert _files_under(tmp_path) == set(), "files left behind"
+
+
+def test_sigint_during_sample_writes_no_grid(eoc_bin, pixel_dit, tmp_path):
+    """A 1000-step grid run (many seconds) stopped after 0.5 s: exit 130, no grid, no report."""
+    rc, err, sent = signal_midway(
+        eoc_bin, ["sample", "--model", pixel_dit["ts"]] + THREADS +
+        ["--steps", 1000, "--num-samples", 32, "--out", tmp_path / "grid.png",
+         "--report", tmp_path / "r.json"], tmp_path, signal.SIGINT)
+    check_interrupted(rc, err, sent, 130, "interrupted (SIGINT)")
+    assert _files_under(tmp_path) == set(), "files left behind"
+
+
+# --------------------------------------------------------------------------------------------
+# Numerical guard: the message names the step and the block where the NaN first appears
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tensor,where", [
+    ("blocks.1.mlp.fc2.bias", "after block 1's mlp branch"),
+    ("blocks.0.attn.proj.bias", "after block 0's attn branch"),
+    ("final_layer.linear.bias", "in the final layer"),
+])
+def test_nan_names_step_and_block(eoc_bin, fixture_dir, tmp_path, tensor, where):
+    import export_dit
+    import make_random_dit
+    from conftest import FIXTURES
+    arch, heads = FIXTURES["pixel"]
+    sd = make_random_dit.random_state_dict(**arch)
+    sd[tensor][0] = float("nan")
+    ckpt, ts = str(fixture_dir / f"nan_{tensor}.pt"), str(fixture_dir / f"nan_{tensor}.ts")
+    torch.save(sd, ckpt)
+    export_dit.export(ckpt, ts, num_heads=heads)
+    message = fails_cleanly(eoc_bin, ["sample", "--model", ts, "--steps", 3, "--num-samples", 1,
+                                      "--out", "g.png"] + THREADS, tmp_path)
+    assert "NaN or Inf at sampling step 0" in message and where in message, message
