@@ -2,8 +2,12 @@
 // main() parses flags, runs one library function, and is the single place errors are printed.
 #include <c10/util/Exception.h>
 
+#include <malloc.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "commands.hpp"
@@ -21,9 +25,29 @@ void on_signal(int signal_number) {
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
+// CPU runtime settings measured to matter on small DiTs (docs/BENCHMARKS.md, "CPU runtime").
+// 1. LibTorch's OpenMP workers spin after every parallel region (libgomp's default), while the
+//    next matmul runs on OpenBLAS's own threads: on few cores they fight, 3-4x slower. libgomp
+//    reads its wait policy once, when it is loaded, so the process re-executes itself with
+//    OMP_WAIT_POLICY=PASSIVE, unless the user chose a policy (or the re-exec fails: then it
+//    simply runs with the default).
+// 2. glibc returns every freed block above its mmap threshold to the kernel, so each op's output
+//    (a few MiB) is page-faulted in anew; keeping freed memory in the heap removes that cost.
+void tune_cpu_runtime(char** argv) {
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT") && !std::getenv("EOC_NO_REEXEC")) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    ::setenv("EOC_NO_REEXEC", "1", 1);  // never loop, whatever the child does with the policy
+    ::execv("/proc/self/exe", argv);
+  }
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  ::mallopt(M_TOP_PAD, 64 << 20);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  tune_cpu_runtime(argv);
   CLI::App app{"eoc " EOC_VERSION
                ": sample Diffusion Transformers (DiT) fast with feature caching and "
                "Error-Optimized Cache"};
