@@ -92,7 +92,7 @@ def bench(args, save):
             cache = available[label]
             plain_mse = None
             variants = [("none", ["--correct", "none"]), ("taylor", ["--correct", "taylor"])]
-            for form in FORMS:
+            for form in [f for f in args.forms.split(",") if f]:
                 prior = calibrate(args, calib_common, cache, form, args.work, f"{sname}-{label.replace(':', '')}", log)
                 variants.append((f"eoc-{form}", ["--prior", prior]))
             for corr, extra in variants:
@@ -146,6 +146,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timed", default="none,taylor,eoc-taylor",
                     help="correctors timed --repeats times (others once)")
+    ap.add_argument("--forms", default=",".join(FORMS),
+                    help="EOC forms to calibrate and evaluate ('' = none: plain and taylor only)")
     ap.add_argument("--calib-samples", type=int, default=48)
     ap.add_argument("--judge-samples", type=int, default=16)
     ap.add_argument("--calib-seed", type=int, default=1000)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and builds eoc (scripts/bootstrap.sh), then runs every test through CTest:
-# the C++ unit tests and the pytest suite under tests/python.
+# the C++ unit tests and the pytest suite under tests/python; then the unit tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer (scripts/test_sanitized.sh, its own build in
+# build-asan/; EOC_SKIP_SANITIZED=1 skips it).
 # Exits non-zero on any failure. Extra arguments go to ctest (e.g. -R l2c, -j2).
 set -euo pipefail
 
@@ -9,3 +11,6 @@ cd "$ROOT"
 
 scripts/bootstrap.sh
 ctest --test-dir build --output-on-failure "$@"
+if [ "${EOC_SKIP_SANITIZED:-0}" != 1 ]; then
+  scripts/test_sanitized.sh
+fi
