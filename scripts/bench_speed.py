@@ -27,6 +27,9 @@ sys.path.insert(0, HERE)
 import export_dit  # noqa: E402
 import reference_sampler as rs  # noqa: E402
 
+# The CPU runtime settings eoc gives itself (src/cli/main.cpp); set them in the environment
+# to give the Python side the same (scripts/bench_speed.sh does, for its second table).
+RUNTIME_ENV = ["OMP_WAIT_POLICY", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -160,7 +163,8 @@ def rs_gflops(model):
 
 def markdown(rows, meta):
     out = [f"Command: `{meta['command']}`  ", f"Machine: {meta['machine']}; device {meta['device']}; "
-           f"DDIM-{meta['steps']}, cfg 1.5; medians of {meta['repeats']} runs.", "",
+           f"DDIM-{meta['steps']}, cfg 1.5; medians of {meta['repeats']} runs; Python runtime "
+           f"settings: {meta.get('python_runtime', 'default')}.", "",
            "| dtype | batch | cache | eoc images/s | Python eager images/s | eoc / Python | hook overhead | TFLOP/s |",
            "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -197,7 +201,8 @@ def main():
     meta = dict(command=" ".join(["scripts/bench_speed.py"] + sys.argv[1:]), device=args.device,
                 machine=(torch.cuda.get_device_name() if args.device.startswith("cuda")
                          else f"{os.cpu_count()} CPU cores") + f", torch {torch.__version__}",
-                steps=args.steps, repeats=args.repeats)
+                steps=args.steps, repeats=args.repeats,
+                python_runtime={k: os.environ[k] for k in RUNTIME_ENV if k in os.environ} or "default")
 
     def save(rows):
         with open(args.out, "w") as f:
