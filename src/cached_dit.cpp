@@ -59,25 +59,31 @@ at::Tensor CachedDit::run_blocks(const at::Tensor& x, int64_t step, const at::Te
   at::Tensor tokens = embedded.first;
   const at::Tensor c = embedded.second;
 
-  // The hook: a branch is computed (and cached) or reused through the corrector.
-  auto feature = [&](int64_t l, Branch b, const at::Tensor& shift, const at::Tensor& scale) {
+  // The hook: a branch is computed (and cached) or reused through the corrector; either way
+  // the current step's gate multiplies it into the tokens.
+  auto add_branch = [&](int64_t l, Branch b, const at::Tensor& shift, const at::Tensor& scale,
+                        const at::Tensor& gate) {
     if (plan && plan->reuses(step, l, b)) {
       if (stats) ++stats->reused[step];
-      return corrector->correct(step, l, b, cache->get(l, b));
+      const auto& entry = cache->get(l, b);
+      tokens = add_gated_correction(tokens, gate, corrector->correction(step, l, b, entry), entry);
+    } else {
+      auto f = model_.branch(l, b, tokens, shift, scale);
+      if (stats) ++stats->computed[step];
+      if (observer) observer->on_computed(step, l, b, f);
+      if (cache && store) cache->store(step, l, b, f);
+      // The same fused pass as a plain reuse (bit-identical to tokens + gate * f).
+      CachedFeature fresh;
+      fresh.value = f;
+      tokens = add_gated_correction(tokens, gate, Correction{}, fresh);
     }
-    auto f = model_.branch(l, b, tokens, shift, scale);
-    if (stats) ++stats->computed[step];
-    if (observer) observer->on_computed(step, l, b, f);
-    if (cache && store) cache->store(step, l, b, f);
-    return f;
+    if (observer) observer->on_added(step, l, b, tokens);
   };
 
   for (int64_t l = 0; l < cfg.depth; ++l) {
     const auto m = model_.modulation(l, c);
-    tokens = tokens + m.gate_msa.unsqueeze(1) * feature(l, Branch::attn, m.shift_msa, m.scale_msa);
-    if (observer) observer->on_added(step, l, Branch::attn, tokens);
-    tokens = tokens + m.gate_mlp.unsqueeze(1) * feature(l, Branch::mlp, m.shift_mlp, m.scale_mlp);
-    if (observer) observer->on_added(step, l, Branch::mlp, tokens);
+    add_branch(l, Branch::attn, m.shift_msa, m.scale_msa, m.gate_msa);
+    add_branch(l, Branch::mlp, m.shift_mlp, m.scale_mlp, m.gate_mlp);
   }
   const auto out = model_.final(tokens, c).to(at::kFloat);
   return apply_guidance(out, guidance_);

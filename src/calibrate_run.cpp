@@ -41,8 +41,8 @@ class DifferenceAccumulator final : public BranchObserver {
       return;
     }
     const auto& e = shadow_.get(block, b);
-    const auto& base = form_ == EocForm::scale ? e.value : e.delta;
-    if (!base.defined()) return;  // extrapolation needs two computed values
+    if (form_ != EocForm::scale && !e.previous.defined()) return;  // extrapolation needs F[p]
+    const auto base = form_ == EocForm::scale ? e.value : e.value - e.previous;
     const auto halves = [&](const at::Tensor& t) {
       return t.to(at::kDouble).reshape({halves_, -1, t.size(2)});
     };
@@ -192,7 +192,7 @@ void judge_trajectory(const RunSetup& run, const CachePlan& plan, const JudgeBat
   const double hi = *std::max_element(prior.thetas.begin(), prior.thetas.end());
   const auto steps = reused_steps(plan);
   const int64_t end = run.schedule.size();
-  TrajectoryState state{0, j.x_T, FeatureCache(plan.depth(), corrector.needs_delta())};
+  TrajectoryState state{0, j.x_T, FeatureCache(plan.depth(), corrector.needs_previous())};
   at::Tensor current = advance(run, dit, plan, corrector, j, state, end).x;  // all theta = 1
   log::Progress progress("judging (trajectory)", static_cast<long>(steps.size()));
   for (size_t i = 0; i < steps.size(); ++i) {

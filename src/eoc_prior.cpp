@@ -288,24 +288,21 @@ void EocCorrector::set_step_theta(int64_t step, double theta) {
     coefs_[it->first] = form_ == EocForm::scale ? 1.0 + theta * it->second : theta * it->second;
 }
 
-at::Tensor EocCorrector::correct(int64_t step, int64_t block, Branch b,
-                                 const CachedFeature& e) const {
+Correction EocCorrector::correction(int64_t step, int64_t block, Branch b,
+                                    const CachedFeature& e) const {
+  Correction c;
   const double theta = theta_[step];
-  if (theta == 0.0) return e.value;
+  if (theta == 0.0) return c;
   if (form_ == EocForm::taylor) {
-    const double tau = taylor_tau(step, e);
-    return tau == 0.0 ? e.value : at::add(e.value, e.delta, theta * tau);
+    c.trend = theta * taylor_tau(step, e);
+    return c;
   }
   const auto it = coefs_.find({step, block, static_cast<int>(b)});
-  if (it == coefs_.end()) return e.value;  // an entry the fit left plain
-  const auto& value = e.value;
+  if (it == coefs_.end()) return c;  // an entry the fit left plain
   // Rows are [conditional; unconditional] halves; each half has its own vector.
-  const auto split = [&](const at::Tensor& t) {
-    return t.view({halves_, t.size(0) / halves_, t.size(1), t.size(2)});
-  };
-  if (form_ == EocForm::scale) return (split(value) * it->second).view_as(value);
-  if (!e.delta.defined()) return value;
-  return at::addcmul(split(value), it->second, split(e.delta)).view_as(value);
+  if (form_ == EocForm::scale) c.scale_vec = it->second;
+  else if (e.previous.defined()) c.trend_vec = it->second;
+  return c;
 }
 
 std::unique_ptr<Corrector> make_eoc_corrector(const EocPrior& prior, const at::Device& device,

@@ -4,14 +4,13 @@
 
 namespace eoc {
 
-FeatureCache::FeatureCache(int64_t depth, bool keep_delta)
-    : keep_delta_(keep_delta), entries_(static_cast<size_t>(depth * 2)) {}
+FeatureCache::FeatureCache(int64_t depth, bool keep_previous)
+    : keep_previous_(keep_previous), entries_(static_cast<size_t>(depth * 2)) {}
 
 void FeatureCache::store(int64_t step, int64_t block, Branch b, const at::Tensor& feature) {
   auto& e = entries_[block * 2 + static_cast<int>(b)];
-  if (keep_delta_) {
-    // The difference is taken once here, on a computed step, so a reused step pays one op.
-    e.delta = e.value.defined() ? feature - e.value : at::Tensor();
+  if (keep_previous_) {
+    e.previous = e.value;  // a reference: the difference is formed inside the fused correction
     e.prev_step = e.value.defined() ? e.step : -1;
   }
   e.value = feature;
@@ -33,7 +32,7 @@ int64_t FeatureCache::bytes() const {
   int64_t n = 0;
   for (const auto& e : entries_) {
     if (e.value.defined()) n += e.value.numel() * e.value.element_size();
-    if (e.delta.defined()) n += e.delta.numel() * e.delta.element_size();
+    if (e.previous.defined()) n += e.previous.numel() * e.previous.element_size();
   }
   return n;
 }

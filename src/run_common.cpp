@@ -2,6 +2,7 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -71,6 +72,12 @@ void check_writable_parent(const std::string& path, const char* flag) {
     fail(flag, " '", path, "': folder '", parent.string(), "' is not writable");
   }
   fs::remove(probe, ec);
+}
+
+int64_t peak_host_memory_bytes() {
+  struct rusage usage {};
+  if (::getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
 std::string utc_now() {
@@ -258,11 +265,13 @@ at::Tensor run_batch(const RunSetup& run, const std::vector<int64_t>& indices, c
                      at::Tensor* finite, BranchObserver* observer = nullptr, int64_t last_step = -1) {
   auto start = begin_batch(run, indices);
   const CachedDit dit(*run.model, run.schedule, run.guidance);
-  FeatureCache cache(run.model->config().depth, corrector.needs_delta());
+  FeatureCache cache(run.model->config().depth, corrector.needs_previous());
+  const bool store = plan.reused_total() > 0;  // an uncached run keeps no features alive
   auto denoise = [&](const at::Tensor& xk, int64_t k) {
     check_stop();
-    auto out = run.whole_forward ? dit.run_whole_forward(xk, k, start.labels)
-                                 : dit.run(xk, k, start.labels, plan, cache, corrector, &stats, observer);
+    auto out = run.whole_forward
+                   ? dit.run_whole_forward(xk, k, start.labels)
+                   : dit.run(xk, k, start.labels, plan, cache, corrector, &stats, observer, store);
     stats.peak_cache_bytes = std::max(stats.peak_cache_bytes, cache.bytes());
     if (finite) (*finite)[k].copy_(at::isfinite(out).all());
     if (k == last_step) throw ReplayDone{};

@@ -77,6 +77,9 @@ nlohmann::json cache_stats_json(const CacheStats& stats, const ModelConfig& conf
 // Most images one run may ask for (FID-50K needs 50,000); bounds loops over run records too.
 constexpr int64_t kMaxSamples = 100000000;
 
+// The process's peak resident memory so far (bytes; 0 where unknown).
+int64_t peak_host_memory_bytes();
+
 // The current time as "2026-11-28T09:30:00Z", for reports and records.
 std::string utc_now();
 

@@ -104,6 +104,8 @@ void run_sample(const SampleOptions& options) {
         {"timings_s", {{"load", run.load_seconds}, {"sample", sample_seconds},
                        {"write", writing.seconds()}, {"total", total.seconds()}}},
         {"images_per_second", count > 0 ? count / sample_seconds : 0.0},
+        {"memory", {{"peak_host_bytes", peak_host_memory_bytes()},
+                    {"peak_cache_bytes", stats.peak_cache_bytes}}},
         {"outputs", {{"grid", out.grid}, {"dir", out.dir}, {"raw", out.raw},
                      {"images_written", written}}},
     };

@@ -1,5 +1,7 @@
 // Correctors decide what a REUSED cache entry becomes at step k, before the current step's gate
-// multiplies it (as FORA does). Each costs at most a couple of element-wise operations.
+// multiplies it (as FORA does). A corrector only names coefficients; the hook applies them,
+// fused with the gate, in one pass over the feature (add_gated_correction), so a correction costs
+// reading F[p] beside F[r] and nothing else.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -10,15 +12,40 @@
 
 namespace eoc {
 
+// A reused entry becomes F_hat = scale * F[r] + trend * (F[r] - F[p]). Each coefficient is the
+// scalar, or, when its tensor is defined, one value per CFG half and channel: shape
+// (halves, 1, 1, D) in the feature's dtype and device (rows of F are [conditional;
+// unconditional], `halves` equal blocks of rows).
+struct Correction {
+  double scale = 1.0;
+  double trend = 0.0;
+  at::Tensor scale_vec;
+  at::Tensor trend_vec;
+  bool has_scale() const { return scale_vec.defined() || scale != 1.0; }
+  bool has_trend() const { return trend_vec.defined() || trend != 0.0; }
+};
+
 class Corrector {
  public:
   virtual ~Corrector() = default;
   virtual std::string name() const = 0;
-  // True when the cache must keep F[r] - F[p] for this corrector.
-  virtual bool needs_delta() const { return false; }
-  virtual at::Tensor correct(int64_t step, int64_t block, Branch b,
-                             const CachedFeature& entry) const = 0;
+  // True when the cache must keep F[p] beside F[r] for this corrector.
+  virtual bool needs_previous() const { return false; }
+  // Never a trend for an entry without F[p].
+  virtual Correction correction(int64_t step, int64_t block, Branch b,
+                                const CachedFeature& entry) const = 0;
+  // F_hat as a tensor (calibration and tests; sampling uses add_gated_correction).
+  at::Tensor correct(int64_t step, int64_t block, Branch b, const CachedFeature& entry) const;
 };
+
+// F_hat of `entry` (rows, T, D) under `c`, with ATen operations.
+at::Tensor corrected_feature(const Correction& c, const CachedFeature& entry);
+
+// tokens + gate * F_hat, the gate (rows, D) broadcast over the T tokens. For contiguous float32
+// CPU tensors it updates `tokens` in place in one fused pass and returns it; otherwise it returns
+// a new tensor computed with ATen operations.
+at::Tensor add_gated_correction(at::Tensor tokens, const at::Tensor& gate, const Correction& c,
+                                const CachedFeature& entry);
 
 // `none`: plain FORA reuse, F[r].
 std::unique_ptr<Corrector> make_plain_corrector();

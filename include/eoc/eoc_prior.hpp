@@ -84,8 +84,8 @@ class EocCorrector final : public Corrector {
  public:
   EocCorrector(const EocPrior& prior, const at::Device& device, at::ScalarType dtype);
   std::string name() const override { return "eoc"; }
-  bool needs_delta() const override { return form_ != EocForm::scale; }
-  at::Tensor correct(int64_t step, int64_t block, Branch b, const CachedFeature& e) const override;
+  bool needs_previous() const override { return form_ != EocForm::scale; }
+  Correction correction(int64_t step, int64_t block, Branch b, const CachedFeature& e) const override;
   // Calibration tries strengths one step at a time.
   void set_step_theta(int64_t step, double theta);
   double step_theta(int64_t step) const { return theta_[step]; }

@@ -18,7 +18,7 @@ CachedFeature entry(int64_t r, int64_t p) {
   e.value = fr;
   e.step = r;
   if (p >= 0) {
-    e.delta = fr - fp;
+    e.previous = fp;
     e.prev_step = p;
   }
   return e;
@@ -27,7 +27,7 @@ CachedFeature entry(int64_t r, int64_t p) {
 TEST(Correctors, PlainReturnsCachedValue) {
   const auto c = eoc::make_plain_corrector();
   EXPECT_EQ(c->name(), "none");
-  EXPECT_FALSE(c->needs_delta());
+  EXPECT_FALSE(c->needs_previous());
   const auto e = entry(5, 3);
   const auto out = c->correct(6, 0, Branch::attn, e);
   EXPECT_TRUE(at::equal(out, e.value));
@@ -44,7 +44,7 @@ TEST(Correctors, TaylorTau) {
 TEST(Correctors, TaylorForecast) {
   const auto c = eoc::make_taylor_corrector();
   EXPECT_EQ(c->name(), "taylor");
-  EXPECT_TRUE(c->needs_delta());
+  EXPECT_TRUE(c->needs_previous());
   const auto e = entry(5, 3);
   const auto fp = at::linspace(-1.0, 2.0, 24, at::kFloat).reshape({2, 3, 4});
   for (int64_t k : {6, 7}) {
@@ -60,6 +60,39 @@ TEST(Correctors, TaylorWithoutPreviousIsPlain) {
   const auto c = eoc::make_taylor_corrector();
   const auto e = entry(0, -1);
   EXPECT_TRUE(at::equal(c->correct(1, 0, Branch::attn, e), e.value));
+}
+
+// The fused CPU path of the hook against the ATen formula, for every coefficient kind; the
+// gate is a column slice of a wider tensor, as the adaLN chunks are.
+TEST(Correctors, FusedGatedAddMatchesAtenFormula) {
+  const int64_t rows = 4, tokens = 5, d = 24;
+  const auto fr = at::randn({rows, tokens, d}, at::kFloat);
+  const auto fp = at::randn({rows, tokens, d}, at::kFloat);
+  const auto gate = at::randn({rows, 6 * d}, at::kFloat).narrow(1, 2 * d, d);
+  const auto vec = at::rand({2, 1, 1, d}, at::kFloat) + 0.5;
+  CachedFeature e;
+  e.value = fr;
+  e.previous = fp;
+  e.step = 3;
+  e.prev_step = 1;
+  std::vector<eoc::Correction> cases(5);
+  cases[1].scale = 1.25;
+  cases[2].scale_vec = vec;
+  cases[3].trend = 0.5;
+  cases[4].trend_vec = vec;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto base = at::randn({rows, tokens, d}, at::kFloat);
+    const auto want = base + gate.unsqueeze(1) * eoc::corrected_feature(cases[i], e);
+    const auto got = eoc::add_gated_correction(base.clone(), gate, cases[i], e);
+    EXPECT_TRUE(at::allclose(got, want, 1e-6, 1e-6)) << i;
+    if (i == 0) EXPECT_TRUE(at::equal(got, want));  // plain reuse: the same two roundings
+  }
+  // Other dtypes take the ATen path.
+  const auto base = at::randn({rows, tokens, d}, at::kDouble);
+  CachedFeature ed{fr.to(at::kDouble), fp.to(at::kDouble), 3, 1};
+  const auto got = eoc::add_gated_correction(base, gate.to(at::kDouble), cases[3], ed);
+  EXPECT_TRUE(at::allclose(got, base + gate.to(at::kDouble).unsqueeze(1) *
+                                          eoc::corrected_feature(cases[3], ed)));
 }
 
 }  // namespace

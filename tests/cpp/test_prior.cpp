@@ -355,7 +355,7 @@ CachedFeature cfg_entry(int64_t r, int64_t p) {
   e.value = at::linspace(-2.0, 3.0, 4 * 3 * kD, at::kFloat).reshape({4, 3, kD});
   e.step = r;
   if (p >= 0) {
-    e.delta = at::linspace(0.7, -0.4, 4 * 3 * kD, at::kFloat).reshape({4, 3, kD});
+    e.previous = e.value - at::linspace(0.7, -0.4, 4 * 3 * kD, at::kFloat).reshape({4, 3, kD});
     e.prev_step = p;
   }
   return e;
@@ -378,7 +378,7 @@ TEST(EocCorrector, ZeroThetaReturnsCachedValueExactly) {
 TEST(EocCorrector, ScaleMultipliesEachHalfPerChannel) {
   auto p = sample_prior();  // theta 1 at step 1; cfg 4 -> two halves
   const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
-  EXPECT_FALSE(c->needs_delta());
+  EXPECT_FALSE(c->needs_previous());
   const auto e = cfg_entry(0, -1);
   const auto out = c->correct(1, 0, Branch::attn, e);
   ASSERT_EQ(out.sizes(), e.value.sizes());
@@ -432,11 +432,11 @@ TEST(EocCorrector, ExtrapolateAddsThetaWDelta) {
   p.form = EocForm::extrapolate;
   p.step_theta = {0.0, 0.75, 0.0};
   const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
-  EXPECT_TRUE(c->needs_delta());
+  EXPECT_TRUE(c->needs_previous());
   const auto e = cfg_entry(0, -1);
   const auto with_delta = [&] {
     auto x = cfg_entry(0, -1);
-    x.delta = at::linspace(0.7, -0.4, 4 * 3 * kD, at::kFloat).reshape({4, 3, kD});
+    x.previous = x.value - at::linspace(0.7, -0.4, 4 * 3 * kD, at::kFloat).reshape({4, 3, kD});
     x.prev_step = 0;
     x.step = 0;
     return x;
@@ -445,9 +445,9 @@ TEST(EocCorrector, ExtrapolateAddsThetaWDelta) {
   const auto out = c->correct(1, 0, Branch::attn, with_delta);
   const auto expected =
       at::cat({with_delta.value.narrow(0, 0, 2) +
-                   0.75 * W[0].view({1, 1, kD}) * with_delta.delta.narrow(0, 0, 2),
+                   0.75 * W[0].view({1, 1, kD}) * (with_delta.value - with_delta.previous).narrow(0, 0, 2),
                with_delta.value.narrow(0, 2, 2) +
-                   0.75 * W[1].view({1, 1, kD}) * with_delta.delta.narrow(0, 2, 2)});
+                   0.75 * W[1].view({1, 1, kD}) * (with_delta.value - with_delta.previous).narrow(0, 2, 2)});
   EXPECT_TRUE(at::allclose(out, expected, 1e-5, 1e-5));
   // No previous value yet: plain.
   EXPECT_TRUE(at::equal(c->correct(1, 0, Branch::attn, e), e.value));
@@ -480,7 +480,7 @@ TEST(EocCorrector, TaylorScalesTheForecast) {
   // r = 1, p = 0 (say steps 1 and 0 computed), k = 2: tau = 1.
   CachedFeature e = cfg_entry(1, 0);
   const auto out = c->correct(2, 0, Branch::mlp, e);
-  EXPECT_TRUE(at::allclose(out, e.value + 2.0 * 1.0 * e.delta, 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(out, e.value + 2.0 * 1.0 * (e.value - e.previous), 1e-5, 1e-6));
 }
 
 }  // namespace

@@ -276,6 +276,25 @@ def test_fora2_report_reuses_nothing_at_compute_steps(eoc_bin, builtin_model, tm
     assert stats["caching_level"] == pytest.approx(9 / 20)
 
 
+@pytest.mark.parametrize("cache,correct,tensors_per_entry", [
+    ("none", "none", 0), ("fora:2", "none", 1), ("fora:2", "taylor", 2)])
+def test_cache_memory_is_one_tensor_per_block_and_branch(eoc_bin, builtin_model, tmp_path, cache,
+                                                         correct, tensors_per_entry):
+    """The cache holds F[r] per (block, branch) (taylor also F[r] - F[p]); uncached holds nothing."""
+    report = tmp_path / "r.json"
+    run_eoc(eoc_bin, ["-q", "sample"] + THREADS + [
+                "--model", builtin_model, "--sampler", "ddim", "--steps", 6, "--cfg-scale", 1.5,
+                "--num-samples", 3, "--batch-size", 3, "--cache", cache, "--correct", correct,
+                "--out-raw", tmp_path / "o.npy", "--report", report], tmp_path)
+    r = json.loads(report.read_text())
+    depth, tokens, hidden = 12, 64, 192  # the built-in model (eoc info)
+    rows = 2 * 3  # CFG doubles the batch of 3
+    want = tensors_per_entry * depth * 2 * rows * tokens * hidden * 4
+    assert r["memory"]["peak_cache_bytes"] == want
+    assert r["cache_stats"]["peak_cache_bytes"] == want
+    assert r["memory"]["peak_host_bytes"] > 0
+
+
 # --------------------------------------------------------------------------------------------
 # 4. Bad input, info, version, help
 # --------------------------------------------------------------------------------------------
