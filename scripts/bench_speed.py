@@ -142,6 +142,7 @@ def bench(args, save):
                            cpp_images_per_s=n / cpp_s, py_images_per_s=n / py_s,
                            ratio=py_s / cpp_s,
                            peak_cache_bytes=rep["cache_stats"].get("peak_cache_bytes"),
+                           peak_host_bytes=rep.get("memory", {}).get("peak_host_bytes"),
                            gpu_peak_mib=max((r[2] or 0) for r in cpp_runs) or None)
                 if cache == "none":
                     row["hook_overhead"] = cpp_s / statistics.median(fwd_runs) - 1.0
