@@ -33,17 +33,19 @@ void fused_rows(const FusedArgs& a) {
   at::parallel_for(0, a.rows * a.tokens_per_row, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t row = i / a.tokens_per_row, half = row / a.rows_per_half;
-      float* t = a.tokens + i * d;
-      const float* g = a.gate + row * a.gate_stride;
-      const float* f = a.value + i * d;
-      const float* p = kTrend != kNone ? a.previous + i * d : nullptr;
-      const float* sv = kScale == kVector ? a.scale_vec + half * d : nullptr;
-      const float* tv = kTrend == kVector ? a.trend_vec + half * d : nullptr;
+      // No two of these overlap (tokens are never cached), so the loop vectorizes as written.
+      float* __restrict__ t = a.tokens + i * d;
+      const float* __restrict__ g = a.gate + row * a.gate_stride;
+      const float* __restrict__ f = a.value + i * d;
+      const float* __restrict__ p = kTrend != kNone ? a.previous + i * d : nullptr;
+      const float* __restrict__ sv = kScale == kVector ? a.scale_vec + half * d : nullptr;
+      const float* __restrict__ tv = kTrend == kVector ? a.trend_vec + half * d : nullptr;
+      const float scale = a.scale, trend = a.trend;
       for (int64_t j = 0; j < d; ++j) {
         float x = f[j];
-        if constexpr (kScale == kScalar) x = x * a.scale;
+        if constexpr (kScale == kScalar) x = x * scale;
         if constexpr (kScale == kVector) x = x * sv[j];
-        if constexpr (kTrend == kScalar) x = x + a.trend * (f[j] - p[j]);
+        if constexpr (kTrend == kScalar) x = x + trend * (f[j] - p[j]);
         if constexpr (kTrend == kVector) x = x + tv[j] * (f[j] - p[j]);
         t[j] = t[j] + g[j] * x;
       }
