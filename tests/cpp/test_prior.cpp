@@ -1,6 +1,8 @@
 // The EOC prior file (save/load/validation) and the corrector built from it.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -66,6 +68,16 @@ void write_signed(const std::string& path, json doc) {
   doc.erase("checksum");
   doc["checksum"] = eoc::sha256_hex(doc.dump());
   eoc_test::write_text(path, doc.dump(1) + "\n");
+}
+
+// Saves the sample prior at `path`, applies `edit` to its JSON, re-signs it (so the content
+// check, not the checksum, has to refuse it) and returns load_prior's error message.
+std::string load_error_after_edit(const std::string& path, const std::function<void(json&)>& edit) {
+  eoc::save_prior(path, sample_prior());
+  auto doc = read_json(path);
+  edit(doc);
+  write_signed(path, doc);
+  return error_message([&] { eoc::load_prior(path); });
 }
 
 TEST(Prior, RoundTrip) {
@@ -180,22 +192,15 @@ TEST(Prior, MissingFileIsRefused) {
 TEST(Prior, Version2IsRefused) {
   TempDir dir;
   const auto path = dir.file("p.json");
-  eoc::save_prior(path, sample_prior());
-  auto doc = read_json(path);
-  doc["version"] = 2;
-  write_signed(path, doc);
-  const auto msg = error_message([&] { eoc::load_prior(path); });
+  const auto msg = load_error_after_edit(path, [](json& doc) { doc["version"] = 2; });
   EXPECT_NE(msg.find("version"), std::string::npos) << msg;
 }
 
 TEST(Prior, WrongFormatIsRefused) {
   TempDir dir;
   const auto path = dir.file("p.json");
-  eoc::save_prior(path, sample_prior());
-  auto doc = read_json(path);
-  doc["format"] = "eoc-cache-mask";
-  write_signed(path, doc);
-  EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("format"), std::string::npos);
+  const auto msg = load_error_after_edit(path, [](json& doc) { doc["format"] = "eoc-cache-mask"; });
+  EXPECT_NE(msg.find("format"), std::string::npos) << msg;
 }
 
 TEST(Prior, NanInVectorIsRefused) {
@@ -262,11 +267,7 @@ TEST(Prior, NonFiniteThetaIsAnEocError) {
 TEST(Prior, WrongElementTypeIsAnEocError) {
   TempDir dir;
   const auto path = dir.file("p.json");
-  eoc::save_prior(path, sample_prior());
-  auto doc = read_json(path);
-  doc["thetas"][1] = "half";
-  write_signed(path, doc);
-  const auto msg = error_message([&] { eoc::load_prior(path); });
+  const auto msg = load_error_after_edit(path, [](json& doc) { doc["thetas"][1] = "half"; });
   EXPECT_NE(msg.find(path), std::string::npos) << msg;
 }
 
