@@ -20,15 +20,21 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor, batch_invariant: bool) -> Tensor:
-    """F.linear, or with `batch_invariant` one matrix product per batch row (torch.bmm over an
-    expanded weight): one big GEMM rounds a row differently depending on how many rows share the
-    call, while per-row products of one shape give every image the same bits in any batch."""
+    """F.linear, or with `batch_invariant` one product per batch row: one big GEMM rounds a row
+    differently depending on how many rows share the call, while per-row products of one shape
+    give every image the same bits in any batch. (B, T, D) inputs use torch.baddbmm over an
+    expanded weight (one GEMM per image, bias fused); (B, D) inputs (the adaLN modulations and
+    the timestep MLP, run at every step even when the cache reuses the blocks) use one
+    matrix-vector product per row, as a (1, D) GEMM would repack the whole weight per row."""
     if not batch_invariant:
         return F.linear(x, weight, bias)
-    w = weight.t().unsqueeze(0).expand(x.shape[0], weight.shape[1], weight.shape[0])
     if x.dim() == 2:
-        return torch.bmm(x.unsqueeze(1), w).squeeze(1) + bias
-    return torch.bmm(x, w) + bias
+        out = torch.empty(x.shape[0], weight.shape[0], dtype=x.dtype, device=x.device)
+        for i in range(x.shape[0]):
+            torch.addmv(bias, weight, x[i], out=out[i])
+        return out
+    w = weight.t().unsqueeze(0).expand(x.shape[0], weight.shape[1], weight.shape[0])
+    return torch.baddbmm(bias, x, w)
 
 
 class SelfAttention(nn.Module):
