@@ -7,6 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 
 import reference_sampler as rs
 
@@ -24,8 +25,10 @@ def eoc(eoc_bin, *args, check=True):
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
+    before = torch.get_num_threads()
     rs.set_threads(1)
     yield
+    rs.set_threads(before)
 
 
 def calibrate(eoc_bin, model, out, form, extra):
