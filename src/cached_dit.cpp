@@ -59,6 +59,17 @@ at::Tensor CachedDit::run_blocks(const at::Tensor& x, int64_t step, const at::Te
   at::Tensor tokens = embedded.first;
   const at::Tensor c = embedded.second;
 
+  // The modulations depend on c only; computing them first lets the residual updates of
+  // consecutive branches wait in `pending` until a branch needs the tokens, then go in one pass.
+  std::vector<Modulation> mods;
+  mods.reserve(cfg.depth);
+  for (int64_t l = 0; l < cfg.depth; ++l) mods.push_back(model_.modulation(l, c));
+  std::vector<GatedTerm> pending;
+  auto flush = [&] {
+    tokens = add_gated_terms(tokens, pending);
+    pending.clear();
+  };
+
   // The hook: a branch is computed (and cached) or reused through the corrector; either way
   // the current step's gate multiplies it into the tokens.
   auto add_branch = [&](int64_t l, Branch b, const at::Tensor& shift, const at::Tensor& scale,
@@ -66,25 +77,29 @@ at::Tensor CachedDit::run_blocks(const at::Tensor& x, int64_t step, const at::Te
     if (plan && plan->reuses(step, l, b)) {
       if (stats) ++stats->reused[step];
       const auto& entry = cache->get(l, b);
-      tokens = add_gated_correction(tokens, gate, corrector->correction(step, l, b, entry), entry);
+      pending.push_back(GatedTerm{gate, corrector->correction(step, l, b, entry), entry});
     } else {
+      flush();
       auto f = model_.branch(l, b, tokens, shift, scale);
       if (stats) ++stats->computed[step];
       if (observer) observer->on_computed(step, l, b, f);
       if (cache && store) cache->store(step, l, b, f);
-      // The same fused pass as a plain reuse (bit-identical to tokens + gate * f).
       CachedFeature fresh;
       fresh.value = f;
-      tokens = add_gated_correction(tokens, gate, Correction{}, fresh);
+      pending.push_back(GatedTerm{gate, Correction{}, fresh});
     }
-    if (observer) observer->on_added(step, l, b, tokens);
+    if (observer) {
+      flush();
+      observer->on_added(step, l, b, tokens);
+    }
   };
 
   for (int64_t l = 0; l < cfg.depth; ++l) {
-    const auto m = model_.modulation(l, c);
+    const auto& m = mods[l];
     add_branch(l, Branch::attn, m.shift_msa, m.scale_msa, m.gate_msa);
     add_branch(l, Branch::mlp, m.shift_mlp, m.scale_mlp, m.gate_mlp);
   }
+  flush();
   const auto out = model_.final(tokens, c).to(at::kFloat);
   return apply_guidance(out, guidance_);
 }

@@ -1,9 +1,13 @@
-// The hook's reuse path: tokens + gate * F_hat, with F_hat = scale * F[r] + trend * (F[r] - F[p]).
-// With ATen ops a reused entry costs several passes over (rows, T, D) tensors (the correction,
-// the gate product, the sum, each a new tensor); on CPU, where these small DiT steps are bound
-// by memory traffic, the fused loop below reads F[r] (and F[p]) and updates the tokens once.
-// It performs the same float operations in the same order as corrected_feature + the gate
-// product + the sum, so results agree with the ATen path to rounding.
+// The hook's residual updates: tokens + sum over terms of gate * F_hat, added term by term in
+// block order, with F_hat = scale * F[r] + trend * (F[r] - F[p]) for a reused entry and the
+// fresh output itself for a computed one. With ATen ops every term costs several passes over
+// (rows, T, D) tensors (the correction, the gate product, the sum, each a new tensor); on CPU,
+// where these small DiT steps are bound by memory traffic, the fused loop below walks the
+// token rows once and applies every pending term to a row while it sits in L1, so a fully
+// reused step reads each cached feature once and the tokens once. Per element it performs
+// the same float operations in the same order as corrected_feature + the gate product + the
+// sum, term after term (this file is compiled with -ffp-contract=off), so plain reuse and
+// computed branches are bit-identical to the ATen path and corrections agree to rounding.
 #include <ATen/Parallel.h>
 
 #include "eoc/correctors.hpp"
@@ -14,8 +18,9 @@ namespace {
 
 enum Mode { kNone = 0, kScalar = 1, kVector = 2 };
 
-struct FusedArgs {
-  float* tokens;
+// One term's pointers for the fused loop. Row `row` of the feature uses gate row `row` and
+// coefficient vector `row / rows_per_half`.
+struct FusedTerm {
   const float* gate;
   int64_t gate_stride;
   const float* value;
@@ -23,33 +28,71 @@ struct FusedArgs {
   const float* scale_vec;
   const float* trend_vec;
   float scale, trend;
-  int64_t rows, tokens_per_row, channels, rows_per_half;
+  int64_t rows_per_half;
+  int scale_mode, trend_mode;
 };
 
 template <int kScale, int kTrend>
-void fused_rows(const FusedArgs& a) {
-  const int64_t d = a.channels;
-  const int64_t grain = std::max<int64_t>(1, 16384 / d);
-  at::parallel_for(0, a.rows * a.tokens_per_row, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t row = i / a.tokens_per_row, half = row / a.rows_per_half;
-      // No two of these overlap (tokens are never cached), so the loop vectorizes as written.
-      float* __restrict__ t = a.tokens + i * d;
-      const float* __restrict__ g = a.gate + row * a.gate_stride;
-      const float* __restrict__ f = a.value + i * d;
-      const float* __restrict__ p = kTrend != kNone ? a.previous + i * d : nullptr;
-      const float* __restrict__ sv = kScale == kVector ? a.scale_vec + half * d : nullptr;
-      const float* __restrict__ tv = kTrend == kVector ? a.trend_vec + half * d : nullptr;
-      const float scale = a.scale, trend = a.trend;
-      for (int64_t j = 0; j < d; ++j) {
-        float x = f[j];
-        if constexpr (kScale == kScalar) x = x * scale;
-        if constexpr (kScale == kVector) x = x * sv[j];
-        if constexpr (kTrend == kScalar) x = x + trend * (f[j] - p[j]);
-        if constexpr (kTrend == kVector) x = x + tv[j] * (f[j] - p[j]);
-        t[j] = t[j] + g[j] * x;
+inline void update_row(float* __restrict__ t, const FusedTerm& a, int64_t row, int64_t offset,
+                       int64_t d) {
+  const int64_t half = row / a.rows_per_half;
+  // No two of these overlap (tokens are never cached), so the loop vectorizes as written.
+  const float* __restrict__ g = a.gate + row * a.gate_stride;
+  const float* __restrict__ f = a.value + offset;
+  const float* __restrict__ p = kTrend != kNone ? a.previous + offset : nullptr;
+  const float* __restrict__ sv = kScale == kVector ? a.scale_vec + half * d : nullptr;
+  const float* __restrict__ tv = kTrend == kVector ? a.trend_vec + half * d : nullptr;
+  const float scale = a.scale, trend = a.trend;
+  for (int64_t j = 0; j < d; ++j) {
+    float x = f[j];
+    if constexpr (kScale == kScalar) x = x * scale;
+    if constexpr (kScale == kVector) x = x * sv[j];
+    if constexpr (kTrend == kScalar) x = x + trend * (f[j] - p[j]);
+    if constexpr (kTrend == kVector) x = x + tv[j] * (f[j] - p[j]);
+    t[j] = t[j] + g[j] * x;
+  }
+}
+
+template <int kScale>
+inline void update_row_with(float* t, const FusedTerm& a, int64_t row, int64_t offset, int64_t d) {
+  switch (a.trend_mode) {
+    case kNone: update_row<kScale, kNone>(t, a, row, offset, d); break;
+    case kScalar: update_row<kScale, kScalar>(t, a, row, offset, d); break;
+    default: update_row<kScale, kVector>(t, a, row, offset, d); break;
+  }
+}
+
+// Token rows [begin, end) through every term, a block of rows at a time: the block's tokens
+// stay in L1 while each term's features stream past in runs of 32 KiB rather than one row of
+// each term in turn (24 taylor terms of (64, 64, 192): 9-10 ms against 11-16 ms row by row in
+// a microbenchmark here). Per element the terms still apply in order. Cloned for AVX2 (chosen at load time when the CPU has it): the
+// same float operations, eight lanes at a time instead of SSE2's four.
+__attribute__((target_clones("avx2", "default"))) void apply_terms(
+    float* tokens, const FusedTerm* terms, size_t count, int64_t begin, int64_t end,
+    int64_t tokens_per_row, int64_t d) {
+  const int64_t block = std::max<int64_t>(1, 8192 / d);
+  for (int64_t first = begin; first < end; first += block) {
+    const int64_t last = std::min(end, first + block);
+    for (size_t k = 0; k < count; ++k) {
+      const auto& a = terms[k];
+      for (int64_t i = first; i < last; ++i) {
+        const int64_t row = i / tokens_per_row, offset = i * d;
+        float* t = tokens + offset;
+        switch (a.scale_mode) {
+          case kNone: update_row_with<kNone>(t, a, row, offset, d); break;
+          case kScalar: update_row_with<kScalar>(t, a, row, offset, d); break;
+          default: update_row_with<kVector>(t, a, row, offset, d); break;
+        }
       }
     }
+  }
+}
+
+void fused_terms(float* tokens, const std::vector<FusedTerm>& terms, int64_t rows,
+                 int64_t tokens_per_row, int64_t d) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / d);
+  at::parallel_for(0, rows * tokens_per_row, grain, [&](int64_t begin, int64_t end) {
+    apply_terms(tokens, terms.data(), terms.size(), begin, end, tokens_per_row, d);
   });
 }
 
@@ -66,46 +109,66 @@ const float* vector_data(const at::Tensor& v, int64_t rows, int64_t d, int64_t& 
   return v.data_ptr<float>();
 }
 
-}  // namespace
+void check_trend(const GatedTerm& term) {
+  if (term.correction.has_trend() && !term.entry.previous.defined())
+    fail("internal: a trend correction for an entry without F[p]");
+}
 
-at::Tensor add_gated_correction(at::Tensor tokens, const at::Tensor& gate, const Correction& c,
-                                const CachedFeature& e) {
-  const auto& f = e.value;
-  const bool trend = c.has_trend();
-  if (trend && !e.previous.defined()) fail("internal: a trend correction for an entry without F[p]");
-  const bool fused = tokens.dim() == 3 && tokens.sizes() == f.sizes() && gate.dim() == 2 &&
-                     gate.stride(1) == 1 && gate.device().is_cpu() &&
-                     gate.scalar_type() == at::kFloat && usable(tokens) && usable(f) &&
-                     usable(trend ? e.previous : at::Tensor()) && usable(c.scale_vec) &&
-                     usable(c.trend_vec);
-  if (!fused) return tokens + gate.unsqueeze(1) * corrected_feature(c, e);
+bool fusable(const at::Tensor& tokens, const GatedTerm& term) {
+  const auto& f = term.entry.value;
+  const auto& c = term.correction;
+  const auto& gate = term.gate;
+  return tokens.dim() == 3 && tokens.sizes() == f.sizes() && gate.dim() == 2 &&
+         gate.size(0) == f.size(0) && gate.size(1) == f.size(2) && gate.stride(1) == 1 &&
+         gate.device().is_cpu() && gate.scalar_type() == at::kFloat && usable(tokens) &&
+         usable(f) && usable(c.has_trend() ? term.entry.previous : at::Tensor()) &&
+         usable(c.scale_vec) && usable(c.trend_vec);
+}
 
-  FusedArgs a{};
-  a.rows = f.size(0);
-  a.tokens_per_row = f.size(1);
-  a.channels = f.size(2);
+FusedTerm fused_term(const GatedTerm& term) {
+  const auto& f = term.entry.value;
+  const auto& c = term.correction;
+  const int64_t rows = f.size(0), d = f.size(2);
   int64_t halves = 1;
-  a.tokens = tokens.data_ptr<float>();
-  a.gate = gate.data_ptr<float>();
-  a.gate_stride = gate.stride(0);
+  FusedTerm a{};
+  a.gate = term.gate.data_ptr<float>();
+  a.gate_stride = term.gate.stride(0);
   a.value = f.data_ptr<float>();
-  a.previous = trend ? e.previous.data_ptr<float>() : nullptr;
-  a.scale_vec = vector_data(c.scale_vec, a.rows, a.channels, halves);
-  a.trend_vec = vector_data(c.trend_vec, a.rows, a.channels, halves);
+  a.previous = c.has_trend() ? term.entry.previous.data_ptr<float>() : nullptr;
+  a.scale_vec = vector_data(c.scale_vec, rows, d, halves);
+  a.trend_vec = vector_data(c.trend_vec, rows, d, halves);
   a.scale = static_cast<float>(c.scale);
   a.trend = static_cast<float>(c.trend);
-  a.rows_per_half = a.rows / halves;
-  const int scale = c.scale_vec.defined() ? kVector : c.scale != 1.0 ? kScalar : kNone;
-  const int trend_mode = c.trend_vec.defined() ? kVector : trend ? kScalar : kNone;
-  if (scale != kNone && trend_mode != kNone) return tokens + gate.unsqueeze(1) * corrected_feature(c, e);
-  switch (scale * 3 + trend_mode) {
-    case kNone * 3 + kNone: fused_rows<kNone, kNone>(a); break;
-    case kScalar * 3 + kNone: fused_rows<kScalar, kNone>(a); break;
-    case kVector * 3 + kNone: fused_rows<kVector, kNone>(a); break;
-    case kNone * 3 + kScalar: fused_rows<kNone, kScalar>(a); break;
-    default: fused_rows<kNone, kVector>(a); break;
+  a.rows_per_half = rows / halves;
+  a.scale_mode = c.scale_vec.defined() ? kVector : c.scale != 1.0 ? kScalar : kNone;
+  a.trend_mode = c.trend_vec.defined() ? kVector : c.has_trend() ? kScalar : kNone;
+  return a;
+}
+
+}  // namespace
+
+at::Tensor add_gated_terms(at::Tensor tokens, const std::vector<GatedTerm>& terms) {
+  bool fused = true;
+  for (const auto& term : terms) {
+    check_trend(term);
+    fused = fused && fusable(tokens, term);
   }
+  if (!fused) {
+    for (const auto& term : terms)
+      tokens = tokens + term.gate.unsqueeze(1) * corrected_feature(term.correction, term.entry);
+    return tokens;
+  }
+  if (terms.empty()) return tokens;
+  std::vector<FusedTerm> args;
+  args.reserve(terms.size());
+  for (const auto& term : terms) args.push_back(fused_term(term));
+  fused_terms(tokens.data_ptr<float>(), args, tokens.size(0), tokens.size(1), tokens.size(2));
   return tokens;
+}
+
+at::Tensor add_gated_correction(at::Tensor tokens, const at::Tensor& gate, const Correction& c,
+                                const CachedFeature& entry) {
+  return add_gated_terms(std::move(tokens), {GatedTerm{gate, c, entry}});
 }
 
 }  // namespace eoc

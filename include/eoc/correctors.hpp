@@ -1,12 +1,13 @@
 // Correctors decide what a REUSED cache entry becomes at step k, before the current step's gate
 // multiplies it (as FORA does). A corrector only names coefficients; the hook applies them,
-// fused with the gate, in one pass over the feature (add_gated_correction), so a correction costs
+// fused with the gate, in one pass over the feature (add_gated_terms), so a correction costs
 // reading F[p] beside F[r] and nothing else.
 #pragma once
 #include <ATen/ATen.h>
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "eoc/feature_cache.hpp"
 
@@ -34,16 +35,28 @@ class Corrector {
   // Never a trend for an entry without F[p].
   virtual Correction correction(int64_t step, int64_t block, Branch b,
                                 const CachedFeature& entry) const = 0;
-  // F_hat as a tensor (calibration and tests; sampling uses add_gated_correction).
+  // F_hat as a tensor (calibration and tests; sampling uses add_gated_terms).
   at::Tensor correct(int64_t step, int64_t block, Branch b, const CachedFeature& entry) const;
 };
 
 // F_hat of `entry` (rows, T, D) under `c`, with ATen operations.
 at::Tensor corrected_feature(const Correction& c, const CachedFeature& entry);
 
-// tokens + gate * F_hat, the gate (rows, D) broadcast over the T tokens. For contiguous float32
-// CPU tensors it updates `tokens` in place in one fused pass and returns it; otherwise it returns
-// a new tensor computed with ATen operations.
+// One term of the block loop's residual sum: gate (rows, D) times F_hat of `entry` under
+// `correction` (a computed branch is a term with the default Correction, F_hat = its output).
+struct GatedTerm {
+  at::Tensor gate;
+  Correction correction;
+  CachedFeature entry;
+};
+
+// tokens + gate_1 * F_hat_1 + gate_2 * F_hat_2 + ..., added in order, each gate broadcast over
+// the T tokens: per element the same float operations as adding the terms one at a time. For
+// contiguous float32 CPU tensors it updates `tokens` in place in one pass (each term's features
+// read once) and returns it; otherwise it returns a new tensor computed with ATen operations.
+at::Tensor add_gated_terms(at::Tensor tokens, const std::vector<GatedTerm>& terms);
+
+// add_gated_terms with one term.
 at::Tensor add_gated_correction(at::Tensor tokens, const at::Tensor& gate, const Correction& c,
                                 const CachedFeature& entry);
 

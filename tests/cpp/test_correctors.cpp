@@ -95,4 +95,44 @@ TEST(Correctors, FusedGatedAddMatchesAtenFormula) {
                                           eoc::corrected_feature(cases[3], ed)));
 }
 
+// Several pending terms in one pass equal adding them one at a time: bit for bit for plain
+// reuse and computed branches (same roundings in the same order), to rounding with corrections.
+// Terms come from different gate columns, as the attn and mlp gates of consecutive blocks do.
+TEST(Correctors, GatedTermsInOnePassEqualTermByTerm) {
+  const int64_t rows = 4, tokens = 5, d = 24;
+  const auto gates = at::randn({rows, 6 * d}, at::kFloat);
+  std::vector<eoc::GatedTerm> plain, corrected;
+  for (int64_t k = 0; k < 4; ++k) {
+    CachedFeature e;
+    e.value = at::randn({rows, tokens, d}, at::kFloat);
+    e.previous = at::randn({rows, tokens, d}, at::kFloat);
+    e.step = 3;
+    e.prev_step = 1;
+    const auto gate = gates.narrow(1, k * d, d);
+    plain.push_back(eoc::GatedTerm{gate, eoc::Correction{}, e});
+    eoc::Correction c;
+    if (k == 1) c.scale = 0.75;
+    if (k == 2) c.trend_vec = at::rand({2, 1, 1, d}, at::kFloat);
+    if (k == 3) c.trend = 0.5;
+    corrected.push_back(eoc::GatedTerm{gate, c, e});
+  }
+  const auto base = at::randn({rows, tokens, d}, at::kFloat);
+  auto want_plain = base.clone();
+  auto want_corrected = base.clone();
+  for (size_t k = 0; k < plain.size(); ++k) {
+    want_plain = want_plain + plain[k].gate.unsqueeze(1) * plain[k].entry.value;
+    want_corrected = want_corrected + corrected[k].gate.unsqueeze(1) *
+                                          eoc::corrected_feature(corrected[k].correction,
+                                                                 corrected[k].entry);
+  }
+  EXPECT_TRUE(at::equal(eoc::add_gated_terms(base.clone(), plain), want_plain));
+  EXPECT_TRUE(at::allclose(eoc::add_gated_terms(base.clone(), corrected), want_corrected, 1e-5, 1e-5));
+  EXPECT_TRUE(at::equal(eoc::add_gated_terms(base.clone(), {}), base));
+  // A term the fused loop cannot take (double features) sends every term through ATen.
+  auto mixed = plain;
+  mixed[2].entry.value = mixed[2].entry.value.to(at::kDouble);
+  const auto got = eoc::add_gated_terms(base.clone(), mixed);
+  EXPECT_TRUE(at::allclose(got.to(at::kFloat), want_plain, 1e-5, 1e-5));
+}
+
 }  // namespace
