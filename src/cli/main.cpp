@@ -29,15 +29,30 @@ std::string first_line(const std::string& text) { return text.substr(0, text.fin
 // 1. LibTorch's OpenMP workers spin after every parallel region (libgomp's default), while the
 //    next matmul runs on OpenBLAS's own threads: on few cores they fight, 3-4x slower. libgomp
 //    reads its wait policy once, when it is loaded, so the process re-executes itself with
-//    OMP_WAIT_POLICY=PASSIVE, unless the user chose a policy (or the re-exec fails: then it
-//    simply runs with the default).
+//    OMP_WAIT_POLICY=PASSIVE, unless the user chose a policy.
 // 2. glibc returns every freed block above its mmap threshold to the kernel, so each op's output
 //    (a few MiB) is page-faulted in anew; keeping freed memory in the heap removes that cost.
+// 3. The heap's first touch still faults in every 4 KiB page of the run's peak memory (the
+//    cache's tensors included, twice as many with a forecast); glibc >= 2.35 backs the heap with
+//    transparent huge pages when GLIBC_TUNABLES asks for it (read at start-up, so also set for
+//    the re-execution), unless the user set GLIBC_TUNABLES. Older glibc ignores the tunable.
+// The re-execution happens once (EOC_NO_REEXEC marks it, and also turns it off); if it fails,
+// eoc simply runs with the defaults.
 void tune_cpu_runtime(char** argv) {
-  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT") && !std::getenv("EOC_NO_REEXEC")) {
-    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    ::setenv("EOC_NO_REEXEC", "1", 1);  // never loop, whatever the child does with the policy
-    ::execv("/proc/self/exe", argv);
+  if (!std::getenv("EOC_NO_REEXEC")) {
+    bool changed = false;
+    if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT")) {
+      ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+      changed = true;
+    }
+    if (!std::getenv("GLIBC_TUNABLES")) {
+      ::setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1);
+      changed = true;
+    }
+    if (changed) {
+      ::setenv("EOC_NO_REEXEC", "1", 1);  // never loop, whatever the child does with the settings
+      ::execv("/proc/self/exe", argv);
+    }
   }
   ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
