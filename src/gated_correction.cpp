@@ -3,8 +3,8 @@
 // fresh output itself for a computed one. With ATen ops every term costs several passes over
 // (rows, T, D) tensors (the correction, the gate product, the sum, each a new tensor); on CPU,
 // where these small DiT steps are bound by memory traffic, the fused loop below walks the
-// token rows once and applies every pending term to a row while it sits in L1, so a fully
-// reused step reads each cached feature once and the tokens once. Per element it performs
+// token rows once, a block at a time, and applies every pending term to a block while it sits
+// in L1, so a fully reused step reads each cached feature once and the tokens once. Per element it performs
 // the same float operations in the same order as corrected_feature + the gate product + the
 // sum, term after term (this file is compiled with -ffp-contract=off), so plain reuse and
 // computed branches are bit-identical to the ATen path and corrections agree to rounding.
@@ -32,41 +32,47 @@ struct FusedTerm {
   int scale_mode, trend_mode;
 };
 
+// Rows [first, last) of the tokens (flat index over rows x T) += gate * F_hat of one term.
 template <int kScale, int kTrend>
-inline void update_row(float* __restrict__ t, const FusedTerm& a, int64_t row, int64_t offset,
-                       int64_t d) {
-  const int64_t half = row / a.rows_per_half;
-  // No two of these overlap (tokens are never cached), so the loop vectorizes as written.
-  const float* __restrict__ g = a.gate + row * a.gate_stride;
-  const float* __restrict__ f = a.value + offset;
-  const float* __restrict__ p = kTrend != kNone ? a.previous + offset : nullptr;
-  const float* __restrict__ sv = kScale == kVector ? a.scale_vec + half * d : nullptr;
-  const float* __restrict__ tv = kTrend == kVector ? a.trend_vec + half * d : nullptr;
+inline void update_rows(float* tokens, const FusedTerm& a, int64_t first, int64_t last,
+                        int64_t tokens_per_row, int64_t d) {
   const float scale = a.scale, trend = a.trend;
-  for (int64_t j = 0; j < d; ++j) {
-    float x = f[j];
-    if constexpr (kScale == kScalar) x = x * scale;
-    if constexpr (kScale == kVector) x = x * sv[j];
-    if constexpr (kTrend == kScalar) x = x + trend * (f[j] - p[j]);
-    if constexpr (kTrend == kVector) x = x + tv[j] * (f[j] - p[j]);
-    t[j] = t[j] + g[j] * x;
+  for (int64_t i = first; i < last; ++i) {
+    const int64_t row = i / tokens_per_row, half = row / a.rows_per_half, offset = i * d;
+    // No two of these overlap (tokens are never cached), so the loop vectorizes as written.
+    float* __restrict__ t = tokens + offset;
+    const float* __restrict__ g = a.gate + row * a.gate_stride;
+    const float* __restrict__ f = a.value + offset;
+    const float* __restrict__ p = kTrend != kNone ? a.previous + offset : nullptr;
+    const float* __restrict__ sv = kScale == kVector ? a.scale_vec + half * d : nullptr;
+    const float* __restrict__ tv = kTrend == kVector ? a.trend_vec + half * d : nullptr;
+    for (int64_t j = 0; j < d; ++j) {
+      float x = f[j];
+      if constexpr (kScale == kScalar) x = x * scale;
+      if constexpr (kScale == kVector) x = x * sv[j];
+      if constexpr (kTrend == kScalar) x = x + trend * (f[j] - p[j]);
+      if constexpr (kTrend == kVector) x = x + tv[j] * (f[j] - p[j]);
+      t[j] = t[j] + g[j] * x;
+    }
   }
 }
 
 template <int kScale>
-inline void update_row_with(float* t, const FusedTerm& a, int64_t row, int64_t offset, int64_t d) {
+inline void update_rows_with(float* tokens, const FusedTerm& a, int64_t first, int64_t last,
+                             int64_t tokens_per_row, int64_t d) {
   switch (a.trend_mode) {
-    case kNone: update_row<kScale, kNone>(t, a, row, offset, d); break;
-    case kScalar: update_row<kScale, kScalar>(t, a, row, offset, d); break;
-    default: update_row<kScale, kVector>(t, a, row, offset, d); break;
+    case kNone: update_rows<kScale, kNone>(tokens, a, first, last, tokens_per_row, d); break;
+    case kScalar: update_rows<kScale, kScalar>(tokens, a, first, last, tokens_per_row, d); break;
+    default: update_rows<kScale, kVector>(tokens, a, first, last, tokens_per_row, d); break;
   }
 }
 
 // Token rows [begin, end) through every term, a block of rows at a time: the block's tokens
 // stay in L1 while each term's features stream past in runs of 32 KiB rather than one row of
 // each term in turn (24 taylor terms of (64, 64, 192): 9-10 ms against 11-16 ms row by row in
-// a microbenchmark here). Per element the terms still apply in order. Cloned for AVX2 (chosen at load time when the CPU has it): the
-// same float operations, eight lanes at a time instead of SSE2's four.
+// a microbenchmark here). Per element the terms still apply in order. Cloned for AVX2 (chosen
+// at load time when the CPU has it): the same float operations, eight lanes at a time instead
+// of SSE2's four.
 __attribute__((target_clones("avx2", "default"))) void apply_terms(
     float* tokens, const FusedTerm* terms, size_t count, int64_t begin, int64_t end,
     int64_t tokens_per_row, int64_t d) {
@@ -75,14 +81,10 @@ __attribute__((target_clones("avx2", "default"))) void apply_terms(
     const int64_t last = std::min(end, first + block);
     for (size_t k = 0; k < count; ++k) {
       const auto& a = terms[k];
-      for (int64_t i = first; i < last; ++i) {
-        const int64_t row = i / tokens_per_row, offset = i * d;
-        float* t = tokens + offset;
-        switch (a.scale_mode) {
-          case kNone: update_row_with<kNone>(t, a, row, offset, d); break;
-          case kScalar: update_row_with<kScalar>(t, a, row, offset, d); break;
-          default: update_row_with<kVector>(t, a, row, offset, d); break;
-        }
+      switch (a.scale_mode) {
+        case kNone: update_rows_with<kNone>(tokens, a, first, last, tokens_per_row, d); break;
+        case kScalar: update_rows_with<kScalar>(tokens, a, first, last, tokens_per_row, d); break;
+        default: update_rows_with<kVector>(tokens, a, first, last, tokens_per_row, d); break;
       }
     }
   }
@@ -164,11 +166,6 @@ at::Tensor add_gated_terms(at::Tensor tokens, const std::vector<GatedTerm>& term
   for (const auto& term : terms) args.push_back(fused_term(term));
   fused_terms(tokens.data_ptr<float>(), args, tokens.size(0), tokens.size(1), tokens.size(2));
   return tokens;
-}
-
-at::Tensor add_gated_correction(at::Tensor tokens, const at::Tensor& gate, const Correction& c,
-                                const CachedFeature& entry) {
-  return add_gated_terms(std::move(tokens), {GatedTerm{gate, c, entry}});
 }
 
 }  // namespace eoc

@@ -56,10 +56,6 @@ struct GatedTerm {
 // read once) and returns it; otherwise it returns a new tensor computed with ATen operations.
 at::Tensor add_gated_terms(at::Tensor tokens, const std::vector<GatedTerm>& terms);
 
-// add_gated_terms with one term.
-at::Tensor add_gated_correction(at::Tensor tokens, const at::Tensor& gate, const Correction& c,
-                                const CachedFeature& entry);
-
 // `none`: plain FORA reuse, F[r].
 std::unique_ptr<Corrector> make_plain_corrector();
 // `taylor`: first-order forecast F[r] + tau (F[r] - F[p]), tau = (k - r) / (r - p); plain F[r]

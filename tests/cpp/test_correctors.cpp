@@ -83,14 +83,14 @@ TEST(Correctors, FusedGatedAddMatchesAtenFormula) {
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto base = at::randn({rows, tokens, d}, at::kFloat);
     const auto want = base + gate.unsqueeze(1) * eoc::corrected_feature(cases[i], e);
-    const auto got = eoc::add_gated_correction(base.clone(), gate, cases[i], e);
+    const auto got = eoc::add_gated_terms(base.clone(), {eoc::GatedTerm{gate, cases[i], e}});
     EXPECT_TRUE(at::allclose(got, want, 1e-6, 1e-6)) << i;
     if (i == 0) EXPECT_TRUE(at::equal(got, want));  // plain reuse: the same two roundings
   }
   // Other dtypes take the ATen path.
   const auto base = at::randn({rows, tokens, d}, at::kDouble);
   CachedFeature ed{fr.to(at::kDouble), fp.to(at::kDouble), 3, 1};
-  const auto got = eoc::add_gated_correction(base, gate.to(at::kDouble), cases[3], ed);
+  const auto got = eoc::add_gated_terms(base, {eoc::GatedTerm{gate.to(at::kDouble), cases[3], ed}});
   EXPECT_TRUE(at::allclose(got, base + gate.to(at::kDouble).unsqueeze(1) *
                                           eoc::corrected_feature(cases[3], ed)));
 }
