@@ -2,6 +2,8 @@
 
 #include "eoc/error.hpp"
 
+#include <cstring>
+
 namespace eoc {
 
 int64_t CacheStats::total_computed() const {
@@ -20,6 +22,57 @@ double CacheStats::caching_level() const {
   const int64_t all = total_computed() + total_reused();
   return all ? static_cast<double>(total_reused()) / all : 0.0;
 }
+
+RowGroups group_equal_rows(const at::Tensor& rows) {
+  if (!rows.device().is_cpu()) fail("internal: group_equal_rows needs a CPU tensor");
+  const auto t = rows.contiguous();
+  const int64_t n = t.size(0);
+  const size_t bytes = n ? static_cast<size_t>(t.numel() / n * t.element_size()) : 0;
+  const auto* base = static_cast<const unsigned char*>(t.data_ptr());
+  std::vector<int64_t> first, group(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t g = 0;
+    while (g < static_cast<int64_t>(first.size()) &&
+           std::memcmp(base + i * bytes, base + first[g] * bytes, bytes) != 0)
+      ++g;
+    if (g == static_cast<int64_t>(first.size())) first.push_back(i);
+    group[i] = g;
+  }
+  RowGroups out;
+  out.count = static_cast<int64_t>(first.size());
+  out.first = at::tensor(first, at::kLong);
+  out.group = at::tensor(group, at::kLong);
+  return out;
+}
+
+namespace {
+
+// Every block's adaLN modulations from c (rows, D). With a batch-invariant export each row's
+// modulation depends on its own row of c only, and c repeats (with guidance the null half is one
+// row; labels repeat), so on the CPU the modulations run once per distinct row and are gathered
+// back: the same bits for a fraction of the GEMMs. Grouping reads c on the host, so CUDA (no
+// host syncs in the step loop) and batch-dependent exports run every row.
+std::vector<Modulation> all_modulations(const DitModel& model, const at::Tensor& c) {
+  const int64_t depth = model.config().depth;
+  std::vector<Modulation> mods;
+  mods.reserve(depth);
+  RowGroups groups;
+  if (model.batch_invariant() && c.device().is_cpu()) groups = group_equal_rows(c);
+  if (groups.count == 0 || groups.count == c.size(0)) {
+    for (int64_t l = 0; l < depth; ++l) mods.push_back(model.modulation(l, c));
+    return mods;
+  }
+  const auto distinct = c.index_select(0, groups.first);
+  auto gather = [&](const at::Tensor& m) { return m.index_select(0, groups.group); };
+  for (int64_t l = 0; l < depth; ++l) {
+    const auto m = model.modulation(l, distinct);
+    mods.push_back({gather(m.shift_msa), gather(m.scale_msa), gather(m.gate_msa),
+                    gather(m.shift_mlp), gather(m.scale_mlp), gather(m.gate_mlp)});
+  }
+  return mods;
+}
+
+}  // namespace
 
 CachedDit::CachedDit(const DitModel& model, const DiffusionSchedule& schedule, Guidance guidance)
     : model_(model), schedule_(schedule), guidance_(guidance) {}
@@ -61,9 +114,7 @@ at::Tensor CachedDit::run_blocks(const at::Tensor& x, int64_t step, const at::Te
 
   // The modulations depend on c only; computing them first lets the residual updates of
   // consecutive branches wait in `pending` until a branch needs the tokens, then go in one pass.
-  std::vector<Modulation> mods;
-  mods.reserve(cfg.depth);
-  for (int64_t l = 0; l < cfg.depth; ++l) mods.push_back(model_.modulation(l, c));
+  const std::vector<Modulation> mods = all_modulations(model_, c);
   std::vector<GatedTerm> pending;
   auto flush = [&] {
     tokens = add_gated_terms(tokens, pending);

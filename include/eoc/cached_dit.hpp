@@ -38,6 +38,16 @@ class BranchObserver {
   virtual void on_added(int64_t /*step*/, int64_t /*block*/, Branch /*b*/, const at::Tensor& /*tokens*/) {}
 };
 
+// Rows of a CPU tensor (rows, ...) grouped by their bytes: `first` (count,) int64 holds each
+// group's first row, in row order; `group` (rows,) int64 each row's group. A row-wise op that
+// is batch invariant gives equal rows equal outputs, so it can run on `first` and be gathered
+// back with `group`, bit for bit the same as running it on every row.
+struct RowGroups {
+  at::Tensor first, group;
+  int64_t count = 0;
+};
+RowGroups group_equal_rows(const at::Tensor& rows);
+
 class CachedDit {
  public:
   CachedDit(const DitModel& model, const DiffusionSchedule& schedule, Guidance guidance);

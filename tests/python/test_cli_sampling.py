@@ -231,6 +231,17 @@ def test_cache_none_and_all_compute_mask_are_bitwise_plain(eoc_bin, cache_model,
     assert np.array_equal(plain, masked)
 
 
+def test_block_loop_equals_whole_forward_bitwise(eoc_bin, builtin_model, tmp_path):
+    """The block loop (modulations once per distinct row of c, residual terms in one pass)
+    gives the module's own forward bit for bit on the batch-invariant CPU export; the labels
+    repeat, so the modulations are grouped in both guidance halves."""
+    base = cli_args(builtin_model, sampler="ddpm", steps=4, cfg_scale=1.5, num_samples=12,
+                    batch_size=12, seed=5, seed_mode="official", classes="3,3,5")
+    loop = sample_raw(eoc_bin, tmp_path, base, "loop.npy")
+    whole = sample_raw(eoc_bin, tmp_path, base + ["--whole-forward"], "whole.npy")
+    assert np.array_equal(loop, whole)
+
+
 @pytest.mark.parametrize("correct", ["none", "taylor"])
 def test_fora3_matches_reference(eoc_bin, cache_model, tmp_path, correct):
     model, _ = cache_model
