@@ -145,7 +145,10 @@ def bench(args, save):
                            peak_host_bytes=rep.get("memory", {}).get("peak_host_bytes"),
                            gpu_peak_mib=max((r[2] or 0) for r in cpp_runs) or None)
                 if cache == "none":
-                    row["hook_overhead"] = cpp_s / statistics.median(fwd_runs) - 1.0
+                    # Paired per repeat (the two runs are adjacent), then the median: a slow
+                    # spell of the machine hits both sides of a pair alike.
+                    row["hook_overhead"] = statistics.median(
+                        c[0] / f for c, f in zip(cpp_runs, fwd_runs)) - 1.0
                     # 2 * multiply-adds per image forward, doubled batch for CFG.
                     row["cpp_tflops"] = 2 * gmacs * 2 * n * args.steps / cpp_s / 1e3
                 rows.append(row)
