@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Interleaved A/B of CPU runtime settings: `eoc sample` under environment variants.
+"""Interleaved A/B of CPU runtime settings: `eoc sample` under environment variants (or
+binaries: the pseudo-variable EOC=PATH runs that build instead of --eoc).
 
 Each round runs every (cache setting, environment variant) pair once, in an order rotated from
 round to round, and records the sampling time from the run report and the minor page faults of
@@ -8,6 +9,7 @@ ratios against the first variant, so a slow spell of the machine hits both sides
 
   scripts/bench_runtime.py --variant "4k pages=GLIBC_TUNABLES=glibc.malloc.hugetlb=0" \\
       --variant "huge pages=GLIBC_TUNABLES=glibc.malloc.hugetlb=1" --out docs/bench_runtime.json
+  scripts/bench_runtime.py --variant "before=EOC=/tmp/old/eoc" --variant "after=" --out ab.json
 """
 import argparse
 import json
@@ -35,6 +37,9 @@ def parse_variant(text):
 
 
 def timed_run(cmd, env, report):
+    env = dict(env)
+    if "EOC" in env:
+        cmd = [env.pop("EOC")] + cmd[1:]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
     proc = subprocess.run(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
@@ -49,7 +54,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--eoc", default=os.path.join(REPO, "build", "eoc"))
     ap.add_argument("--variant", action="append", required=True,
-                    help="name=VAR=value[,VAR=value] (repeat; the first is the baseline)")
+                    help="name=VAR=value[,VAR=value] (repeat; the first is the baseline); "
+                         "EOC=PATH runs that eoc binary")
     ap.add_argument("--caches", default="none,fora:3,fora:3/taylor",
                     help="comma list of SPEC or SPEC/CORRECTOR")
     ap.add_argument("--images", type=int, default=32)
