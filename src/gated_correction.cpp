@@ -1,13 +1,13 @@
-// The hook's residual updates: tokens + sum over terms of gate * F_hat, added term by term in
-// block order, with F_hat = scale * F[r] + trend * (F[r] - F[p]) for a reused entry and the
-// fresh output itself for a computed one. With ATen ops every term costs several passes over
-// (rows, T, D) tensors (the correction, the gate product, the sum, each a new tensor); on CPU,
-// where these small DiT steps are bound by memory traffic, the fused loop below walks the
-// token rows once, a block at a time, and applies every pending term to a block while it sits
-// in L1, so a fully reused step reads each cached feature once and the tokens once. Per element it performs
-// the same float operations in the same order as corrected_feature + the gate product + the
-// sum, term after term (this file is compiled with -ffp-contract=off), so plain reuse and
-// computed branches are bit-identical to the ATen path and corrections agree to rounding.
+// The hook's residual updates: tokens + sum over terms of gate * F_hat, added term by term in block
+// order, with F_hat = scale * F[r] + trend * (F[r] - F[p]) for a reused entry and the fresh output
+// itself for a computed one. With ATen ops every term costs several passes over (rows, T, D)
+// tensors (the correction, the gate product, the sum, each a new tensor); on CPU, where these small
+// DiT steps are bound by memory traffic, the fused loop below walks the token rows once, a block at
+// a time, and applies every pending term to a block while it sits in L1, so a fully reused step
+// reads each cached feature once and the tokens once. Per element it performs the same float
+// operations in the same order as corrected_feature + the gate product + the sum, term after term
+// (this file is compiled with -ffp-contract=off), so plain reuse and computed branches are
+// bit-identical to the ATen path and corrections agree to rounding.
 #include <ATen/Parallel.h>
 
 #include "eoc/correctors.hpp"
