@@ -40,8 +40,16 @@ def read_idx(path):
 
 
 def load_fashion_mnist(data_dir):
-    images = read_idx(os.path.join(data_dir, "train-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(data_dir, "train-labels-idx1-ubyte.gz"))
+    try:
+        images = read_idx(os.path.join(data_dir, "train-images-idx3-ubyte.gz"))
+        labels = read_idx(os.path.join(data_dir, "train-labels-idx1-ubyte.gz"))
+    except (OSError, ValueError, EOFError, IndexError) as e:
+        sys.exit(f"train_dit: cannot read Fashion-MNIST from '{data_dir}' ({e}); "
+                 "expected train-{images-idx3,labels-idx1}-ubyte.gz there "
+                 "(apt-get install dataset-fashion-mnist)")
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        sys.exit(f"train_dit: '{data_dir}': images {images.shape} and labels {labels.shape} "
+                 "do not pair up as (N, H, W) and (N,)")
     x = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
     return F.pad(x, (2, 2, 2, 2), value=-1.0), torch.from_numpy(labels.astype(np.int64))
 
@@ -159,13 +167,17 @@ def main():
             print(f"step {step}/{a.steps}: loss {loss.item():.4f} (noise mse {mse:.4f}), "
                   f"{time.time() - start:.0f} s", file=sys.stderr)
     sd = {module_to_official(k): v.detach().clone() for k, v in model.state_dict().items()}
-    torch.save(sd, a.out)
     info = dict(input_size=32, patch_size=a.patch, in_channels=1, hidden_size=a.hidden, depth=a.depth,
                 num_heads=a.heads, num_classes=10, learn_sigma=True, train_steps=a.steps,
                 batch=a.batch, lr=a.lr, ema=None, seed=a.seed, trainer="scripts/train_dit.py",
                 dataset="Fashion-MNIST train (60k), horizontal flips, label dropout 0.1")
-    with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
+    # Each file appears whole or not at all (temporary file, then rename).
+    torch.save(sd, a.out + ".tmp")
+    os.replace(a.out + ".tmp", a.out)
+    meta = os.path.splitext(a.out)[0] + ".json"
+    with open(meta + ".tmp", "w") as f:
         json.dump(info, f, indent=1)
+    os.replace(meta + ".tmp", meta)
 
 
 if __name__ == "__main__":

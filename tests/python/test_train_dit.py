@@ -79,3 +79,18 @@ def test_two_steps_write_an_official_checkpoint_that_exports(tmp_path, repo_root
     subprocess.run([python_exe, os.path.join(repo_root, "scripts", "export_dit.py"), str(out),
                     "-o", str(ts), "--num-heads", "2"], check=True, capture_output=True)
     assert ts.stat().st_size > 0
+
+
+def test_missing_or_corrupt_data_is_one_clear_error(tmp_path, repo_root, python_exe):
+    script = os.path.join(repo_root, "scripts", "train_dit.py")
+    out = tmp_path / "never.pt"
+    for data in (tmp_path / "absent", tmp_path):
+        if data == tmp_path:  # present but not gzip
+            (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
+            (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+        proc = subprocess.run([python_exe, script, "-o", str(out), "--data", str(data),
+                               "--steps", "1"], capture_output=True, text=True)
+        assert proc.returncode != 0
+        assert proc.stderr.startswith("train_dit: cannot read Fashion-MNIST"), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert not out.exists()
