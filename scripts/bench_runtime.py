@@ -33,6 +33,8 @@ def parse_variant(text):
         if not sep:
             sys.exit(f"bench_runtime: --variant '{text}': expected name=VAR=value[,VAR=value]")
         env[key] = value
+    if "EOC" in env and not os.access(env["EOC"], os.X_OK):
+        sys.exit(f"bench_runtime: --variant '{text}': EOC={env['EOC']} is not an executable file")
     return name, env
 
 
