@@ -25,6 +25,20 @@ void prepare_out_dir(const std::string& dir) {
   check_writable_parent((fs::path(dir) / "x").string(), "--out-dir");
 }
 
+// Throughput after the first batch, which alone pays for TorchScript's first runs and for first
+// touching the run's memory (docs/BENCHMARKS.md): what a long run settles at. Null with fewer
+// than two batches.
+nlohmann::json steady_images_per_second(const std::vector<std::vector<int64_t>>& batches,
+                                        const std::vector<double>& seconds) {
+  if (seconds.size() < 2) return nullptr;
+  double images = 0, time = 0;
+  for (size_t i = 1; i < seconds.size(); ++i) {
+    images += static_cast<double>(batches[i].size());
+    time += seconds[i];
+  }
+  return time > 0 ? nlohmann::json(images / time) : nlohmann::json(nullptr);
+}
+
 }  // namespace
 
 void run_sample(const SampleOptions& options) {
@@ -59,7 +73,9 @@ void run_sample(const SampleOptions& options) {
   if (run.seed_mode == SeedMode::official) seed_global(run.seed);
   log::Progress progress("sampling", count * run.schedule.size());
   Stopwatch sampling;
+  std::vector<double> batch_seconds;  // per batch, its sinks included
   for (const auto& batch : batches) {
+    Stopwatch batch_time;
     auto images = sample_batch(run, batch, cache.plan, *cache.corrector, stats,
                                [&](int64_t) { progress.advance(static_cast<long>(batch.size())); });
     if (vae) images = vae->decode(images, options.vae.scale);
@@ -73,6 +89,8 @@ void run_sample(const SampleOptions& options) {
         write_png(image_path(out.dir, batch[i]), pixels[i], /*rgb=*/true);
         ++written;
       }
+    synchronize(run.device);
+    batch_seconds.push_back(batch_time.seconds());
   }
   synchronize(run.device);
   progress.finish();
@@ -102,8 +120,10 @@ void run_sample(const SampleOptions& options) {
         {"shard", {{"index", shard.index}, {"count", shard.count}, {"source", shard.source}}},
         {"cache_stats", cache_stats_json(stats, cfg)},
         {"timings_s", {{"load", run.load_seconds}, {"sample", sample_seconds},
-                       {"write", writing.seconds()}, {"total", total.seconds()}}},
+                       {"write", writing.seconds()}, {"total", total.seconds()},
+                       {"batches", batch_seconds}}},
         {"images_per_second", count > 0 ? count / sample_seconds : 0.0},
+        {"steady_images_per_second", steady_images_per_second(batches, batch_seconds)},
         {"memory", {{"peak_host_bytes", peak_host_memory_bytes()},
                     {"peak_cache_bytes", stats.peak_cache_bytes}}},
         {"outputs", {{"grid", out.grid}, {"dir", out.dir}, {"raw", out.raw},

@@ -306,6 +306,26 @@ def test_cache_memory_is_one_tensor_per_block_and_branch(eoc_bin, builtin_model,
     assert r["memory"]["peak_host_bytes"] > 0
 
 
+@pytest.mark.parametrize("num_samples,batch_size", [(5, 2), (2, 2)])
+def test_report_times_each_batch(eoc_bin, builtin_model, tmp_path, num_samples, batch_size):
+    """timings_s.batches has one time per batch, within the sampling phase; the steady rate
+    counts the images after the first batch over their time, and is null for one batch."""
+    report = tmp_path / "r.json"
+    run_eoc(eoc_bin, ["-q", "sample"] + THREADS + [
+                "--model", builtin_model, "--sampler", "ddim", "--steps", 3,
+                "--num-samples", num_samples, "--batch-size", batch_size,
+                "--out-raw", tmp_path / "o.npy", "--report", report], tmp_path)
+    r = json.loads(report.read_text())
+    batches = r["timings_s"]["batches"]
+    assert len(batches) == -(-num_samples // batch_size)
+    assert all(t > 0 for t in batches)
+    assert sum(batches) <= r["timings_s"]["sample"] + 1e-6
+    if len(batches) == 1:
+        assert r["steady_images_per_second"] is None
+    else:
+        later = num_samples - batch_size
+        assert r["steady_images_per_second"] == pytest.approx(later / sum(batches[1:]), rel=1e-9)
+
 # --------------------------------------------------------------------------------------------
 # 4. Bad input, info, version, help
 # --------------------------------------------------------------------------------------------
