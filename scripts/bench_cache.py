@@ -15,12 +15,13 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from bench_common import run_checked
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 SAMPLERS = {
@@ -32,13 +33,7 @@ FORMS = ["scale", "extrapolate", "taylor"]
 
 
 def run(cmd, log):
-    log.write(" ".join(cmd) + "\n")
-    log.flush()
-    started = time.time()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"bench_cache: command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    return time.time() - started
+    return run_checked("bench_cache", cmd, log=log)
 
 
 def sample(args, common, extra, work, tag, repeats, log):

@@ -2,11 +2,16 @@
 """Cache timing benchmark, interleaved: wall-time ratios of cached sampling against uncached
 and against plain caching, robust to a machine whose speed drifts while it runs.
 
-Each round runs every variant once (uncached, plain FORA, taylor, and EOC with the prior), in
-an order rotated from round to round. A variant's ratio is the median over rounds of its time
+Each round runs every variant once (uncached, plain FORA, taylor, and EOC with the prior; or
+the --variants named), in an order rotated from round to round. A variant's ratio is the median over rounds of its time
 divided by the same round's uncached (or plain) time, so a slow spell hits numerator and
 denominator alike. Times are the sampling phase of `eoc sample --report` (loading excluded).
 Without --prior, one is calibrated first (eoc calibrate defaults: 48 samples of seed 1000).
+
+With --warm-up-batch every run samples one batch more, first, and two timings come from the
+report's per-batch times: "first batch" (the batch a fresh process starts with, which pays
+once for TorchScript's first runs and for first touching the run's memory) and "steady" (the
+--images after it, as in a long run).
 
     bench_cache_time.py --eoc build/eoc --cache fora:3 --images 32 --rounds 9 \\
         --out docs/bench_cache_time.json --markdown docs/bench_cache_time.md
@@ -15,25 +20,28 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
+
+from bench_common import read_timings, run_checked
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 def run(cmd):
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"bench_cache_time: command failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    run_checked("bench_cache_time", cmd)
 
 
 def sample_seconds(args, common, extra, work):
+    """-> {phase: seconds}: "sample" (the whole sampling phase), or with --warm-up-batch
+    "first batch" and "steady" (the batches after it)."""
     report = os.path.join(work, "report.json")
     run([args.eoc, "-q", "sample", *common, *extra, "--out-raw", os.path.join(work, "x.npy"),
          "--report", report])
-    with open(report) as f:
-        return json.load(f)["timings_s"]["sample"]
+    timings = read_timings(report)
+    if not args.warm_up_batch:
+        return {"sample": timings["sample"]}
+    return {"first batch": timings["batches"][0], "steady": sum(timings["batches"][1:])}
 
 
 def main():
@@ -48,51 +56,73 @@ def main():
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--variants", default="uncached,plain,taylor,eoc",
+                    help="which of uncached, plain, taylor, eoc to run (plain is needed)")
+    ap.add_argument("--warm-up-batch", action="store_true",
+                    help="sample one batch more first; time it and the rest apart")
     ap.add_argument("--out", required=True)
     ap.add_argument("--markdown")
     args = ap.parse_args()
+    chosen = args.variants.split(",")
+    if "plain" not in chosen or not set(chosen) <= {"uncached", "plain", "taylor", "eoc"}:
+        sys.exit(f"bench_cache_time: --variants {args.variants}: expected plain and any of "
+                 "uncached, taylor, eoc")
     work = tempfile.mkdtemp(prefix="eoc-bench-time-")
     common = ["--sampler", args.sampler, "--steps", str(args.steps), "--cfg-scale", str(args.cfg_scale),
               "--batch-size", str(args.batch_size)] + (["--model", args.model] if args.model else [])
     prior = args.prior
-    if not prior:
+    if not prior and "eoc" in chosen:
         prior = os.path.join(work, "prior.json")
         run([args.eoc, "-q", "calibrate", *common, "--cache", args.cache, "--out", prior])
-    sample = common + ["--num-samples", str(args.images), "--seed", "0"]
+    total = args.images + (args.batch_size if args.warm_up_batch else 0)
+    sample = common + ["--num-samples", str(total), "--seed", "0"]
     variants = {"uncached": [], "plain": ["--cache", args.cache],
                 "taylor": ["--cache", args.cache, "--correct", "taylor"],
                 "eoc": ["--cache", args.cache, "--prior", prior]}
-    names = list(variants)
-    times = {n: [] for n in names}
+    names = [n for n in variants if n in chosen]
+    times = {n: [] for n in names}  # per round: {phase: seconds}
     for r in range(args.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
             times[n].append(sample_seconds(args, sample, variants[n], work))
-        print(f"round {r + 1}/{args.rounds}: " +
-              ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names), file=sys.stderr)
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(
+            f"{n} " + "/".join(f"{s:.2f}" for s in times[n][-1].values()) + " s" for n in names),
+            file=sys.stderr)
 
-    def ratio(n, base):
-        return statistics.median(a / b for a, b in zip(times[n], times[base]))
+    def ratio(n, base, phase):
+        return statistics.median(a[phase] / b[phase] for a, b in zip(times[n], times[base]))
 
-    rows = [dict(variant=n, median_s=statistics.median(times[n]), times_s=times[n],
-                 vs_uncached=ratio(n, "uncached"), vs_plain=ratio(n, "plain")) for n in names]
+    rows = [dict(variant=n, phase=phase, median_s=statistics.median(t[phase] for t in times[n]),
+                 times_s=[t[phase] for t in times[n]],
+                 vs_uncached=ratio(n, "uncached", phase) if "uncached" in names else None,
+                 vs_plain=ratio(n, "plain", phase))
+            for phase in times[names[0]][0] for n in names]
     meta = dict(command=" ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]),
                 machine=f"{os.uname().nodename} ({os.cpu_count()} cpus)", rounds=args.rounds,
-                images=args.images, cache=args.cache, sampler=f"{args.sampler}-{args.steps}",
-                cfg_scale=args.cfg_scale, prior=os.path.basename(prior))
+                images=args.images, batch_size=args.batch_size, warm_up_batch=args.warm_up_batch,
+                cache=args.cache, sampler=f"{args.sampler}-{args.steps}",
+                cfg_scale=args.cfg_scale, prior=os.path.basename(prior) if prior else None)
     with open(args.out, "w") as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=1)
     if args.markdown:
-        lines = [f"Command: `{meta['command']}`  ",
-                 f"Machine: {meta['machine']}; {meta['sampler']}, cfg {args.cfg_scale}, {args.images} "
-                 f"images, cache {args.cache}; {args.rounds} interleaved rounds; ratios are medians "
-                 "of per-round ratios.", "",
-                 "| variant | median time (s) | vs uncached | vs plain FORA |", "|---|---|---|---|"]
-        for r in rows:
-            lines.append(f"| {r['variant']} | {r['median_s']:.2f} | {r['vs_uncached']:.3f} | "
-                         f"{100 * (r['vs_plain'] - 1):+.1f}% |")
-        with open(args.markdown, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        write_markdown(args.markdown, meta, rows)
+
+
+def write_markdown(path, meta, rows):
+    warm = (f"; every run samples one batch of {meta['batch_size']} first, timed apart"
+            if meta["warm_up_batch"] else "")
+    lines = [f"Command: `{meta['command']}`  ",
+             f"Machine: {meta['machine']}; {meta['sampler']}, cfg {meta['cfg_scale']}, "
+             f"{meta['images']} images, cache {meta['cache']}; {meta['rounds']} interleaved "
+             f"rounds{warm}; ratios are medians of per-round ratios.", "",
+             "| timed | variant | median time (s) | vs uncached | vs plain FORA |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        vs_uncached = "" if r["vs_uncached"] is None else f"{r['vs_uncached']:.3f}"
+        lines.append(f"| {r['phase']} | {r['variant']} | {r['median_s']:.2f} | {vs_uncached} | "
+                     f"{100 * (r['vs_plain'] - 1):+.1f}% |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

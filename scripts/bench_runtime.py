@@ -17,9 +17,10 @@ import os
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
+
+from bench_common import read_timings, run_checked
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -43,13 +44,9 @@ def timed_run(cmd, env, report):
     if "EOC" in env:
         cmd = [env.pop("EOC")] + cmd[1:]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
-    proc = subprocess.run(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"bench_runtime: command failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    run_checked("bench_runtime", cmd, env={**os.environ, **env})
     faults = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before
-    with open(report) as f:
-        return json.load(f)["timings_s"]["sample"], faults
+    return read_timings(report)["sample"], faults
 
 
 def main():

@@ -1,0 +1,108 @@
+"""The benchmark scripts run end to end in tiny settings (a few images of a random DiT), write
+the JSON and markdown they promise, and fail with one clear message on a bad command. They
+measure nothing here: the numbers in docs/ come from full runs."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SCRIPTS = os.path.join(REPO, "scripts")
+
+
+def run_script(name, args, cwd, check=True, timeout=600):
+    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, name), *map(str, args)], cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def positive(x):
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_bench_cache_time_warm_up_batch_times_two_phases(eoc_bin, pixel_dit, tmp_path):
+    out, md = tmp_path / "t.json", tmp_path / "t.md"
+    run_script("bench_cache_time.py", [
+        "--eoc", eoc_bin, "--model", pixel_dit["ts"], "--steps", 6, "--images", 2, "--batch-size", 2,
+        "--rounds", 2, "--warm-up-batch", "--out", out, "--markdown", md], tmp_path)
+    doc = json.loads(out.read_text())
+    rows = {(r["phase"], r["variant"]): r for r in doc["rows"]}
+    assert set(rows) == {(p, v) for p in ("first batch", "steady")
+                         for v in ("uncached", "plain", "taylor", "eoc")}
+    for r in rows.values():
+        assert len(r["times_s"]) == 2 and all(positive(t) for t in r["times_s"])
+        assert positive(r["vs_uncached"]) and positive(r["vs_plain"])
+    assert rows[("steady", "plain")]["vs_plain"] == 1.0
+    assert doc["meta"]["warm_up_batch"] is True
+    assert "| steady | taylor |" in md.read_text()
+
+
+def test_bench_cache_time_variants_without_uncached(eoc_bin, pixel_dit, tmp_path):
+    out = tmp_path / "t.json"
+    run_script("bench_cache_time.py", [
+        "--eoc", eoc_bin, "--model", pixel_dit["ts"], "--steps", 6, "--images", 2, "--batch-size", 2,
+        "--rounds", 1, "--variants", "plain,taylor", "--out", out], tmp_path)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["phase"], r["variant"]) for r in rows] == [("sample", "plain"), ("sample", "taylor")]
+    assert all(r["vs_uncached"] is None for r in rows)
+
+
+@pytest.mark.parametrize("variants", ["taylor", "plain,fast"])
+def test_bench_cache_time_refuses_unknown_variants(tmp_path, variants):
+    proc = run_script("bench_cache_time.py", ["--variants", variants, "--out", tmp_path / "t.json"],
+                      tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "--variants" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_cache_time_names_a_failing_command(tmp_path):
+    proc = run_script("bench_cache_time.py", [
+        "--eoc", "/bin/false", "--variants", "plain", "--rounds", 1, "--out", tmp_path / "t.json"],
+        tmp_path, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith("bench_cache_time: command failed (1): /bin/false -q sample")
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_bench_cache_quality_rows(eoc_bin, pixel_dit, tmp_path):
+    out, md, work = tmp_path / "c.json", tmp_path / "c.md", tmp_path / "work"
+    run_script("bench_cache.py", [
+        "--eoc", eoc_bin, "--model", pixel_dit["ts"], "--samplers", "ddim20", "--schedules", "fora:3",
+        "--forms", "taylor", "--images", 2, "--batch-size", 2, "--calib-samples", 4,
+        "--judge-samples", 2, "--repeats", 1, "--timed", "", "--work", work, "--out", out,
+        "--markdown", md], tmp_path)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["schedule"], r["corrector"]) for r in rows] == [
+        ("none", "-"), ("fora:3", "none"), ("fora:3", "taylor"), ("fora:3", "eoc-taylor")]
+    assert rows[0]["mse"] == 0.0
+    assert all(r["mse"] > 0 for r in rows[1:])  # a random DiT's features move: reuse changes images
+    assert (work / "commands.log").read_text().count(" calibrate ") == 1
+
+
+def test_bench_runtime_ab_of_two_binaries(eoc_bin, tmp_path):
+    out = tmp_path / "r.json"
+    run_script("bench_runtime.py", [
+        "--eoc", eoc_bin, "--variant", "a=", "--variant", f"b=EOC={eoc_bin}", "--caches", "fora:3",
+        "--images", 1, "--batch-size", 1, "--rounds", 1, "--out", out], tmp_path)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["a", "b"]
+    assert rows[0]["vs_first"] == 1.0 and positive(rows[1]["vs_first"])
+
+
+def test_bench_speed_tiny(eoc_bin, pixel_dit, tmp_path):
+    out, md = tmp_path / "s.json", tmp_path / "s.md"
+    run_script("bench_speed.py", [
+        "--eoc", eoc_bin, "--model", pixel_dit["ts"], "--checkpoint", pixel_dit["ckpt"],
+        "--num-heads", pixel_dit["heads"], "--batches", 2, "--min-images", 2, "--steps", 3,
+        "--repeats", 1, "--threads", 1, "--out", out, "--markdown", md], tmp_path)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["cache"] for r in rows] == ["none", "fora:3"]
+    for r in rows:
+        assert positive(r["cpp_images_per_s"]) and positive(r["py_images_per_s"])
+        assert positive(r["cpp_first_batch_images_per_s"])
+    assert "hook_overhead" in rows[0] and rows[1]["peak_cache_bytes"] > 0
