@@ -106,3 +106,18 @@ def test_bench_speed_tiny(eoc_bin, pixel_dit, tmp_path):
         assert positive(r["cpp_images_per_s"]) and positive(r["py_images_per_s"])
         assert positive(r["cpp_first_batch_images_per_s"])
     assert "hook_overhead" in rows[0] and rows[1]["peak_cache_bytes"] > 0
+
+
+def test_pool_bench_rounds_pools_per_round_ratios(tmp_path):
+    def run_json(path, plain, taylor):
+        rows = [dict(phase="steady", variant="plain", times_s=plain),
+                dict(phase="steady", variant="taylor", times_s=taylor)]
+        path.write_text(json.dumps(dict(meta={}, rows=rows)))
+        return path
+    a = run_json(tmp_path / "a.json", [2.0, 4.0], [2.2, 4.0])     # ratios 1.10, 1.00
+    b = run_json(tmp_path / "b.json", [1.0, 5.0, 2.0], [0.9, 5.0, 2.0])  # 0.90, 1.00, 1.00
+    out = run_script("pool_bench_rounds.py", [a, b, "--resamples", 200], tmp_path).stdout
+    assert "| steady | taylor | 5 | +0.0% |" in out  # median of 1.1, 1.0, 0.9, 1.0, 1.0
+    proc = run_script("pool_bench_rounds.py", [tmp_path / "missing.json"], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith("pool_bench_rounds: cannot read") and "Traceback" not in proc.stderr
