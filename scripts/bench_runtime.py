@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Interleaved A/B of CPU runtime settings: `eoc sample` under environment variants (or
-binaries: the pseudo-variable EOC=PATH runs that build instead of --eoc).
+binaries: the pseudo-variable EOC=PATH runs that build instead of --eoc; or flags: ARGS=FLAGS
+adds them to the command line).
 
 Each round runs every (cache setting, environment variant) pair once, in an order rotated from
 round to round, and records the sampling time from the run report and the minor page faults of
@@ -10,6 +11,8 @@ ratios against the first variant, so a slow spell of the machine hits both sides
   scripts/bench_runtime.py --variant "4k pages=GLIBC_TUNABLES=glibc.malloc.hugetlb=0" \\
       --variant "huge pages=GLIBC_TUNABLES=glibc.malloc.hugetlb=1" --out docs/bench_runtime.json
   scripts/bench_runtime.py --variant "before=EOC=/tmp/old/eoc" --variant "after=" --out ab.json
+  scripts/bench_runtime.py --variant "hook=" --variant "forward=ARGS=--whole-forward" --caches none \
+      --out hook.json
 """
 import argparse
 import json
@@ -39,14 +42,17 @@ def parse_variant(text):
     return name, env
 
 
-def timed_run(cmd, env, report):
+def timed_run(cmd, env, report, steady):
     env = dict(env)
     if "EOC" in env:
         cmd = [env.pop("EOC")] + cmd[1:]
+    if "ARGS" in env:
+        cmd = cmd + shlex.split(env.pop("ARGS"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
     run_checked("bench_runtime", cmd, env={**os.environ, **env})
     faults = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before
-    return read_timings(report)["sample"], faults
+    timings = read_timings(report)
+    return (sum(timings["batches"][1:]) if steady else timings["sample"]), faults
 
 
 def main():
@@ -54,10 +60,12 @@ def main():
     ap.add_argument("--eoc", default=os.path.join(REPO, "build", "eoc"))
     ap.add_argument("--variant", action="append", required=True,
                     help="name=VAR=value[,VAR=value] (repeat; the first is the baseline); "
-                         "EOC=PATH runs that eoc binary")
+                         "EOC=PATH runs that eoc binary, ARGS=FLAGS adds flags")
     ap.add_argument("--caches", default="none,fora:3,fora:3/taylor",
                     help="comma list of SPEC or SPEC/CORRECTOR")
     ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--warm-up-batch", action="store_true",
+                    help="sample one batch more, first, and time only the --images after it")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--out", required=True)
@@ -68,7 +76,8 @@ def main():
     work = tempfile.mkdtemp(prefix="eoc-bench-runtime-")
     report = os.path.join(work, "report.json")
     base = [args.eoc, "-q", "sample", "--sampler", "ddim", "--steps", "20", "--cfg-scale", "1.5",
-            "--num-samples", str(args.images), "--batch-size", str(args.batch_size), "--seed", "0",
+            "--num-samples", str(args.images + (args.batch_size if args.warm_up_batch else 0)),
+            "--batch-size", str(args.batch_size), "--seed", "0",
             "--out-raw", os.path.join(work, "x.npy"), "--report", report]
     pairs = [(c, n) for c in caches for n, _ in variants]
     env_of = dict(variants)
@@ -80,7 +89,7 @@ def main():
             spec, _, corrector = cache.partition("/")
             extra = [] if spec == "none" else ["--cache", spec]
             extra += ["--correct", corrector] if corrector else []
-            t, f = timed_run(base + extra, env_of[name], report)
+            t, f = timed_run(base + extra, env_of[name], report, args.warm_up_batch)
             times[(cache, name)].append(t)
             faults[(cache, name)].append(f)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
@@ -97,13 +106,16 @@ def main():
                          times_s=times[(cache, name)]))
     meta = dict(command=shlex.join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]),
                 machine=f"{os.uname().nodename} ({os.cpu_count()} cpus)", rounds=args.rounds,
-                images=args.images, batch_size=args.batch_size, sampler="ddim-20", cfg_scale=1.5)
+                images=args.images, batch_size=args.batch_size, warm_up_batch=args.warm_up_batch,
+                sampler="ddim-20", cfg_scale=1.5)
     with open(args.out, "w") as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=1)
     if args.markdown:
         lines = [f"Command: `{meta['command']}`  ",
                  f"Machine: {meta['machine']}; DDIM-20, cfg 1.5, {args.images} images in batches "
-                 f"of {args.batch_size}; {args.rounds} interleaved rounds; medians.", "",
+                 f"of {args.batch_size}"
+                 + ("; timed after one warm-up batch per run" if args.warm_up_batch else "")
+                 + f"; {args.rounds} interleaved rounds; medians.", "",
                  f"| cache | variant | median time (s) | vs {first} | minor page faults |",
                  "|---|---|---|---|---|"]
         lines += [f"| {r['cache']} | {r['variant']} | {r['median_s']:.2f} | {r['vs_first']:.3f} | "
