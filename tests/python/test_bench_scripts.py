@@ -121,3 +121,23 @@ def test_pool_bench_rounds_pools_per_round_ratios(tmp_path):
     proc = run_script("pool_bench_rounds.py", [tmp_path / "missing.json"], tmp_path, check=False)
     assert proc.returncode != 0
     assert proc.stderr.startswith("pool_bench_rounds: cannot read") and "Traceback" not in proc.stderr
+
+
+def test_bench_runtime_flag_variants_after_a_warm_up_batch(eoc_bin, tmp_path):
+    out = tmp_path / "r.json"
+    run_script("bench_runtime.py", [
+        "--eoc", eoc_bin, "--variant", "forward=ARGS=--whole-forward --no-check-finite",
+        "--variant", "hook=ARGS=--no-check-finite", "--caches", "none", "--images", 1,
+        "--batch-size", 1, "--rounds", 1, "--warm-up-batch", "--out", out], tmp_path)
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["warm_up_batch"] is True
+    assert [r["variant"] for r in doc["rows"]] == ["forward", "hook"]
+    assert all(positive(r["median_s"]) for r in doc["rows"])
+
+
+def test_bench_runtime_args_reach_the_command_line(eoc_bin, tmp_path):
+    proc = run_script("bench_runtime.py", [
+        "--eoc", eoc_bin, "--variant", "a=ARGS=--no-such-flag", "--caches", "none", "--images", 1,
+        "--batch-size", 1, "--rounds", 1, "--out", tmp_path / "r.json"], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith("bench_runtime: command failed") and "--no-such-flag" in proc.stderr
