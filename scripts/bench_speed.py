@@ -30,7 +30,7 @@ from bench_common import fail_command  # noqa: E402
 
 # The CPU runtime settings eoc gives itself (src/cli/main.cpp); set them in the environment
 # to give the Python side the same (scripts/bench_speed.sh does, for its second table).
-RUNTIME_ENV = ["OMP_WAIT_POLICY", "GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"]
+RUNTIME_ENV = ["OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -36,13 +36,24 @@ std::string first_line(const std::string& text) { return text.substr(0, text.fin
 //    cache's tensors included, twice as many with a forecast); glibc >= 2.35 backs the heap with
 //    transparent huge pages when GLIBC_TUNABLES asks for it (read at start-up, so also set for
 //    the re-execution), unless the user set GLIBC_TUNABLES. Older glibc ignores the tunable.
+// 4. OpenBLAS's idle workers spin (calling sched_yield) for 2^28 cycles after each GEMM before
+//    they sleep, so between the many small GEMMs of a DiT step they never sleep, and on few
+//    cores they take turns from LibTorch's OpenMP workers running the element-wise ops.
+//    OPENBLAS_THREAD_TIMEOUT (read when OpenBLAS loads) shortens the spin to 2^N cycles, unless
+//    the user set it. Other BLAS libraries ignore it.
 // The re-execution happens once (EOC_NO_REEXEC marks it, and also turns it off); if it fails,
 // eoc simply runs with the defaults.
+constexpr const char* kOpenblasThreadTimeout = "20";  // docs/BENCHMARKS.md, "CPU runtime"
+
 void tune_cpu_runtime(char** argv) {
   if (!std::getenv("EOC_NO_REEXEC")) {
     bool changed = false;
     if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT")) {
       ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+      changed = true;
+    }
+    if (!std::getenv("OPENBLAS_THREAD_TIMEOUT")) {
+      ::setenv("OPENBLAS_THREAD_TIMEOUT", kOpenblasThreadTimeout, 1);
       changed = true;
     }
     if (!std::getenv("GLIBC_TUNABLES")) {
