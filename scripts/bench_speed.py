@@ -30,7 +30,8 @@ from bench_common import fail_command  # noqa: E402
 
 # The CPU runtime settings eoc gives itself (src/cli/main.cpp); set them in the environment
 # to give the Python side the same (scripts/bench_speed.sh does, for its second table).
-RUNTIME_ENV = ["OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"]
+RUNTIME_ENV = ["OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_",
+               "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -179,7 +180,8 @@ def markdown(rows, meta):
            f"settings: {meta.get('python_runtime', 'default')}.", "",
            "Both sides are timed after a warm-up: eoc's first batch in each process is timed apart "
            "(its images/s is the last column), Python's warm-up call is not timed.", "",
-           "| dtype | batch | cache | eoc images/s | Python eager images/s | eoc / Python | hook overhead | TFLOP/s | eoc first batch images/s |",
+           "| dtype | batch | cache | eoc images/s | Python eager images/s | eoc / Python | hook overhead "
+           "| TFLOP/s | eoc first batch images/s |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         hook = f"{100 * r['hook_overhead']:+.1f}%" if "hook_overhead" in r else ""
