@@ -23,7 +23,7 @@ import statistics
 import sys
 import tempfile
 
-from bench_common import read_timings, run_checked
+from bench_common import first_and_later_batches, read_timings, run_checked
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -41,7 +41,8 @@ def sample_seconds(args, common, extra, work):
     timings = read_timings(report)
     if not args.warm_up_batch:
         return {"sample": timings["sample"]}
-    return {"first batch": timings["batches"][0], "steady": sum(timings["batches"][1:])}
+    first, later = first_and_later_batches(timings)
+    return {"first batch": first, "steady": later}
 
 
 def main():

@@ -31,3 +31,11 @@ def read_timings(report_path):
     """The `timings_s` object of a run report: load, sample, write, total, batches."""
     with open(report_path) as f:
         return json.load(f)["timings_s"]
+
+
+def first_and_later_batches(timings):
+    """-> (seconds of the first batch, seconds of all later ones) from a report's `timings_s`.
+    The first batch of a process also pays for TorchScript's first runs and for first
+    touching the run's memory; the later ones are what a long run settles at."""
+    batches = timings["batches"]
+    return batches[0], sum(batches[1:])

@@ -23,7 +23,7 @@ import statistics
 import sys
 import tempfile
 
-from bench_common import read_timings, run_checked
+from bench_common import first_and_later_batches, read_timings, run_checked
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -52,7 +52,7 @@ def timed_run(cmd, env, report, steady):
     run_checked("bench_runtime", cmd, env={**os.environ, **env})
     faults = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before
     timings = read_timings(report)
-    return (sum(timings["batches"][1:]) if steady else timings["sample"]), faults
+    return (first_and_later_batches(timings)[1] if steady else timings["sample"]), faults
 
 
 def main():

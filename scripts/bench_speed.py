@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import export_dit  # noqa: E402
 import reference_sampler as rs  # noqa: E402
-from bench_common import fail_command  # noqa: E402
+from bench_common import fail_command, first_and_later_batches  # noqa: E402
 
 # The CPU runtime settings eoc gives itself (src/cli/main.cpp); set them in the environment
 # to give the Python side the same (scripts/bench_speed.sh does, for its second table).
@@ -116,8 +116,8 @@ def eoc_sample(args, model_ts, n, batch, dtype, cache, extra, work):
         fail_command("bench_speed", cmd, proc.returncode, err)
     with open(report) as f:
         rep = json.load(f)
-    batches = rep["timings_s"]["batches"]
-    return sum(batches[1:]), batches[0], rep, peak
+    first, later = first_and_later_batches(rep["timings_s"])
+    return later, first, rep, peak
 
 
 def bench(args, save):

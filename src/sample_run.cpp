@@ -89,10 +89,9 @@ void run_sample(const SampleOptions& options) {
         write_png(image_path(out.dir, batch[i]), pixels[i], /*rgb=*/true);
         ++written;
       }
-    synchronize(run.device);
+    synchronize(run.device);  // so the batch's time, and the sampling phase's, are complete
     batch_seconds.push_back(batch_time.seconds());
   }
-  synchronize(run.device);
   progress.finish();
   const double sample_seconds = sampling.seconds();
 
