@@ -5,9 +5,13 @@
 #      (made here by `scripts/gpu_check.sh --prepare`, which copies them from Debian's packages);
 #   2. checks that the built-in model (exported by Debian's PyTorch 1.13) loads and samples on
 #      CUDA, against the CPU path and the Python reference;
-#   3. runs the cache benchmark on the Fashion-MNIST model on CUDA (scripts/bench_cache.py);
-#   4. runs the speed benchmark on a DiT-XL/2-shaped random model (scripts/bench_speed.py).
-# Each part has a time limit so the whole run fits one device call; results go to $OUT.
+#   3. runs the speed benchmark on a DiT-XL/2-shaped random model (scripts/bench_speed.py;
+#      batch 64 first, the size issue #8's bars name), bf16 and then TF32;
+#   4. checks an FID shard run, then runs the cache benchmark on the Fashion-MNIST model on CUDA
+#      (scripts/bench_cache.py).
+# Parts run in that order, most needed first. Each has its own time limit, cut to what is left
+# of the whole run's budget (GPU_CHECK_SECONDS, default 540: one device call may last 600 s),
+# so a slow part costs the parts after it, never the results already written to $OUT.
 set -u
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--prepare" ]; then
@@ -20,10 +24,16 @@ fi
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
+BUDGET_END=$(( $(date +%s) + ${GPU_CHECK_SECONDS:-540} ))
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/steps.log"; }
 part() {  # part SECONDS NAME COMMAND...: runs with a limit, logs to $OUT/NAME.log
-  local limit=$1 name=$2
+  local limit=$1 name=$2 left=$(( BUDGET_END - $(date +%s) ))
   shift 2
+  if [ "$left" -lt 15 ]; then
+    log "skip $name: ${left}s of the budget left"
+    return
+  fi
+  [ "$left" -lt "$limit" ] && limit=$left
   log "start $name (limit ${limit}s)"
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
   log "end $name: exit $?"
@@ -38,7 +48,7 @@ part 240 build bash -c "cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DEOC
 EOC=build-gpu/eoc
 [ -x "$EOC" ] || { log "no binary; stopping"; exit 1; }
 
-part 90 load_check bash -c "
+part 75 load_check bash -c "
   set -x
   $EOC info
   $EOC -q sample --device cuda --sampler ddim --steps 20 --cfg-scale 1.5 --num-samples 16 --out-raw $OUT/cuda.npy --out $OUT/grid_cuda.png --report $OUT/report_cuda.json
@@ -48,24 +58,23 @@ part 90 load_check bash -c "
   $PY -c \"import numpy as np; a=np.load('$OUT/cuda.npy'); b=np.load('$OUT/cpu.npy'); print('cuda vs cpu max|diff|', abs(a-b).max()); c=np.load('$OUT/cpu_official.npy'); d=np.load('$OUT/ref_official.npy'); print('cpu (LibTorch 2.x) vs reference max|diff|', abs(c-d).max())\"
 "
 
+XL=/tmp/dit-xl-2-random
+part 120 make_xl bash -c "$PY scripts/make_random_dit.py -o $XL.pt --depth 28 --hidden 1152 --patch 2 \
+  --input-size 32 --in-channels 4 --num-classes 1000 && \
+  $PY scripts/export_dit.py $XL.pt -o $XL.ts --preset DiT-XL/2 --fused-attention && $EOC info --model $XL.ts"
+
+part 220 bench_speed_bf16 $PY scripts/bench_speed.py --eoc "$EOC" --model $XL.ts --checkpoint $XL.pt \
+  --num-heads 16 --fused-attention --device cuda --dtypes bf16 --batches 64,256,8 \
+  --caches none,fora:3 --steps 20 --repeats 2 --out "$OUT/bench_speed_cuda_bf16.json" \
+  --markdown "$OUT/bench_speed_cuda_bf16.md"
+part 90 bench_speed_tf32 $PY scripts/bench_speed.py --eoc "$EOC" --model $XL.ts --checkpoint $XL.pt \
+  --num-heads 16 --fused-attention --device cuda --dtypes fp32 --tf32 --batches 64,8 \
+  --caches none,fora:3 --steps 20 --repeats 2 --out "$OUT/bench_speed_cuda_tf32.json" \
+  --markdown "$OUT/bench_speed_cuda_tf32.md"
 part 60 fid_check scripts/gpu_check_fid.sh "$EOC" "$OUT"
 
 part 170 bench_cache $PY scripts/bench_cache.py --eoc "$EOC" --device cuda --samplers ddim20,ddpm50 \
   --images 64 --batch-size 64 --repeats 1 --work "$OUT/bench_cache_work" \
   --out "$OUT/bench_cache_cuda.json" --markdown "$OUT/bench_cache_cuda.md"
 rm -rf "$OUT/bench_cache_work"/*.npy
-
-XL=/tmp/dit-xl-2-random
-part 120 make_xl bash -c "$PY scripts/make_random_dit.py -o $XL.pt --depth 28 --hidden 1152 --patch 2 \
-  --input-size 32 --in-channels 4 --num-classes 1000 && \
-  $PY scripts/export_dit.py $XL.pt -o $XL.ts --preset DiT-XL/2 --fused-attention && $EOC info --model $XL.ts"
-
-part 130 bench_speed_bf16 $PY scripts/bench_speed.py --eoc "$EOC" --model $XL.ts --checkpoint $XL.pt \
-  --num-heads 16 --fused-attention --device cuda --dtypes bf16 --batches 8,64,256 \
-  --caches none,fora:3 --steps 20 --repeats 2 --out "$OUT/bench_speed_cuda_bf16.json" \
-  --markdown "$OUT/bench_speed_cuda_bf16.md"
-part 90 bench_speed_tf32 $PY scripts/bench_speed.py --eoc "$EOC" --model $XL.ts --checkpoint $XL.pt \
-  --num-heads 16 --fused-attention --device cuda --dtypes fp32 --tf32 --batches 8,64 \
-  --caches none,fora:3 --steps 20 --repeats 2 --out "$OUT/bench_speed_cuda_tf32.json" \
-  --markdown "$OUT/bench_speed_cuda_tf32.md"
 log "done"
