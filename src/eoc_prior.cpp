@@ -266,7 +266,12 @@ void check_prior_matches(const EocPrior& prior, const PriorAssumptions& run,
   note("eta", str(p.eta), str(run.eta));
   note("cfg scale", str(p.cfg_scale), str(run.cfg_scale));
   note("cfg channels", p.cfg_channels, run.cfg_channels);
-  if (p.cache_layout != run.cache_layout) note("cache plan", p.cache_spec, run.cache_spec + " (a different plan)");
+  // The same spec gives another plan over another step count (said above already), or when a
+  // mask file was edited since calibration.
+  if (p.cache_layout != run.cache_layout && p.cache_spec != run.cache_spec)
+    note("cache plan", p.cache_spec, run.cache_spec);
+  else if (p.cache_layout != run.cache_layout && p.steps == run.steps)
+    note("cache plan", p.cache_spec, "the same spec, other reuse decisions: an edited mask file?");
   if (!diff.empty()) fail("prior '", prior_path, "' was made for another run: ", diff);
 }
 

@@ -348,6 +348,20 @@ TEST(PriorMatch, NamesTheDifferingField) {
   run.cache_spec = "fora:1";
   msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
   EXPECT_NE(msg.find("cache plan"), std::string::npos) << msg;
+
+  // Same spec and steps, other decisions (an edited mask): said as such.
+  run = assumptions();
+  run.cache_layout = eoc::CachePlan::fora(3, 2, 1).layout();
+  msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
+  EXPECT_NE(msg.find("other reuse decisions"), std::string::npos) << msg;
+
+  // Another step count: the steps field explains the other plan; no second, vaguer note.
+  run = assumptions();
+  run.steps = 20;
+  run.cache_layout = eoc::CachePlan::fora(20, 2, 2).layout();
+  msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
+  EXPECT_NE(msg.find("steps"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("cache plan"), std::string::npos) << msg;
 }
 
 // A cache entry over the doubled CFG batch: B = 2 -> 4 rows, T = 3 tokens, D = 4.
