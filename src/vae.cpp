@@ -4,6 +4,7 @@
 #include <torch/script.h>
 
 #include <filesystem>
+#include <future>
 #include <sstream>
 
 #include "eoc/error.hpp"
@@ -36,6 +37,7 @@ std::shared_ptr<const VaeDecoder> VaeDecoder::load(const std::string& path,
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) fail("--vae '", path, "' does not exist or is not a file");
   std::shared_ptr<VaeDecoder> vae(new VaeDecoder());
+  auto file_hash = std::async(std::launch::async, sha256_file_hex, path);  // as DitModel::load
   try {
     vae->impl_->module = torch::jit::load(path, device);
   } catch (const c10::Error&) {
@@ -58,7 +60,7 @@ std::shared_ptr<const VaeDecoder> VaeDecoder::load(const std::string& path,
   vae->impl_->module.eval();
   vae->impl_->module.to(at::kFloat);
   vae->path_ = path;
-  vae->sha256_ = sha256_file_hex(path);
+  vae->sha256_ = file_hash.get();
   vae->device_ = device;
   return vae;
 }
