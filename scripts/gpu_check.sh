@@ -46,7 +46,7 @@ TORCH_PREFIX=$($PY -c 'import torch;print(torch.utils.cmake_prefix_path)')
 part 240 build bash -c "cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DEOC_BUILD_TESTS=OFF \
   -DCMAKE_PREFIX_PATH='$TORCH_PREFIX' -DEOC_HEADER_DIR='$PWD/.headers' && cmake --build build-gpu -j\$(nproc)"
 EOC=build-gpu/eoc
-[ -x "$EOC" ] || { log "no binary; stopping"; exit 1; }
+[ -x "$EOC" ] && [ -x build-gpu/eoc-torch ] || { log "no binary; stopping"; exit 1; }
 
 part 75 load_check bash -c "
   set -x

@@ -1,13 +1,29 @@
 // `eoc info`: the model's configuration, size and cost.
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <iostream>
+#include <string>
 
 #include "eoc/device.hpp"
 #include "eoc/model.hpp"
 #include "eoc/pipeline.hpp"
 
 namespace eoc {
+namespace {
+
+// The environment variables of the CPU runtime settings (src/cli/runtime_env.cpp) as this
+// process sees them: what the launcher set, or the user's own values.
+nlohmann::json runtime_env() {
+  nlohmann::json env = nlohmann::json::object();
+  for (const char* name : {"OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "GLIBC_TUNABLES"}) {
+    const char* value = std::getenv(name);
+    env[name] = value ? nlohmann::json(value) : nlohmann::json(nullptr);
+  }
+  return env;
+}
+
+}  // namespace
 
 void run_info(const InfoOptions& options) {
   const auto device = parse_device(options.model.device);
@@ -22,7 +38,8 @@ void run_info(const InfoOptions& options) {
       {"patch_size", c.patch_size}, {"tokens", c.tokens()}, {"in_channels", c.in_channels},
       {"out_channels", c.out_channels}, {"hidden_size", c.hidden_size}, {"depth", c.depth},
       {"num_heads", c.num_heads}, {"num_classes", c.num_classes}, {"learn_sigma", c.learn_sigma},
-      {"parameters", model->parameter_count()}, {"gflops_per_forward", c.gflops_per_forward()}};
+      {"parameters", model->parameter_count()}, {"gflops_per_forward", c.gflops_per_forward()},
+      {"runtime_env", runtime_env()}};
   if (options.json) {
     std::cout << j.dump(2) << "\n";
     return;
@@ -41,7 +58,11 @@ void run_info(const InfoOptions& options) {
             << " output channels)\n"
             << "parameters     " << model->parameter_count() << "\n"
             << "GFLOPs/forward " << c.gflops_per_forward()
-            << " (multiply-adds per image, as the DiT paper counts)\n";
+            << " (multiply-adds per image, as the DiT paper counts)\n"
+            << "CPU runtime   ";
+  for (const auto& [name, value] : j["runtime_env"].items())
+    std::cout << " " << name << "=" << (value.is_null() ? "(unset)" : value.get<std::string>());
+  std::cout << "\n";
 }
 
 }  // namespace eoc

@@ -12,6 +12,7 @@
 
 #include "commands.hpp"
 #include "config_file.hpp"
+#include "runtime_env.hpp"
 #include "eoc/error.hpp"
 #include "eoc/log.hpp"
 #include "eoc/pipeline.hpp"
@@ -25,45 +26,16 @@ void on_signal(int signal_number) {
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
-// CPU runtime settings measured to matter on small DiTs (docs/BENCHMARKS.md, "CPU runtime").
-// 1. LibTorch's OpenMP workers spin after every parallel region (libgomp's default), while the
-//    next matmul runs on OpenBLAS's own threads: on few cores they fight, 3-4x slower. libgomp
-//    reads its wait policy once, when it is loaded, so the process re-executes itself with
-//    OMP_WAIT_POLICY=PASSIVE, unless the user chose a policy.
-// 2. glibc returns every freed block above its mmap threshold to the kernel, so each op's output
-//    (a few MiB) is page-faulted in anew; keeping freed memory in the heap removes that cost.
-// 3. The heap's first touch still faults in every 4 KiB page of the run's peak memory (the
-//    cache's tensors included, twice as many with a forecast); glibc >= 2.35 backs the heap with
-//    transparent huge pages when GLIBC_TUNABLES asks for it (read at start-up, so also set for
-//    the re-execution), unless the user set GLIBC_TUNABLES. Older glibc ignores the tunable.
-// 4. OpenBLAS's idle workers spin (calling sched_yield) for 2^28 cycles after each GEMM before
-//    they sleep, so between the many small GEMMs of a DiT step they never sleep, and on few
-//    cores they take turns from LibTorch's OpenMP workers running the element-wise ops.
-//    OPENBLAS_THREAD_TIMEOUT (read when OpenBLAS loads) shortens the spin to 2^N cycles, unless
-//    the user set it. Other BLAS libraries ignore it.
-// The re-execution happens once (EOC_NO_REEXEC marks it, and also turns it off); if it fails,
-// eoc simply runs with the defaults.
-constexpr const char* kOpenblasThreadTimeout = "20";  // docs/BENCHMARKS.md, "CPU runtime"
-
+// Run directly (not through the `eoc` launcher, which sets them before starting this program),
+// the program puts the CPU runtime settings (runtime_env.cpp) into its environment and
+// re-executes itself once, since they only work in a process that starts with them; if that
+// fails, it runs with the defaults. glibc also returns every freed block above its mmap
+// threshold to the kernel, so each op's output (a few MiB) would be page-faulted in anew:
+// freed memory stays in the heap instead.
 void tune_cpu_runtime(char** argv) {
-  if (!std::getenv("EOC_NO_REEXEC")) {
-    bool changed = false;
-    if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT")) {
-      ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-      changed = true;
-    }
-    if (!std::getenv("OPENBLAS_THREAD_TIMEOUT")) {
-      ::setenv("OPENBLAS_THREAD_TIMEOUT", kOpenblasThreadTimeout, 1);
-      changed = true;
-    }
-    if (!std::getenv("GLIBC_TUNABLES")) {
-      ::setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1);
-      changed = true;
-    }
-    if (changed) {
-      ::setenv("EOC_NO_REEXEC", "1", 1);  // never loop, whatever the child does with the settings
-      ::execv("/proc/self/exe", argv);
-    }
+  if (!std::getenv(eoc::cli::kRuntimeEnvApplied) && eoc::cli::set_cpu_runtime_env()) {
+    ::setenv(eoc::cli::kRuntimeEnvApplied, "1", 1);  // never loop, whatever the child does
+    ::execv("/proc/self/exe", argv);
   }
   ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 1 << 30);

@@ -1,0 +1,41 @@
+// eoc: the command users run. It puts the CPU runtime settings into the environment
+// (runtime_env.cpp), then runs the LibTorch program `eoc-torch`, which sits beside it, with the
+// same arguments. The settings only work in a process that starts with them, and starting a
+// program linked to LibTorch costs 0.5 to 0.9 s here (loading and relocating it); this small
+// launcher, which links no LibTorch, lets that happen once (eoc-torch used to re-execute itself).
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "runtime_env.hpp"
+
+namespace {
+
+// The folder of this executable ("." if the kernel does not say).
+std::string own_folder() {
+  char self[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return ".";
+  const std::string path(self, static_cast<size_t>(n));
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+}  // namespace
+
+int main(int, char** argv) {
+  if (!std::getenv(eoc::cli::kRuntimeEnvApplied)) {
+    eoc::cli::set_cpu_runtime_env();
+    ::setenv(eoc::cli::kRuntimeEnvApplied, "1", 1);
+  }
+  const std::string program = own_folder() + "/eoc-torch";
+  ::execv(program.c_str(), argv);
+  std::fprintf(stderr, "eoc: error: cannot start '%s': %s (it is built and installed beside eoc)\n",
+               program.c_str(), std::strerror(errno));
+  return 127;
+}
