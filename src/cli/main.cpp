@@ -1,4 +1,5 @@
-// eoc: sample Diffusion Transformers fast with feature caching and Error-Optimized Cache.
+// eoc-torch, the eoc program (users start it through the `eoc` launcher, launcher.cpp): sample
+// Diffusion Transformers fast with feature caching and Error-Optimized Cache.
 // main() parses flags, runs one library function, and is the single place errors are printed.
 #include <c10/util/Exception.h>
 
