@@ -5,7 +5,8 @@ and against plain caching, robust to a machine whose speed drifts while it runs.
 Each round runs every variant once (uncached, plain FORA, taylor, and EOC with the prior; or
 the --variants named), in an order rotated from round to round. A variant's ratio is the
 median over rounds of its time divided by the same round's uncached (or plain) time, so a
-slow spell hits numerator and denominator alike. Times are the sampling phase of `eoc sample --report` (loading excluded).
+slow spell hits numerator and denominator alike. Times are the sampling phase of
+`eoc sample --report` (loading excluded).
 Without --prior, one is calibrated first (eoc calibrate defaults: 48 samples of seed 1000).
 
 With --warm-up-batch every run samples one batch more, first, and two timings come from the

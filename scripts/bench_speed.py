@@ -28,8 +28,9 @@ import export_dit  # noqa: E402
 import reference_sampler as rs  # noqa: E402
 from bench_common import fail_command, first_and_later_batches  # noqa: E402
 
-# The CPU runtime settings eoc gives itself (src/cli/main.cpp); set them in the environment
-# to give the Python side the same (scripts/bench_speed.sh does, for its second table).
+# The CPU runtime settings eoc gives itself (src/runtime_env.cpp, and main()'s mallopt); set
+# them in the environment to give the Python side the same (scripts/bench_speed.sh does, for
+# its second table).
 RUNTIME_ENV = ["OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_",
                "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -268,10 +268,11 @@ void check_prior_matches(const EocPrior& prior, const PriorAssumptions& run,
   note("cfg channels", p.cfg_channels, run.cfg_channels);
   // The same spec gives another plan over another step count (said above already), or when a
   // mask file was edited since calibration.
-  if (p.cache_layout != run.cache_layout && p.cache_spec != run.cache_spec)
-    note("cache plan", p.cache_spec, run.cache_spec);
-  else if (p.cache_layout != run.cache_layout && p.steps == run.steps)
-    note("cache plan", p.cache_spec, "the same spec, other reuse decisions: an edited mask file?");
+  if (p.cache_layout != run.cache_layout) {
+    if (p.cache_spec != run.cache_spec) note("cache plan", p.cache_spec, run.cache_spec);
+    else if (p.steps == run.steps)
+      note("cache plan", p.cache_spec, "the same spec, other reuse decisions: an edited mask file?");
+  }
   if (!diff.empty()) fail("prior '", prior_path, "' was made for another run: ", diff);
 }
 

@@ -8,15 +8,16 @@
 #include "eoc/device.hpp"
 #include "eoc/model.hpp"
 #include "eoc/pipeline.hpp"
+#include "eoc/runtime_env.hpp"
 
 namespace eoc {
 namespace {
 
-// The environment variables of the CPU runtime settings (src/cli/runtime_env.cpp) as this
-// process sees them: what the launcher set, or the user's own values.
+// The variables of the CPU runtime settings as this process sees them: what the launcher set,
+// or the user's own values.
 nlohmann::json runtime_env() {
   nlohmann::json env = nlohmann::json::object();
-  for (const char* name : {"OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT", "GLIBC_TUNABLES"}) {
+  for (const auto& [name, default_value] : kCpuRuntimeEnv) {
     const char* value = std::getenv(name);
     env[name] = value ? nlohmann::json(value) : nlohmann::json(nullptr);
   }

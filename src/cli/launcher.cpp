@@ -1,5 +1,5 @@
 // eoc: the command users run. It puts the CPU runtime settings into the environment
-// (runtime_env.cpp), then runs the LibTorch program `eoc-torch`, which sits beside it, with the
+// (src/runtime_env.cpp), then runs the LibTorch program `eoc-torch`, which sits beside it, with the
 // same arguments. The settings only work in a process that starts with them, and starting a
 // program linked to LibTorch costs 0.5 to 0.9 s here (loading and relocating it); this small
 // launcher, which links no LibTorch, lets that happen once (eoc-torch used to re-execute itself).
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <string>
 
-#include "runtime_env.hpp"
+#include "eoc/runtime_env.hpp"
 
 namespace {
 
@@ -29,9 +29,9 @@ std::string own_folder() {
 }  // namespace
 
 int main(int, char** argv) {
-  if (!std::getenv(eoc::cli::kRuntimeEnvApplied)) {
-    eoc::cli::set_cpu_runtime_env();
-    ::setenv(eoc::cli::kRuntimeEnvApplied, "1", 1);
+  if (!std::getenv(eoc::kRuntimeEnvApplied)) {
+    eoc::set_cpu_runtime_env();
+    ::setenv(eoc::kRuntimeEnvApplied, "1", 1);
   }
   const std::string program = own_folder() + "/eoc-torch";
   ::execv(program.c_str(), argv);

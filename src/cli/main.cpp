@@ -13,10 +13,10 @@
 
 #include "commands.hpp"
 #include "config_file.hpp"
-#include "runtime_env.hpp"
 #include "eoc/error.hpp"
 #include "eoc/log.hpp"
 #include "eoc/pipeline.hpp"
+#include "eoc/runtime_env.hpp"
 
 namespace {
 
@@ -28,14 +28,14 @@ void on_signal(int signal_number) {
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 // Run directly (not through the `eoc` launcher, which sets them before starting this program),
-// the program puts the CPU runtime settings (runtime_env.cpp) into its environment and
+// the program puts the CPU runtime settings (src/runtime_env.cpp) into its environment and
 // re-executes itself once, since they only work in a process that starts with them; if that
 // fails, it runs with the defaults. glibc also returns every freed block above its mmap
 // threshold to the kernel, so each op's output (a few MiB) would be page-faulted in anew:
 // freed memory stays in the heap instead.
 void tune_cpu_runtime(char** argv) {
-  if (!std::getenv(eoc::cli::kRuntimeEnvApplied) && eoc::cli::set_cpu_runtime_env()) {
-    ::setenv(eoc::cli::kRuntimeEnvApplied, "1", 1);  // never loop, whatever the child does
+  if (!std::getenv(eoc::kRuntimeEnvApplied) && eoc::set_cpu_runtime_env()) {
+    ::setenv(eoc::kRuntimeEnvApplied, "1", 1);  // never loop, whatever the child does
     ::execv("/proc/self/exe", argv);
   }
   ::mallopt(M_MMAP_THRESHOLD, 32 << 20);

@@ -1,9 +1,9 @@
-#include "runtime_env.hpp"
+#include "eoc/runtime_env.hpp"
 
 #include <cstdlib>
+#include <string_view>
 
-namespace eoc::cli {
-namespace {
+namespace eoc {
 
 // CPU runtime settings measured to matter on small DiTs (docs/BENCHMARKS.md, "CPU runtime").
 // Each is read once, when its library starts, so it must be in the environment of a new process.
@@ -20,22 +20,21 @@ namespace {
 //    OPENBLAS_THREAD_TIMEOUT shortens the spin to 2^N cycles, unless the user set it. Other BLAS
 //    libraries ignore it.
 // (Keeping freed memory in the heap, the fourth setting, is a mallopt call in main().)
-constexpr const char* kOpenblasThreadTimeout = "20";  // docs/BENCHMARKS.md, "CPU runtime"
-
-bool set_unless_set(const char* name, const char* value) {
-  if (std::getenv(name)) return false;
-  ::setenv(name, value, 1);
-  return true;
-}
-
-}  // namespace
+const std::array<EnvSetting, 3> kCpuRuntimeEnv = {{
+    {"OMP_WAIT_POLICY", "PASSIVE"},
+    {"GLIBC_TUNABLES", "glibc.malloc.hugetlb=1"},
+    {"OPENBLAS_THREAD_TIMEOUT", "20"},  // 2^20 cycles: docs/BENCHMARKS.md, "CPU runtime"
+}};
 
 bool set_cpu_runtime_env() {
   bool changed = false;
-  if (!std::getenv("GOMP_SPINCOUNT")) changed |= set_unless_set("OMP_WAIT_POLICY", "PASSIVE");
-  changed |= set_unless_set("OPENBLAS_THREAD_TIMEOUT", kOpenblasThreadTimeout);
-  changed |= set_unless_set("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1");
+  for (const auto& [name, value] : kCpuRuntimeEnv) {
+    const bool spin_chosen = std::string_view(name) == "OMP_WAIT_POLICY" && std::getenv("GOMP_SPINCOUNT");
+    if (std::getenv(name) || spin_chosen) continue;
+    ::setenv(name, value, 1);
+    changed = true;
+  }
   return changed;
 }
 
-}  // namespace eoc::cli
+}  // namespace eoc
