@@ -141,3 +141,14 @@ def test_bench_runtime_args_reach_the_command_line(eoc_bin, tmp_path):
         "--batch-size", 1, "--rounds", 1, "--out", tmp_path / "r.json"], tmp_path, check=False)
     assert proc.returncode != 0
     assert proc.stderr.startswith("bench_runtime: command failed") and "--no-such-flag" in proc.stderr
+
+
+def test_bench_startup_times_both_builds(eoc_bin, tmp_path):
+    out, md = tmp_path / "s.json", tmp_path / "s.md"
+    run_script("bench_startup.py", ["--before", eoc_bin, "--after", eoc_bin, "--pairs", 1,
+                                    "--out", out, "--markdown", md], tmp_path)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["command"].split()[1], r["build"]) for r in rows] == [
+        ("--version", "before"), ("--version", "after"), ("-q", "before"), ("-q", "after")]
+    assert all(positive(r["median_ms"]) and len(r["ms"]) == 1 for r in rows)
+    assert "| median (ms) |" in md.read_text()
