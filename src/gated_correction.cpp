@@ -120,11 +120,13 @@ bool fusable(const at::Tensor& tokens, const GatedTerm& term) {
   const auto& f = term.entry.value;
   const auto& c = term.correction;
   const auto& gate = term.gate;
+  // The tokens need not be contiguous: add_gated_terms copies them into a contiguous tensor.
   return tokens.dim() == 3 && tokens.sizes() == f.sizes() && gate.dim() == 2 &&
          gate.size(0) == f.size(0) && gate.size(1) == f.size(2) && gate.stride(1) == 1 &&
-         gate.device().is_cpu() && gate.scalar_type() == at::kFloat && usable(tokens) &&
-         usable(f) && usable(c.has_trend() ? term.entry.previous : at::Tensor()) &&
-         usable(c.scale_vec) && usable(c.trend_vec);
+         gate.device().is_cpu() && gate.scalar_type() == at::kFloat && tokens.device().is_cpu() &&
+         tokens.scalar_type() == at::kFloat && usable(f) &&
+         usable(c.has_trend() ? term.entry.previous : at::Tensor()) && usable(c.scale_vec) &&
+         usable(c.trend_vec);
 }
 
 FusedTerm fused_term(const GatedTerm& term) {
@@ -161,6 +163,9 @@ at::Tensor add_gated_terms(at::Tensor tokens, const std::vector<GatedTerm>& term
     return tokens;
   }
   if (terms.empty()) return tokens;
+  // The embedding's tokens come out transposed (the patch convolution's (B, D, T) viewed as
+  // (B, T, D)); one copy of the tokens is far cheaper than the term-by-term ATen path.
+  if (!tokens.is_contiguous()) tokens = tokens.contiguous();
   std::vector<FusedTerm> args;
   args.reserve(terms.size());
   for (const auto& term : terms) args.push_back(fused_term(term));

@@ -52,8 +52,10 @@ struct GatedTerm {
 
 // tokens + gate_1 * F_hat_1 + gate_2 * F_hat_2 + ..., added in order, each gate broadcast over
 // the T tokens: per element the same float operations as adding the terms one at a time. For
-// contiguous float32 CPU tensors it updates `tokens` in place in one pass (each term's features
-// read once) and returns it; otherwise it returns a new tensor computed with ATen operations.
+// float32 CPU tensors (features contiguous) it updates `tokens` in place in one pass (each
+// term's features read once) and returns it, first copying non-contiguous tokens (the
+// embedding's layout) into a new tensor; otherwise it returns a new tensor computed with ATen
+// operations.
 at::Tensor add_gated_terms(at::Tensor tokens, const std::vector<GatedTerm>& terms);
 
 // `none`: plain FORA reuse, F[r].

@@ -128,6 +128,16 @@ TEST(Correctors, GatedTermsInOnePassEqualTermByTerm) {
   EXPECT_TRUE(at::equal(eoc::add_gated_terms(base.clone(), plain), want_plain));
   EXPECT_TRUE(at::allclose(eoc::add_gated_terms(base.clone(), corrected), want_corrected, 1e-5, 1e-5));
   EXPECT_TRUE(at::equal(eoc::add_gated_terms(base.clone(), {}), base));
+  // Tokens in the embedding's layout, (rows, D, T) viewed as (rows, T, D), take the one pass
+  // too: the same values, returned contiguous (the ATen path would keep the transposed layout),
+  // and the caller's tensor left as it was.
+  const auto transposed = base.transpose(1, 2).contiguous().transpose(1, 2);
+  ASSERT_FALSE(transposed.is_contiguous());
+  const auto kept = transposed.clone();
+  const auto from_transposed = eoc::add_gated_terms(transposed, plain);
+  EXPECT_TRUE(from_transposed.is_contiguous());
+  EXPECT_TRUE(at::equal(from_transposed, want_plain));
+  EXPECT_TRUE(at::equal(transposed, kept));
   // A term the fused loop cannot take (double features) sends every term through ATen.
   auto mixed = plain;
   mixed[2].entry.value = mixed[2].entry.value.to(at::kDouble);
