@@ -51,11 +51,12 @@ struct GatedTerm {
 };
 
 // tokens + gate_1 * F_hat_1 + gate_2 * F_hat_2 + ..., added in order, each gate broadcast over
-// the T tokens: per element the same float operations as adding the terms one at a time. For
-// float32 CPU tensors (features contiguous) it updates `tokens` in place in one pass (each
-// term's features read once) and returns it, first copying non-contiguous tokens (the
-// embedding's layout) into a new tensor; otherwise it returns a new tensor computed with ATen
-// operations.
+// the T tokens. For float32 CPU tensors (features contiguous) it updates `tokens` in place in
+// one pass (each term's features read once), with per element the same float operations as
+// adding the terms one at a time, and returns it, first copying non-contiguous tokens (the
+// embedding's layout) into a new tensor. Otherwise (CUDA, bf16, fp16) it returns a new tensor
+// made by one ATen addcmul per term, which rounds as that kernel does (a fused multiply-add
+// where the device has one; bf16 and fp16 rounded once per term).
 at::Tensor add_gated_terms(at::Tensor tokens, const std::vector<GatedTerm>& terms);
 
 // `none`: plain FORA reuse, F[r].

@@ -145,4 +145,36 @@ TEST(Correctors, GatedTermsInOnePassEqualTermByTerm) {
   EXPECT_TRUE(at::allclose(got.to(at::kFloat), want_plain, 1e-5, 1e-5));
 }
 
+// bf16 (and CUDA) take the ATen path: one addcmul per term, the later ones in place on the
+// tensor the first one made. The sum must still be the float formula's to bf16 rounding, every
+// term counted once, and the caller's tokens (shared with the model's other uses) unchanged.
+TEST(Correctors, GatedTermsInReducedPrecisionMatchTheFormula) {
+  const int64_t rows = 4, tokens = 5, d = 24;
+  const auto gates = at::randn({rows, 6 * d}, at::kFloat);
+  std::vector<eoc::GatedTerm> terms;
+  auto want = at::randn({rows, tokens, d}, at::kFloat).to(at::kBFloat16);
+  const auto base = want.clone();
+  want = want.to(at::kFloat);
+  for (int64_t k = 0; k < 4; ++k) {
+    CachedFeature e;
+    e.value = at::randn({rows, tokens, d}, at::kFloat).to(at::kBFloat16);
+    e.previous = at::randn({rows, tokens, d}, at::kFloat).to(at::kBFloat16);
+    e.step = 3;
+    e.prev_step = 1;
+    eoc::Correction c;
+    if (k == 3) c.trend = 0.5;
+    const auto gate = gates.narrow(1, k * d, d).to(at::kBFloat16);
+    terms.push_back(eoc::GatedTerm{gate, c, e});
+    const auto f = e.value.to(at::kFloat);
+    const auto f_hat = k == 3 ? f + 0.5 * (f - e.previous.to(at::kFloat)) : f;
+    want = want + gate.to(at::kFloat).unsqueeze(1) * f_hat;
+  }
+  const auto kept = base.clone();
+  const auto got = eoc::add_gated_terms(base, terms);
+  EXPECT_EQ(got.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(at::equal(base, kept));
+  // bf16 keeps 8 bits of mantissa: a few roundings of sums of order 10.
+  EXPECT_LT((got.to(at::kFloat) - want).abs().max().item<double>(), 0.25);
+}
+
 }  // namespace
