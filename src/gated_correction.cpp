@@ -153,11 +153,22 @@ FusedTerm fused_term(const GatedTerm& term) {
 // a term costs three passes over (rows, T, D) instead of five (a gate product, then a sum, each
 // a new tensor). The first term makes a new tensor, so the caller's tokens are never written;
 // later terms update that tensor in place when the types and shapes let them.
+// F_hat for that path. The plain forecast F[r] + tau * (F[r] - F[p]) (taylor, EOC's default
+// form) is lerp(F[p], F[r], 1 + tau): one kernel and three passes instead of a difference and
+// a sum (six); it rounds differently from corrected_feature only in the last bits.
+at::Tensor aten_feature(const GatedTerm& term) {
+  const auto& c = term.correction;
+  const bool plain_forecast = c.has_trend() && !c.trend_vec.defined() &&
+                              !c.scale_vec.defined() && c.scale == 1.0;
+  if (plain_forecast) return at::lerp(term.entry.previous, term.entry.value, 1.0 + c.trend);
+  return corrected_feature(c, term.entry);
+}
+
 at::Tensor add_terms_with_aten(at::Tensor tokens, const std::vector<GatedTerm>& terms) {
   bool owned = false;
   for (const auto& term : terms) {
     const auto gate = term.gate.unsqueeze(1);
-    const auto feature = corrected_feature(term.correction, term.entry);
+    const auto feature = aten_feature(term);
     const bool in_place = owned && feature.sizes() == tokens.sizes() &&
                           feature.scalar_type() == tokens.scalar_type() &&
                           gate.scalar_type() == tokens.scalar_type();
