@@ -149,13 +149,11 @@ FusedTerm fused_term(const GatedTerm& term) {
   return a;
 }
 
-// The path for what the fused loop does not take (CUDA, bf16, fp16): one addcmul per term, so
-// a term costs three passes over (rows, T, D) instead of five (a gate product, then a sum, each
-// a new tensor). The first term makes a new tensor, so the caller's tokens are never written;
-// later terms update that tensor in place when the types and shapes let them.
-// F_hat for that path. The plain forecast F[r] + tau * (F[r] - F[p]) (taylor, EOC's default
-// form) is lerp(F[p], F[r], 1 + tau): one kernel and three passes instead of a difference and
-// a sum (six); it rounds differently from corrected_feature only in the last bits.
+// F_hat for the ATen path below. The plain forecast F[r] + tau * (F[r] - F[p]) (taylor, EOC's
+// default form) is lerp(F[p], F[r], 1 + tau): one kernel and three passes instead of a
+// difference and a sum (six). It rounds differently from corrected_feature only in the last
+// bits, which is why it lives here: corrected_feature stays the reference formula that the
+// fused loop matches operation for operation.
 at::Tensor aten_feature(const GatedTerm& term) {
   const auto& c = term.correction;
   const bool plain_forecast = c.has_trend() && !c.trend_vec.defined() &&
@@ -164,6 +162,10 @@ at::Tensor aten_feature(const GatedTerm& term) {
   return corrected_feature(c, term.entry);
 }
 
+// The path for what the fused loop does not take (CUDA, bf16, fp16): one addcmul per term, so
+// a term costs three passes over (rows, T, D) instead of five (a gate product, then a sum, each
+// a new tensor). The first term makes a new tensor, so the caller's tokens are never written;
+// later terms update that tensor in place when the types and shapes let them.
 at::Tensor add_terms_with_aten(at::Tensor tokens, const std::vector<GatedTerm>& terms) {
   bool owned = false;
   for (const auto& term : terms) {

@@ -152,9 +152,8 @@ TEST(Correctors, GatedTermsInReducedPrecisionMatchTheFormula) {
   const int64_t rows = 4, tokens = 5, d = 24;
   const auto gates = at::randn({rows, 6 * d}, at::kFloat);
   std::vector<eoc::GatedTerm> terms;
-  auto want = at::randn({rows, tokens, d}, at::kFloat).to(at::kBFloat16);
-  const auto base = want.clone();
-  want = want.to(at::kFloat);
+  const auto base = at::randn({rows, tokens, d}, at::kFloat).to(at::kBFloat16);
+  auto want = base.to(at::kFloat);
   for (int64_t k = 0; k < 4; ++k) {
     CachedFeature e;
     e.value = at::randn({rows, tokens, d}, at::kFloat).to(at::kBFloat16);
