@@ -39,100 +39,144 @@ nlohmann::json steady_images_per_second(const std::vector<std::vector<int64_t>>&
   return time > 0 ? nlohmann::json(images / time) : nlohmann::json(nullptr);
 }
 
-}  // namespace
+// Where a run's images go: the grid and the raw array collect the batches and are written at the
+// end; per-image PNGs are written as each batch finishes (so a stopped run keeps them).
+class ImageSinks {
+ public:
+  explicit ImageSinks(const OutputOptions& out) : out_(out) {}
 
-void run_sample(const SampleOptions& options) {
-  Stopwatch total;
-  auto out = options.output;
+  void add_batch(const std::vector<int64_t>& batch, const at::Tensor& images) {
+    if (!out_.raw.empty()) raw_.push_back(images.to(at::kFloat).cpu());
+    const auto pixels = to_uint8_hwc(images);
+    if (!out_.grid.empty())
+      for (size_t i = 0; i < batch.size() && batch[i] < kGridMaxImages; ++i)
+        grid_.push_back(pixels[i]);
+    if (!out_.dir.empty())
+      for (size_t i = 0; i < batch.size(); ++i) {
+        write_png(image_path(out_.dir, batch[i]), pixels[i], /*rgb=*/true);
+        ++written_;
+      }
+  }
+
+  void finish(int64_t num_samples) {
+    if (!out_.grid.empty()) {
+      if (num_samples > kGridMaxImages)
+        log::warn(str("--out grid shows the first ", kGridMaxImages, " of ", num_samples, " images"));
+      write_png(out_.grid, make_grid(at::stack(grid_), out_.nrow));
+      log::info("wrote grid " + out_.grid);
+    }
+    if (!out_.raw.empty()) {
+      write_npy(out_.raw, at::cat(raw_));
+      log::info("wrote raw samples " + out_.raw);
+    }
+    if (!out_.dir.empty()) log::info(str("wrote ", written_, " images to ", out_.dir));
+  }
+
+  int64_t written() const { return written_; }
+
+ private:
+  const OutputOptions& out_;
+  std::vector<at::Tensor> grid_, raw_;
+  int64_t written_ = 0;
+};
+
+// The outputs after checking that they can be written: samples.png when none is given.
+OutputOptions checked_outputs(OutputOptions out) {
   if (out.grid.empty() && out.dir.empty() && out.raw.empty()) out.grid = "samples.png";
   if (out.nrow < 1) fail("--nrow ", out.nrow, " must be >= 1");
   for (auto [path, flag] : {std::pair{out.grid, "--out"}, std::pair{out.raw, "--out-raw"},
                             std::pair{out.report, "--report"}})
     if (!path.empty()) check_writable_parent(path, flag);
   if (!out.dir.empty()) prepare_out_dir(out.dir);
+  return out;
+}
 
-  const Shard shard = sample_shard(options, out);
-  auto model_options = options.model;
-  model_options.device = shard_device(model_options.device, shard);
-  const RunSetup run = prepare_run(model_options, options.sampling);
-  const CacheSetup cache = prepare_cache(run, options.cache);
-  const auto vae = prepare_vae(options, out, run);
+// What the sampling phase measured.
+struct SampleTimes {
+  double sample = 0, write = 0, total = 0;
+  std::vector<double> batches;  // per batch, its sinks included
+};
+
+nlohmann::json sample_report(const SampleOptions& options, const OutputOptions& out,
+                             const RunSetup& run, const CacheSetup& cache, const VaeDecoder* vae,
+                             const Shard& shard, const CacheStats& stats,
+                             const std::vector<std::vector<int64_t>>& batches,
+                             const SampleTimes& times, int64_t count, int64_t written) {
+  return {
+      {"command", "sample"},
+      {"eoc_version", EOC_VERSION},
+      {"settings", run.settings()},
+      {"cache", cache.settings()},
+      {"vae", vae ? nlohmann::json{{"path", vae->path()}, {"sha256", vae->sha256()},
+                                   {"scale", options.vae.scale}}
+                  : nlohmann::json(nullptr)},
+      {"shard", {{"index", shard.index}, {"count", shard.count}, {"source", shard.source}}},
+      {"cache_stats", cache_stats_json(stats, run.model->config())},
+      {"timings_s", {{"load", run.load_seconds}, {"sample", times.sample},
+                     {"write", times.write}, {"total", times.total},
+                     {"batches", times.batches}}},
+      {"images_per_second", count > 0 ? count / times.sample : 0.0},
+      {"steady_images_per_second", steady_images_per_second(batches, times.batches)},
+      {"memory", {{"peak_host_bytes", peak_host_memory_bytes()},
+                  {"peak_cache_bytes", stats.peak_cache_bytes}}},
+      {"outputs", {{"grid", out.grid}, {"dir", out.dir}, {"raw", out.raw},
+                   {"images_written", written}}},
+  };
+}
+
+void log_run_start(const RunSetup& run, const CacheSetup& cache) {
   const auto& cfg = run.model->config();
   log::info(str("model ", cfg.name, " (", run.model->path(), ") on ", run.device.str(), "; ",
                 sampler_name(run.sampler.kind), " ", run.schedule.size(), " steps, cfg ",
                 run.guidance.scale, ", cache ", cache.plan.spec(), " (",
                 static_cast<int>(100 * cache.plan.caching_level() + 0.5), "% reused), correct ",
                 cache.corrector_name));
+}
+
+}  // namespace
+
+void run_sample(const SampleOptions& options) {
+  Stopwatch total;
+  const OutputOptions out = checked_outputs(options.output);
+  const Shard shard = sample_shard(options, out);
+  auto model_options = options.model;
+  model_options.device = shard_device(model_options.device, shard);
+  const RunSetup run = prepare_run(model_options, options.sampling);
+  const CacheSetup cache = prepare_cache(run, options.cache);
+  const auto vae = prepare_vae(options, out, run);
+  log_run_start(run, cache);
 
   const auto indices = plan_sample_indices(options, out, run, cache, vae.get(), shard);
   const int64_t count = static_cast<int64_t>(indices.size());
-  std::vector<at::Tensor> grid_images, raw_images;
-  CacheStats stats(run.schedule.size());
-  int64_t written = 0;
   const auto batches = make_batches(indices, run.batch_size);
+  ImageSinks sinks(out);
+  CacheStats stats(run.schedule.size());
+  SampleTimes times;
   if (run.seed_mode == SeedMode::official) seed_global(run.seed);
   log::Progress progress("sampling", count * run.schedule.size());
   Stopwatch sampling;
-  std::vector<double> batch_seconds;  // per batch, its sinks included
   for (const auto& batch : batches) {
     Stopwatch batch_time;
     auto images = sample_batch(run, batch, cache.plan, *cache.corrector, stats,
                                [&](int64_t) { progress.advance(static_cast<long>(batch.size())); });
     if (vae) images = vae->decode(images, options.vae.scale);
-    if (!out.raw.empty()) raw_images.push_back(images.to(at::kFloat).cpu());
-    const auto pixels = to_uint8_hwc(images);
-    if (!out.grid.empty())
-      for (size_t i = 0; i < batch.size() && batch[i] < kGridMaxImages; ++i)
-        grid_images.push_back(pixels[i]);
-    if (!out.dir.empty())
-      for (size_t i = 0; i < batch.size(); ++i) {
-        write_png(image_path(out.dir, batch[i]), pixels[i], /*rgb=*/true);
-        ++written;
-      }
+    sinks.add_batch(batch, images);
     synchronize(run.device);  // so the batch's time, and the sampling phase's, are complete
-    batch_seconds.push_back(batch_time.seconds());
+    times.batches.push_back(batch_time.seconds());
   }
   progress.finish();
-  const double sample_seconds = sampling.seconds();
+  times.sample = sampling.seconds();
 
   Stopwatch writing;
-  if (!out.grid.empty()) {
-    if (run.num_samples > kGridMaxImages)
-      log::warn(str("--out grid shows the first ", kGridMaxImages, " of ", run.num_samples, " images"));
-    write_png(out.grid, make_grid(at::stack(grid_images), out.nrow));
-    log::info("wrote grid " + out.grid);
-  }
-  if (!out.raw.empty()) {
-    write_npy(out.raw, at::cat(raw_images));
-    log::info("wrote raw samples " + out.raw);
-  }
-  if (!out.dir.empty()) log::info(str("wrote ", written, " images to ", out.dir));
-  if (!out.report.empty()) {
-    nlohmann::json report = {
-        {"command", "sample"},
-        {"eoc_version", EOC_VERSION},
-        {"settings", run.settings()},
-        {"cache", cache.settings()},
-        {"vae", vae ? nlohmann::json{{"path", vae->path()}, {"sha256", vae->sha256()},
-                                     {"scale", options.vae.scale}}
-                    : nlohmann::json(nullptr)},
-        {"shard", {{"index", shard.index}, {"count", shard.count}, {"source", shard.source}}},
-        {"cache_stats", cache_stats_json(stats, cfg)},
-        {"timings_s", {{"load", run.load_seconds}, {"sample", sample_seconds},
-                       {"write", writing.seconds()}, {"total", total.seconds()},
-                       {"batches", batch_seconds}}},
-        {"images_per_second", count > 0 ? count / sample_seconds : 0.0},
-        {"steady_images_per_second", steady_images_per_second(batches, batch_seconds)},
-        {"memory", {{"peak_host_bytes", peak_host_memory_bytes()},
-                    {"peak_cache_bytes", stats.peak_cache_bytes}}},
-        {"outputs", {{"grid", out.grid}, {"dir", out.dir}, {"raw", out.raw},
-                     {"images_written", written}}},
-    };
-    write_json(out.report, report);
-  }
+  sinks.finish(run.num_samples);
+  times.write = writing.seconds();
+  times.total = total.seconds();
+  if (!out.report.empty())
+    write_json(out.report, sample_report(options, out, run, cache, vae.get(), shard, stats,
+                                         batches, times, count, sinks.written()));
   if (count == 0) log::info("every image was already there: nothing sampled");
-  else log::info(str("sampled ", count, " images in ", sample_seconds, " s (",
-                     count / sample_seconds, " images/s)"));
+  else log::info(str("sampled ", count, " images in ", times.sample, " s (",
+                     count / times.sample, " images/s)"));
 }
 
 }  // namespace eoc
