@@ -43,7 +43,7 @@ nlohmann::json steady_images_per_second(const std::vector<std::vector<int64_t>>&
 // end; per-image PNGs are written as each batch finishes (so a stopped run keeps them).
 class ImageSinks {
  public:
-  explicit ImageSinks(const OutputOptions& out) : out_(out) {}
+  explicit ImageSinks(OutputOptions out) : out_(std::move(out)) {}
 
   void add_batch(const std::vector<int64_t>& batch, const at::Tensor& images) {
     if (!out_.raw.empty()) raw_.push_back(images.to(at::kFloat).cpu());
@@ -72,10 +72,13 @@ class ImageSinks {
     if (!out_.dir.empty()) log::info(str("wrote ", written_, " images to ", out_.dir));
   }
 
-  int64_t written() const { return written_; }
+  // The report's "outputs" entry.
+  nlohmann::json summary() const {
+    return {{"grid", out_.grid}, {"dir", out_.dir}, {"raw", out_.raw}, {"images_written", written_}};
+  }
 
  private:
-  const OutputOptions& out_;
+  OutputOptions out_;
   std::vector<at::Tensor> grid_, raw_;
   int64_t written_ = 0;
 };
@@ -97,11 +100,12 @@ struct SampleTimes {
   std::vector<double> batches;  // per batch, its sinks included
 };
 
-nlohmann::json sample_report(const SampleOptions& options, const OutputOptions& out,
-                             const RunSetup& run, const CacheSetup& cache, const VaeDecoder* vae,
-                             const Shard& shard, const CacheStats& stats,
-                             const std::vector<std::vector<int64_t>>& batches,
-                             const SampleTimes& times, int64_t count, int64_t written) {
+nlohmann::json sample_report(const SampleOptions& options, const RunSetup& run,
+                             const CacheSetup& cache, const VaeDecoder* vae, const Shard& shard,
+                             const CacheStats& stats, const std::vector<std::vector<int64_t>>& batches,
+                             const SampleTimes& times, const ImageSinks& sinks) {
+  int64_t count = 0;
+  for (const auto& batch : batches) count += static_cast<int64_t>(batch.size());
   return {
       {"command", "sample"},
       {"eoc_version", EOC_VERSION},
@@ -119,8 +123,7 @@ nlohmann::json sample_report(const SampleOptions& options, const OutputOptions& 
       {"steady_images_per_second", steady_images_per_second(batches, times.batches)},
       {"memory", {{"peak_host_bytes", peak_host_memory_bytes()},
                   {"peak_cache_bytes", stats.peak_cache_bytes}}},
-      {"outputs", {{"grid", out.grid}, {"dir", out.dir}, {"raw", out.raw},
-                   {"images_written", written}}},
+      {"outputs", sinks.summary()},
   };
 }
 
@@ -172,8 +175,8 @@ void run_sample(const SampleOptions& options) {
   times.write = writing.seconds();
   times.total = total.seconds();
   if (!out.report.empty())
-    write_json(out.report, sample_report(options, out, run, cache, vae.get(), shard, stats,
-                                         batches, times, count, sinks.written()));
+    write_json(out.report,
+               sample_report(options, run, cache, vae.get(), shard, stats, batches, times, sinks));
   if (count == 0) log::info("every image was already there: nothing sampled");
   else log::info(str("sampled ", count, " images in ", times.sample, " s (",
                      count / times.sample, " images/s)"));
