@@ -22,9 +22,8 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 
-from bench_common import first_and_later_batches, read_timings, run_checked
+from bench_common import first_and_later_batches, read_timings, run_checked, scratch_dir
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -69,7 +68,7 @@ def main():
     if "plain" not in chosen or not set(chosen) <= {"uncached", "plain", "taylor", "eoc"}:
         sys.exit(f"bench_cache_time: --variants {args.variants}: expected plain and any of "
                  "uncached, taylor, eoc")
-    work = tempfile.mkdtemp(prefix="eoc-bench-time-")
+    work = scratch_dir("eoc-bench-time-")
     common = ["--sampler", args.sampler, "--steps", str(args.steps), "--cfg-scale", str(args.cfg_scale),
               "--batch-size", str(args.batch_size)] + (["--model", args.model] if args.model else [])
     prior = args.prior

@@ -1,10 +1,21 @@
 """What the benchmark scripts share: running a command that must succeed, and reading the
 timings of an `eoc sample --report` (phases in `timings_s`, one entry per batch in
-`timings_s.batches`; see README, `--report`)."""
+`timings_s.batches`; see README, `--report`), and a scratch folder removed at exit."""
+import atexit
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+
+
+def scratch_dir(prefix):
+    """A new temporary folder for a benchmark's outputs (reports, raw samples), removed when the
+    script exits, also when a failed command stops it (fail_command exits through SystemExit)."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    return work
 
 
 def fail_command(tool, cmd, returncode, stderr):

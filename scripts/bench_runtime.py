@@ -21,9 +21,8 @@ import resource
 import shlex
 import statistics
 import sys
-import tempfile
 
-from bench_common import first_and_later_batches, read_timings, run_checked
+from bench_common import first_and_later_batches, read_timings, run_checked, scratch_dir
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -73,7 +72,7 @@ def main():
     args = ap.parse_args()
     variants = [parse_variant(v) for v in args.variant]
     caches = args.caches.split(",")
-    work = tempfile.mkdtemp(prefix="eoc-bench-runtime-")
+    work = scratch_dir("eoc-bench-runtime-")
     report = os.path.join(work, "report.json")
     base = [args.eoc, "-q", "sample", "--sampler", "ddim", "--steps", "20", "--cfg-scale", "1.5",
             "--num-samples", str(args.images + (args.batch_size if args.warm_up_batch else 0)),

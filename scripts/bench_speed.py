@@ -17,7 +17,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import torch
@@ -26,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import export_dit  # noqa: E402
 import reference_sampler as rs  # noqa: E402
-from bench_common import fail_command, first_and_later_batches  # noqa: E402
+from bench_common import fail_command, first_and_later_batches, scratch_dir  # noqa: E402
 
 # The CPU runtime settings eoc gives itself (src/runtime_env.cpp, and main()'s mallopt); set
 # them in the environment to give the Python side the same (scripts/bench_speed.sh does, for
@@ -81,7 +80,7 @@ def eager_sample(model, n, batch, steps, cache_interval, device, cfg_scale=1.5):
                 cond_o, unc_o = out[:b], out[b:]
                 eps = torch.cat([unc_o[:, :g] + cfg_scale * (cond_o[:, :g] - unc_o[:, :g]),
                                  cond_o[:, g:]], 1)[:, :c]
-                ab, abp = float(sched.alphas_cumprod[i]), float(sched.alphas_cumprod_prev[i])
+                abp = float(sched.alphas_cumprod_prev[i])
                 x0 = float(sched.sqrt_recip_alphas_cumprod[i]) * x - float(sched.sqrt_recipm1_alphas_cumprod[i]) * eps
                 eps = (float(sched.sqrt_recip_alphas_cumprod[i]) * x - x0) / float(sched.sqrt_recipm1_alphas_cumprod[i])
                 x = x0 * abp ** 0.5 + (1 - abp) ** 0.5 * eps
@@ -123,7 +122,7 @@ def eoc_sample(args, model_ts, n, batch, dtype, cache, extra, work):
 
 def bench(args, save):
     """Runs every setting; `save(rows)` after each, so a run cut short keeps what it measured."""
-    work = tempfile.mkdtemp(prefix="eoc-bench-speed-")
+    work = scratch_dir("eoc-bench-speed-")
     rows = []
     model_ts = args.model
     fused = args.fused_attention

@@ -12,9 +12,8 @@ import os
 import shlex
 import statistics
 import sys
-import tempfile
 
-from bench_common import run_checked
+from bench_common import run_checked, scratch_dir
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -27,7 +26,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--markdown")
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="eoc-bench-startup-")
+    work = scratch_dir("eoc-bench-startup-")
     commands = {"version": ["--version"],
                 "sample": ["-q", "sample", "--num-samples", "1", "--steps", "2", "--out",
                            os.path.join(work, "x.png")]}
