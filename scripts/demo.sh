@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up and builds eoc (scripts/bootstrap.sh), then samples a grid of images with the
+# Sets up and builds eoc (scripts/dev/bootstrap.sh), then samples a grid of images with the
 # built-in Fashion-MNIST DiT (third_party/models/fmnist-dit-s4.ts): one row per class.
 # Every sampling flag lives in DEMO_ARGS below; extra arguments are appended to it.
 set -euo pipefail
@@ -17,7 +17,7 @@ DEMO_ARGS=(
     --cfg-scale 4
 )
 
-scripts/bootstrap.sh
+scripts/dev/bootstrap.sh
 mkdir -p "$(dirname "$OUT")"
 build/eoc sample --out "$OUT" "${DEMO_ARGS[@]}" "$@"
 echo "demo: wrote $ROOT/$OUT"

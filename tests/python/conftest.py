@@ -7,9 +7,12 @@ import pytest
 import torch
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SCRIPTS = os.path.join(REPO, "scripts")
-if SCRIPTS not in sys.path:
-    sys.path.insert(0, SCRIPTS)
+# The Python scripts the tests import: user tools (export_dit, cache_mask, ...) and the test
+# fixtures and reference (make_random_dit, reference_sampler, ...).
+for _folder in ("tools", "testing"):
+    _path = os.path.join(REPO, "scripts", _folder)
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 import export_dit  # noqa: E402
 import make_random_dit  # noqa: E402

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SCRIPTS = os.path.join(REPO, "scripts")
+SCRIPTS = os.path.join(REPO, "scripts", "bench")
 
 
 def run_script(name, args, cwd, check=True, timeout=600):
@@ -81,6 +81,7 @@ def test_bench_cache_quality_rows(eoc_bin, pixel_dit, tmp_path):
         ("none", "-"), ("fora:3", "none"), ("fora:3", "taylor"), ("fora:3", "eoc-taylor")]
     assert rows[0]["mse"] == 0.0
     assert all(r["mse"] > 0 for r in rows[1:])  # a random DiT's features move: reuse changes images
+    assert positive(float(rows[-1]["calibration_s"])) and "calibration_s" not in rows[2]
     assert (work / "commands.log").read_text().count(" calibrate ") == 1
 
 

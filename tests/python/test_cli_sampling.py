@@ -1,6 +1,6 @@
 """End-to-end tests of the `eoc` binary: sampling parity with the independent Python reference
-sampler (scripts/reference_sampler.py), per-image seed streams, feature caching, error handling of
-bad input, `info` and `compare`.
+sampler (scripts/testing/reference_sampler.py), per-image seed streams, feature caching, error
+handling of bad input, `info` and `compare`.
 
 Every test runs the real binary (fixture `eoc_bin`, $EOC_BINARY or build/eoc) in a temporary
 folder and reads back its `--out-raw` float32 .npy or its `--report` / `--json` output."""

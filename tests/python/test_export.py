@@ -182,7 +182,7 @@ def test_branch_methods_match_official_pieces(latent_dit):
 
 
 def _run_export(python_exe, repo_root, ckpt, out, *extra):
-    script = os.path.join(repo_root, "scripts", "export_dit.py")
+    script = os.path.join(repo_root, "scripts", "tools", "export_dit.py")
     return subprocess.run([python_exe, script, ckpt, "-o", out, *extra], capture_output=True, text=True,
                           timeout=120)
 

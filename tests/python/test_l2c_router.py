@@ -1,4 +1,4 @@
-"""scripts/convert_l2c_router.py: Learning-to-Cache router checkpoint -> eoc cache mask."""
+"""scripts/tools/convert_l2c_router.py: Learning-to-Cache router checkpoint -> eoc cache mask."""
 import json
 import os
 import subprocess
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "scripts", "convert_l2c_router.py")
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+SCRIPT = os.path.join(ROOT, "scripts", "tools", "convert_l2c_router.py")
+sys.path.insert(0, os.path.join(ROOT, "scripts", "tools"))
 import cache_mask  # noqa: E402
 import convert_l2c_router  # noqa: E402
 

@@ -370,7 +370,7 @@ def test_plan_array_equals_fora_string_and_taylor_differs(latent_dit):
 
 def test_cli_writes_raw_samples(python_exe, repo_root, latent_dit, tmp_path):
     out = str(tmp_path / "raw.npy")
-    cmd = [python_exe, os.path.join(repo_root, "scripts", "reference_sampler.py"), "--model", latent_dit["ts"],
+    cmd = [python_exe, os.path.join(repo_root, "scripts", "testing", "reference_sampler.py"), "--model", latent_dit["ts"],
            "--sampler", "ddim", "--steps", "4", "--eta", "0.3", "--cfg-scale", "1.5", "--classes", "random",
            "--num-samples", "3", "--batch-size", "2", "--seed", "9", "--seed-mode", "per-image",
            "--cache", "fora:2", "--correct", "taylor", "--out-raw", out, "--threads", "1"]

@@ -1,4 +1,4 @@
-"""scripts/train_dit.py: the IDX reader, DiT's initialisation, the hybrid loss's terms, and a
+"""scripts/tools/train_dit.py: the IDX reader, DiT's initialisation, the hybrid loss's terms, and a
 two-step run whose checkpoint has the official layout and exports."""
 import gzip
 import os
@@ -67,7 +67,7 @@ def test_hybrid_terms_vanish_for_the_true_noise_and_posterior_variance():
 def test_two_steps_write_an_official_checkpoint_that_exports(tmp_path, repo_root, python_exe):
     _fake_dataset(tmp_path)
     out = tmp_path / "tiny.pt"
-    subprocess.run([python_exe, os.path.join(repo_root, "scripts", "train_dit.py"), "-o", str(out),
+    subprocess.run([python_exe, os.path.join(repo_root, "scripts", "tools", "train_dit.py"), "-o", str(out),
                     "--data", str(tmp_path), "--steps", "2", "--batch", "4", "--depth", "2",
                     "--hidden", "32", "--heads", "2", "--threads", "1"], check=True,
                    capture_output=True)
@@ -76,13 +76,13 @@ def test_two_steps_write_an_official_checkpoint_that_exports(tmp_path, repo_root
     assert {k: tuple(v.shape) for k, v in sd.items()} == {k: tuple(v.shape) for k, v in want.items()}
     assert (tmp_path / "tiny.json").exists()
     ts = tmp_path / "tiny.ts"
-    subprocess.run([python_exe, os.path.join(repo_root, "scripts", "export_dit.py"), str(out),
+    subprocess.run([python_exe, os.path.join(repo_root, "scripts", "tools", "export_dit.py"), str(out),
                     "-o", str(ts), "--num-heads", "2"], check=True, capture_output=True)
     assert ts.stat().st_size > 0
 
 
 def test_missing_or_corrupt_data_is_one_clear_error(tmp_path, repo_root, python_exe):
-    script = os.path.join(repo_root, "scripts", "train_dit.py")
+    script = os.path.join(repo_root, "scripts", "tools", "train_dit.py")
     out = tmp_path / "never.pt"
     for data in (tmp_path / "absent", tmp_path):
         if data == tmp_path:  # present but not gzip

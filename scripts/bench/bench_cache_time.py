@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Cache timing benchmark, interleaved: wall-time ratios of cached sampling against uncached
+and against plain caching, robust to a machine whose speed drifts while it runs.
+
+Each round runs every variant once (uncached, plain FORA, taylor, and EOC with the prior; or
+the --variants named), in an order rotated from round to round. A variant's ratio is the
+median over rounds of its time divided by the same round's uncached (or plain) time, so a
+slow spell hits numerator and denominator alike. Times are the sampling phase of
+`eoc sample --report` (loading excluded).
+Without --prior, one is calibrated first (eoc calibrate defaults: 48 samples of seed 1000).
+
+With --warm-up-batch every run samples one batch more, first, and two timings come from the
+report's per-batch times: "first batch" (the batch a fresh process starts with, which pays
+once for TorchScript's first runs and for first touching the run's memory) and "steady" (the
+--images after it, as in a long run).
+
+    scripts/bench/bench_cache_time.py --cache fora:3 --images 32 --batch-size 16 --rounds 20 \\
+        --out docs/benchmarks/cache_time_fresh_32img_b16.json \\
+        --markdown docs/benchmarks/cache_time_fresh_32img_b16.md
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+from bench_common import (REPO, first_and_later_batches, read_timings, recorded_command,
+                          run_checked, scratch_dir)
+
+
+def run(cmd):
+    run_checked("bench_cache_time", cmd)
+
+
+def sample_seconds(args, common, extra, work):
+    """-> {phase: seconds}: "sample" (the whole sampling phase), or with --warm-up-batch
+    "first batch" and "steady" (the batches after it)."""
+    report = os.path.join(work, "report.json")
+    run([args.eoc, "-q", "sample", *common, *extra, "--out-raw", os.path.join(work, "x.npy"),
+         "--report", report])
+    timings = read_timings(report)
+    if not args.warm_up_batch:
+        return {"sample": timings["sample"]}
+    first, later = first_and_later_batches(timings)
+    return {"first batch": first, "steady": later}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--eoc", default=os.path.join(REPO, "build", "eoc"))
+    ap.add_argument("--model", default="")
+    ap.add_argument("--sampler", default="ddim")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--cfg-scale", type=float, default=1.5)
+    ap.add_argument("--cache", default="fora:3")
+    ap.add_argument("--prior", default="", help="EOC prior for --cache (default: calibrate one)")
+    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--variants", default="uncached,plain,taylor,eoc",
+                    help="which of uncached, plain, taylor, eoc to run (plain is needed)")
+    ap.add_argument("--warm-up-batch", action="store_true",
+                    help="sample one batch more first; time it and the rest apart")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--markdown")
+    args = ap.parse_args()
+    chosen = args.variants.split(",")
+    if "plain" not in chosen or not set(chosen) <= {"uncached", "plain", "taylor", "eoc"}:
+        sys.exit(f"bench_cache_time: --variants {args.variants}: expected plain and any of "
+                 "uncached, taylor, eoc")
+    work = scratch_dir("eoc-bench-time-")
+    common = ["--sampler", args.sampler, "--steps", str(args.steps), "--cfg-scale", str(args.cfg_scale),
+              "--batch-size", str(args.batch_size)] + (["--model", args.model] if args.model else [])
+    prior = args.prior
+    if not prior and "eoc" in chosen:
+        prior = os.path.join(work, "prior.json")
+        run([args.eoc, "-q", "calibrate", *common, "--cache", args.cache, "--out", prior])
+    total = args.images + (args.batch_size if args.warm_up_batch else 0)
+    sample = common + ["--num-samples", str(total), "--seed", "0"]
+    variants = {"uncached": [], "plain": ["--cache", args.cache],
+                "taylor": ["--cache", args.cache, "--correct", "taylor"],
+                "eoc": ["--cache", args.cache, "--prior", prior]}
+    names = [n for n in variants if n in chosen]
+    times = {n: [] for n in names}  # per round: {phase: seconds}
+    for r in range(args.rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            times[n].append(sample_seconds(args, sample, variants[n], work))
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(
+            f"{n} " + "/".join(f"{s:.2f}" for s in times[n][-1].values()) + " s" for n in names),
+            file=sys.stderr)
+
+    def ratio(n, base, phase):
+        return statistics.median(a[phase] / b[phase] for a, b in zip(times[n], times[base]))
+
+    rows = [dict(variant=n, phase=phase, median_s=statistics.median(t[phase] for t in times[n]),
+                 times_s=[t[phase] for t in times[n]],
+                 vs_uncached=ratio(n, "uncached", phase) if "uncached" in names else None,
+                 vs_plain=ratio(n, "plain", phase))
+            for phase in times[names[0]][0] for n in names]
+    meta = dict(command=recorded_command(sys.argv),
+                machine=f"{os.uname().nodename} ({os.cpu_count()} cpus)", rounds=args.rounds,
+                images=args.images, batch_size=args.batch_size, warm_up_batch=args.warm_up_batch,
+                cache=args.cache, sampler=f"{args.sampler}-{args.steps}",
+                cfg_scale=args.cfg_scale, prior=os.path.basename(prior) if prior else None)
+    with open(args.out, "w") as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    if args.markdown:
+        write_markdown(args.markdown, meta, rows)
+
+
+def write_markdown(path, meta, rows):
+    warm = (f"; every run samples one batch of {meta['batch_size']} first, timed apart"
+            if meta["warm_up_batch"] else "")
+    lines = [f"Command: `{meta['command']}`  ",
+             f"Machine: {meta['machine']}; {meta['sampler']}, cfg {meta['cfg_scale']}, "
+             f"{meta['images']} images, cache {meta['cache']}; {meta['rounds']} interleaved "
+             f"rounds{warm}; ratios are medians of per-round ratios.", "",
+             "| timed | variant | median time (s) | vs uncached | vs plain FORA |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        vs_uncached = "" if r["vs_uncached"] is None else f"{r['vs_uncached']:.3f}"
+        lines.append(f"| {r['phase']} | {r['variant']} | {r['median_s']:.2f} | {vs_uncached} | "
+                     f"{100 * (r['vs_plain'] - 1):+.1f}% |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

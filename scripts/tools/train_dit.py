@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Train a small class-conditional DiT on Fashion-MNIST (Debian package dataset-fashion-mnist)
+and write its weights in the official DiT state-dict layout: the way to get a LESS-trained real
+model, to check that caching and EOC results hold beyond the shipped checkpoint.
+
+    train_dit.py -o less-trained.pt --steps 400 [--batch 64] [--depth 12 --hidden 192 --heads 3]
+
+Training follows the official DiT recipe at small scale: adaLN-Zero initialisation, fixed 2-D
+sin-cos positions, label dropout 0.1 for classifier-free guidance, linear betas 1e-4..0.02 over
+1000 steps, the hybrid loss (noise MSE plus the variational bound that trains the learned
+variance range, with a stopped gradient through the mean), AdamW at a constant rate. Images are
+28x28 padded to 32x32 with background -1, in [-1, 1]. No EMA: the point is an early model.
+"""
+import argparse
+import gzip
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# dit_module sits beside this script; sincos_2d comes from the test fixtures (scripts/testing/).
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "testing")]
+from dit_module import DiT, module_to_official  # noqa: E402
+from make_random_dit import sincos_2d  # noqa: E402
+
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def read_idx(path):
+    """An IDX file (gzip): big-endian dims after a 4-byte magic whose last byte is the rank."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    rank = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+
+def load_fashion_mnist(data_dir):
+    try:
+        images = read_idx(os.path.join(data_dir, "train-images-idx3-ubyte.gz"))
+        labels = read_idx(os.path.join(data_dir, "train-labels-idx1-ubyte.gz"))
+    except (OSError, ValueError, EOFError, IndexError) as e:
+        sys.exit(f"train_dit: cannot read Fashion-MNIST from '{data_dir}' ({e}); "
+                 "expected train-{images-idx3,labels-idx1}-ubyte.gz there "
+                 "(apt-get install dataset-fashion-mnist)")
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        sys.exit(f"train_dit: '{data_dir}': images {images.shape} and labels {labels.shape} "
+                 "do not pair up as (N, H, W) and (N,)")
+    x = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
+    return F.pad(x, (2, 2, 2, 2), value=-1.0), torch.from_numpy(labels.astype(np.int64))
+
+
+def official_init(model):
+    """DiT's initialisation: Xavier linears, zeroed adaLN and output layers (adaLN-Zero)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    w = model.x_embedder.proj.weight
+    torch.nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    torch.nn.init.zeros_(model.x_embedder.proj.bias)
+    torch.nn.init.normal_(model.y_embedder.embedding_table.weight, std=0.02)
+    torch.nn.init.normal_(model.t_embedder.mlp[0].weight, std=0.02)
+    torch.nn.init.normal_(model.t_embedder.mlp[2].weight, std=0.02)
+    zero = [model.final_layer.adaLN_modulation[-1], model.final_layer.linear]
+    zero += [b.adaLN_modulation[-1] for b in model.blocks]
+    for m in zero:
+        torch.nn.init.zeros_(m.weight)
+        torch.nn.init.zeros_(m.bias)
+    side = model.input_size // model.patch_size
+    model.pos_embed.data.copy_(torch.from_numpy(sincos_2d(model.hidden_size, side)).float().unsqueeze(0))
+
+
+class Diffusion:
+    """The terms of DiT's training loss for linear betas over 1000 steps (float64 tables)."""
+
+    def __init__(self, steps=1000):
+        betas = np.linspace(1e-4, 0.02, steps, dtype=np.float64)
+        abar = np.cumprod(1.0 - betas)
+        abar_prev = np.append(1.0, abar[:-1])
+        post_var = betas * (1.0 - abar_prev) / (1.0 - abar)
+        t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+        self.steps = steps
+        self.sqrt_abar, self.sqrt_1m_abar = t(np.sqrt(abar)), t(np.sqrt(1.0 - abar))
+        self.post_logvar = t(np.log(np.append(post_var[1], post_var[1:])))
+        self.log_betas = t(np.log(betas))
+        self.coef_x0 = t(betas * np.sqrt(abar_prev) / (1.0 - abar))
+        self.coef_xt = t((1.0 - abar_prev) * np.sqrt(1.0 - betas) / (1.0 - abar))
+
+    @staticmethod
+    def at(table, t):
+        return table[t].view(-1, 1, 1, 1)
+
+    def loss(self, model, x0, y):
+        t = torch.randint(0, self.steps, (x0.shape[0],))
+        noise = torch.randn_like(x0)
+        xt = self.at(self.sqrt_abar, t) * x0 + self.at(self.sqrt_1m_abar, t) * noise
+        eps, v = model(xt, t, y).chunk(2, dim=1)
+        mse, vb = self.hybrid_terms(x0, xt, t, noise, eps, v)
+        return (mse + vb).mean(), mse.mean().item()
+
+    def hybrid_terms(self, x0, xt, t, noise, eps, v):
+        """Per image: the noise MSE, and the variational bound in bits per dimension on the
+        learned variance only (the mean is formed from the detached noise prediction)."""
+        mse = ((eps - noise) ** 2).mean(dim=(1, 2, 3))
+        frac = (v + 1) / 2
+        logvar = frac * self.at(self.log_betas, t) + (1 - frac) * self.at(self.post_logvar, t)
+        x0_hat = (xt - self.at(self.sqrt_1m_abar, t) * eps.detach()) / self.at(self.sqrt_abar, t)
+        mean = self.at(self.coef_x0, t) * x0_hat + self.at(self.coef_xt, t) * xt
+        true_mean = self.at(self.coef_x0, t) * x0 + self.at(self.coef_xt, t) * xt
+        true_logvar = self.at(self.post_logvar, t)
+        kl = 0.5 * (-1.0 + logvar - true_logvar + torch.exp(true_logvar - logvar)
+                    + (true_mean - mean) ** 2 * torch.exp(-logvar))
+        kl = kl.mean(dim=(1, 2, 3)) / math.log(2.0)
+        nll = -discretized_log_likelihood(x0, mean, 0.5 * logvar).mean(dim=(1, 2, 3)) / math.log(2.0)
+        return mse, torch.where(t == 0, nll, kl)
+
+
+def discretized_log_likelihood(x, mean, log_scale):
+    """log P(x) for 8-bit data in [-1, 1] under N(mean, exp(log_scale)^2), bins of width 2/255."""
+    def cdf(z):
+        return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z ** 3)))
+    inv = torch.exp(-log_scale)
+    lo, hi = cdf(inv * (x - mean - 1.0 / 255)), cdf(inv * (x - mean + 1.0 / 255))
+    log_lo = torch.log(hi.clamp(min=1e-12))
+    log_hi = torch.log((1.0 - lo).clamp(min=1e-12))
+    mid = torch.log((hi - lo).clamp(min=1e-12))
+    return torch.where(x < -0.999, log_lo, torch.where(x > 0.999, log_hi, mid))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-o", "--out", required=True, help="official-layout state dict (.pt)")
+    ap.add_argument("--data", default=DATA)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=4e-4)
+    ap.add_argument("--depth", type=int, default=12)
+    ap.add_argument("--hidden", type=int, default=192)
+    ap.add_argument("--heads", type=int, default=3)
+    ap.add_argument("--patch", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    x, y = load_fashion_mnist(a.data)
+    model = DiT(32, a.patch, 1, a.hidden, a.depth, a.heads, 10, True)
+    official_init(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
+    diffusion = Diffusion()
+    start = time.time()
+    for step in range(1, a.steps + 1):
+        idx = torch.randint(0, x.shape[0], (a.batch,))
+        images = torch.where(torch.rand(a.batch, 1, 1, 1) < 0.5, x[idx], x[idx].flip(3))
+        labels = torch.where(torch.rand(a.batch) < 0.1, torch.full_like(y[idx], 10), y[idx])
+        loss, mse = diffusion.loss(model, images, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 25 == 0 or step == a.steps:
+            print(f"step {step}/{a.steps}: loss {loss.item():.4f} (noise mse {mse:.4f}), "
+                  f"{time.time() - start:.0f} s", file=sys.stderr)
+    sd = {module_to_official(k): v.detach().clone() for k, v in model.state_dict().items()}
+    info = dict(input_size=32, patch_size=a.patch, in_channels=1, hidden_size=a.hidden, depth=a.depth,
+                num_heads=a.heads, num_classes=10, learn_sigma=True, train_steps=a.steps,
+                batch=a.batch, lr=a.lr, ema=None, seed=a.seed, trainer="scripts/tools/train_dit.py",
+                dataset="Fashion-MNIST train (60k), horizontal flips, label dropout 0.1")
+    # Each file appears whole or not at all (temporary file, then rename).
+    torch.save(sd, a.out + ".tmp")
+    os.replace(a.out + ".tmp", a.out)
+    meta = os.path.splitext(a.out)[0] + ".json"
+    with open(meta + ".tmp", "w") as f:
+        json.dump(info, f, indent=1)
+    os.replace(meta + ".tmp", meta)
+
+
+if __name__ == "__main__":
+    main()
