@@ -1,4 +1,4 @@
-#include "config_file.hpp"
+#include "eoc/cli/config_file.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -7,7 +7,8 @@
 #include <set>
 #include <string>
 
-#include "eoc/error.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/io/files.hpp"
 
 namespace eoc::cli {
 namespace {
@@ -65,6 +66,10 @@ void apply_value(CLI::Option* opt, const std::string& key, const json& v, const 
   try {
     opt->run_callback();
   } catch (const CLI::Error& e) {
+    fail("--config '", path, "': key '", key, "': ", e.what());
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const Error& e) {  // a value the flag's parser refused
     fail("--config '", path, "': key '", key, "': ", e.what());
   }
 }

@@ -12,7 +12,7 @@
 #include <cstring>
 #include <string>
 
-#include "eoc/runtime_env.hpp"
+#include "eoc/model/runtime_env.hpp"
 
 namespace {
 

@@ -11,12 +11,12 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "commands.hpp"
-#include "config_file.hpp"
-#include "eoc/error.hpp"
-#include "eoc/log.hpp"
-#include "eoc/pipeline.hpp"
-#include "eoc/runtime_env.hpp"
+#include "eoc/cli/commands.hpp"
+#include "eoc/cli/config_file.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/base/log.hpp"
+#include "eoc/base/stop.hpp"
+#include "eoc/model/runtime_env.hpp"
 
 namespace {
 
@@ -28,7 +28,7 @@ void on_signal(int signal_number) {
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 // Run directly (not through the `eoc` launcher, which sets them before starting this program),
-// the program puts the CPU runtime settings (src/runtime_env.cpp) into its environment and
+// the program puts the CPU runtime settings (src/model/runtime_env.cpp) into its environment and
 // re-executes itself once, since they only work in a process that starts with them; if that
 // fails, it runs with the defaults. glibc also returns every freed block above its mmap
 // threshold to the kernel, so each op's output (a few MiB) would be page-faulted in anew:
@@ -57,16 +57,16 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", quiet, "Only print warnings and errors");
   app.add_flag("-v,--verbose", verbose, "Print debug messages");
   auto action = eoc::cli::register_commands(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  if (quiet) eoc::log::set_level(eoc::log::Level::warn);
-  if (verbose) eoc::log::set_level(eoc::log::Level::debug);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   try {
+    try {
+      app.parse(argc, argv);  // flag values are parsed into typed options here
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+    if (quiet) eoc::log::set_level(eoc::log::Level::warn);
+    if (verbose) eoc::log::set_level(eoc::log::Level::debug);
     eoc::cli::apply_config_file(app);
     if (eoc::cli::print_dry_run(app)) return 0;
     action();
@@ -78,6 +78,10 @@ int main(int argc, char** argv) {
     return 128 + e.signal_number();
   } catch (const eoc::Error& e) {
     std::cerr << "eoc: error: " << e.what() << "\n";
+  } catch (const eoc::InternalError& e) {
+    std::cerr << "eoc: internal error (a bug in eoc; please report it with the command): "
+              << e.what() << "\n";
+    return 70;  // EX_SOFTWARE
   } catch (const c10::Error& e) {
     std::cerr << "eoc: error: LibTorch: " << first_line(e.what_without_backtrace()) << "\n";
   } catch (const std::exception& e) {

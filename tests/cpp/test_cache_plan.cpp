@@ -4,8 +4,10 @@
 #include <string>
 #include <vector>
 
-#include "eoc/cache_plan.hpp"
-#include "eoc/error.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/cache/plan.hpp"
+#include "eoc/cli/flag_values.hpp"
+#include "eoc/runs/mask_file.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -13,6 +15,11 @@ namespace {
 using eoc::Branch;
 using eoc::CachePlan;
 using eoc_test::error_message;
+
+// --cache text -> plan, as a run resolves it: parsed by the CLI, made by the runs layer.
+CachePlan parse_cache_plan(const std::string& spec, int64_t steps, int64_t depth) {
+  return eoc::make_cache_plan(eoc::cli::parse_cache_spec(spec), steps, depth);
+}
 
 std::vector<int64_t> computed_steps(const CachePlan& p) {
   std::vector<int64_t> out;
@@ -111,18 +118,18 @@ TEST(CachePlan, ValidateRejectsReuseBeforeCompute) {
 }
 
 TEST(ParseCachePlan, ValidSpecs) {
-  EXPECT_EQ(eoc::parse_cache_plan("none", 20, 2).reused_total(), 0);
-  const auto p = eoc::parse_cache_plan("fora:3", 20, 2);
+  EXPECT_EQ(parse_cache_plan("none", 20, 2).reused_total(), 0);
+  const auto p = parse_cache_plan("fora:3", 20, 2);
   EXPECT_EQ(p.spec(), "fora:3");
   EXPECT_EQ(p.layout(), CachePlan::fora(20, 2, 3).layout());
 }
 
 TEST(ParseCachePlan, Errors) {
   for (const std::string spec : {"fora:0", "fora:x", "fora:", "fora:3x", "fora:-2", "bogus", ""}) {
-    const auto msg = error_message([&] { eoc::parse_cache_plan(spec, 20, 2); });
+    const auto msg = error_message([&] { parse_cache_plan(spec, 20, 2); });
     EXPECT_NE(msg.find("'" + spec + "'"), std::string::npos) << spec << ": " << msg;
   }
-  const auto msg = error_message([] { eoc::parse_cache_plan("mask:/nonexistent/m.json", 20, 2); });
+  const auto msg = error_message([] { parse_cache_plan("mask:/nonexistent/m.json", 20, 2); });
   EXPECT_NE(msg.find("/nonexistent/m.json"), std::string::npos) << msg;
 }
 
@@ -132,7 +139,7 @@ std::string mask_doc(const std::string& schedule, int steps = 3, const std::stri
 }
 
 TEST(CacheMask, StringAndPerBlockEntries) {
-  const auto p = CachePlan::from_mask_json(
+  const auto p = eoc::plan_from_mask_json(
       mask_doc(R"(["compute", "reuse", {"attn": [1, 0], "mlp": [0, 1]}])", 3,
                R"(, "depth": 2, "description": "hand-made")"),
       "m.json", 3, 2);
@@ -146,7 +153,7 @@ TEST(CacheMask, FromFileThroughParse) {
   eoc_test::TempDir dir;
   const auto path = dir.file("mask.json");
   eoc_test::write_text(path, mask_doc(R"(["compute", "reuse", "compute", "reuse"])", 4));
-  const auto p = eoc::parse_cache_plan("mask:" + path, 4, 3);
+  const auto p = parse_cache_plan("mask:" + path, 4, 3);
   EXPECT_EQ(p.layout(), "cccccc|rrrrrr|cccccc|rrrrrr");
   EXPECT_DOUBLE_EQ(p.caching_level(), 0.5);
 }
@@ -199,7 +206,7 @@ TEST(CacheMask, RejectsMalformedDocuments) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
-    const auto msg = error_message([&] { CachePlan::from_mask_json(c.text, "bad.json", 3, 2); });
+    const auto msg = error_message([&] { eoc::plan_from_mask_json(c.text, "bad.json", 3, 2); });
     EXPECT_NE(msg.find("bad.json"), std::string::npos) << msg;
     EXPECT_NE(msg.find(c.expect_in_message), std::string::npos) << msg;
   }
@@ -208,7 +215,7 @@ TEST(CacheMask, RejectsMalformedDocuments) {
 TEST(CacheMask, NonStringFormatIsAnEocError) {
   // A mistyped field must still give eoc's one-line error, not a JSON library exception.
   const auto msg = error_message([] {
-    CachePlan::from_mask_json(R"({"format": 5, "version": 1, "steps": 1, "schedule": ["compute"]})",
+    eoc::plan_from_mask_json(R"({"format": 5, "version": 1, "steps": 1, "schedule": ["compute"]})",
                               "typed.json", 1, 2);
   });
   EXPECT_NE(msg.find("typed.json"), std::string::npos) << msg;
@@ -217,7 +224,7 @@ TEST(CacheMask, NonStringFormatIsAnEocError) {
 TEST(CacheMask, PerBlockEntriesRequireDepth) {
   // docs/CACHE_MASKS.md: `depth` is required when any entry is per-block.
   const auto msg = error_message([] {
-    CachePlan::from_mask_json(mask_doc(R"(["compute", {"attn": [1, 0], "mlp": [0, 1]}, "compute"])"),
+    eoc::plan_from_mask_json(mask_doc(R"(["compute", {"attn": [1, 0], "mlp": [0, 1]}, "compute"])"),
                               "nodepth.json", 3, 2);
   });
   EXPECT_NE(msg.find("depth"), std::string::npos) << msg;
@@ -241,13 +248,13 @@ TEST(CacheMask, ShippedPaperMasks) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.file);
     for (int64_t depth : {28, 6}) {
-      const auto p = eoc::parse_cache_plan("mask:" + shipped(c.file), 20, depth);
+      const auto p = parse_cache_plan("mask:" + shipped(c.file), 20, depth);
       EXPECT_DOUBLE_EQ(p.caching_level(), c.level);
       EXPECT_EQ(computed_steps(p), c.computed);
       expect_whole_steps(p);
     }
     // Tied to 20 steps.
-    EXPECT_THROW(eoc::parse_cache_plan("mask:" + shipped(c.file), 50, 28), eoc::Error);
+    EXPECT_THROW(parse_cache_plan("mask:" + shipped(c.file), 50, 28), eoc::Error);
   }
 }
 

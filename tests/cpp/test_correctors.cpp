@@ -3,8 +3,9 @@
 
 #include <ATen/ATen.h>
 
-#include "eoc/correctors.hpp"
-#include "eoc/feature_cache.hpp"
+#include "eoc/cache/correctors.hpp"
+#include "eoc/cache/gated_update.hpp"
+#include "eoc/cache/feature_cache.hpp"
 
 namespace {
 

@@ -6,8 +6,9 @@
 #include <cmath>
 #include <vector>
 
-#include "eoc/diffusion.hpp"
-#include "eoc/error.hpp"
+#include "eoc/diffusion/schedule.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/cli/flag_values.hpp"
 
 namespace {
 
@@ -113,12 +114,12 @@ TEST(RespacedTimesteps, Errors) {
 }
 
 TEST(Respacing, ParseAndName) {
-  EXPECT_EQ(eoc::parse_respacing("even"), Respacing::even);
-  EXPECT_EQ(eoc::parse_respacing("ddim"), Respacing::ddim);
+  EXPECT_EQ(eoc::cli::parse_choice("--respacing", "even", eoc::kRespacingNames), Respacing::even);
+  EXPECT_EQ(eoc::cli::parse_choice("--respacing", "ddim", eoc::kRespacingNames), Respacing::ddim);
   EXPECT_STREQ(eoc::respacing_name(Respacing::even), "even");
   EXPECT_STREQ(eoc::respacing_name(Respacing::ddim), "ddim");
-  EXPECT_THROW(eoc::parse_respacing("linear"), eoc::Error);
-  EXPECT_THROW(eoc::parse_respacing(""), eoc::Error);
+  EXPECT_THROW(eoc::cli::parse_choice("--respacing", "linear", eoc::kRespacingNames), eoc::Error);
+  EXPECT_THROW(eoc::cli::parse_choice("--respacing", "", eoc::kRespacingNames), eoc::Error);
 }
 
 TEST(Schedule, FullScheduleEqualsBaseProcess) {

@@ -3,8 +3,8 @@
 
 #include <ATen/ATen.h>
 
-#include "eoc/error.hpp"
-#include "eoc/feature_cache.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/cache/feature_cache.hpp"
 
 namespace {
 
@@ -25,8 +25,8 @@ TEST(FeatureCache, StoreThenGet) {
   EXPECT_EQ(e.prev_step, -1);
   EXPECT_FALSE(e.previous.defined());
   // Entries are per (block, branch).
-  EXPECT_THROW(cache.get(2, Branch::attn), eoc::Error);
-  EXPECT_THROW(cache.get(0, Branch::mlp), eoc::Error);
+  EXPECT_THROW(cache.get(2, Branch::attn), eoc::InternalError);
+  EXPECT_THROW(cache.get(0, Branch::mlp), eoc::InternalError);
 }
 
 TEST(FeatureCache, PreviousAndPrevStepAfterTwoStores) {
@@ -73,7 +73,7 @@ TEST(FeatureCache, BytesAndClear) {
   EXPECT_EQ(cache.bytes(), 2 * 24 * 4 + 24 * 2);
   cache.clear();
   EXPECT_EQ(cache.bytes(), 0);
-  EXPECT_THROW(cache.get(0, Branch::attn), eoc::Error);
+  EXPECT_THROW(cache.get(0, Branch::attn), eoc::InternalError);
   // After clear the next store starts a fresh window (no stale p).
   cache.store(6, 0, Branch::attn, feature(2.0f));
   EXPECT_EQ(cache.get(0, Branch::attn).prev_step, -1);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../fuzz/fuzz_inputs.hpp"
+#include "eoc/io/files.hpp"
 
 namespace {
 

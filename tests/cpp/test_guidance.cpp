@@ -5,8 +5,9 @@
 
 #include <vector>
 
-#include "eoc/error.hpp"
-#include "eoc/guidance.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/cli/flag_values.hpp"
+#include "eoc/diffusion/guidance.hpp"
 
 namespace {
 
@@ -96,11 +97,11 @@ TEST(Guidance, DoubledInputAndNullLabels) {
 }
 
 TEST(Guidance, ParseChannels) {
-  EXPECT_EQ(eoc::parse_cfg_channels("3"), CfgChannels::first3);
-  EXPECT_EQ(eoc::parse_cfg_channels("all"), CfgChannels::all);
+  EXPECT_EQ(eoc::cli::parse_choice("--cfg-channels", "3", eoc::kCfgChannelsNames), CfgChannels::first3);
+  EXPECT_EQ(eoc::cli::parse_choice("--cfg-channels", "all", eoc::kCfgChannelsNames), CfgChannels::all);
   EXPECT_STREQ(eoc::cfg_channels_name(CfgChannels::first3), "3");
   EXPECT_STREQ(eoc::cfg_channels_name(CfgChannels::all), "all");
-  EXPECT_THROW(eoc::parse_cfg_channels("4"), eoc::Error);
+  EXPECT_THROW(eoc::cli::parse_choice("--cfg-channels", "4", eoc::kCfgChannelsNames), eoc::Error);
 }
 
 }  // namespace

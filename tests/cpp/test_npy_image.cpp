@@ -8,9 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "eoc/error.hpp"
-#include "eoc/image_io.hpp"
-#include "eoc/npy.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/io/files.hpp"
+#include "eoc/io/png.hpp"
+#include "eoc/io/npy.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -74,7 +75,7 @@ TEST(Npy, RejectsBadFiles) {
   eoc_test::write_text(path, good.substr(0, good.size() - 3));
   EXPECT_THROW(eoc::read_npy(path), eoc::Error);
   EXPECT_THROW(eoc::read_npy(dir.file("missing.npy")), eoc::Error);
-  EXPECT_THROW(eoc::npy_bytes(at::zeros({2}, at::kDouble)), eoc::Error);
+  EXPECT_THROW(eoc::npy_bytes(at::zeros({2}, at::kDouble)), eoc::InternalError);
 }
 
 TEST(Pixels, DitConversion) {

@@ -10,10 +10,12 @@
 #include <limits>
 #include <string>
 
-#include "eoc/cache_plan.hpp"
-#include "eoc/eoc_prior.hpp"
-#include "eoc/error.hpp"
-#include "eoc/sha256.hpp"
+#include "eoc/cache/plan.hpp"
+#include "eoc/cache/eoc_corrector.hpp"
+#include "eoc/runs/prior_file.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/io/files.hpp"
+#include "eoc/io/sha256.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -22,43 +24,48 @@ using eoc::Branch;
 using eoc::CachedFeature;
 using eoc::EocForm;
 using eoc::EocPrior;
+using eoc::PriorFile;
 using eoc_test::error_message;
 using eoc_test::TempDir;
 using nlohmann::json;
 
 constexpr int64_t kD = 4;
 
-eoc::PriorAssumptions assumptions() {
-  eoc::PriorAssumptions a;
-  a.model_sha256 = std::string(32, 'a') + std::string(32, 'b');
-  a.model_name = "DiT-S/4";
-  a.depth = 2;
-  a.hidden_size = kD;
-  a.sampler = "ddim";
-  a.steps = 3;
-  a.respacing = "even";
-  a.eta = 0.0;
-  a.cfg_scale = 4.0;
-  a.cfg_channels = "3";
-  a.cache_spec = "fora:2";
-  a.cache_layout = eoc::CachePlan::fora(3, 2, 2).layout();
-  return a;
+// The run settings a prior assumes (runs/run_settings.hpp, rows for the prior).
+json assumptions() {
+  return {{"model", {{"sha256", std::string(32, 'a') + std::string(32, 'b')},
+                     {"name", "DiT-S/4"},
+                     {"depth", 2},
+                     {"hidden_size", kD}}},
+          {"sampler", "ddim"},
+          {"steps", 3},
+          {"respacing", "even"},
+          {"eta", 0.0},
+          {"cfg_scale", 4.0},
+          {"cfg_channels", "3"},
+          {"cache", {{"spec", "fora:2"}, {"layout", eoc::CachePlan::fora(3, 2, 2).layout()}}}};
 }
 
 at::Tensor vec(std::vector<float> v) { return at::tensor(v, at::kFloat).reshape({2, kD}); }
 
-EocPrior sample_prior() {
-  EocPrior p;
-  p.assumes = assumptions();
+PriorFile sample_prior() {
+  PriorFile f;
+  f.assumes = assumptions();
+  EocPrior& p = f.prior;
   p.form = EocForm::scale;
-  p.judgment = "local";
+  p.judgment = eoc::Judgment::local;
   p.thetas = {0.0, 0.5, 1.0};
   p.step_theta = {0.0, 1.0, 0.0};
   p.judged = {{1, 1.0, {0.0, 0.5, 1.0}, {0.3, 0.2, 0.125}}};
   p.vectors[{1, 0, 0}] = vec({0.1234567f, -7.5f, 1e-30f, 3.0f, -0.0f, 49.0f, 1.0f / 3.0f, -2.0f});
   p.vectors[{1, 1, 1}] = vec({1, 2, 3, 4, 5, 6, 7, 8});
-  p.calibration_json = R"({"images":8,"seed":0})";
-  return p;
+  f.calibration = {{"images", 8}, {"seed", 0}};
+  return f;
+}
+
+// The EOC corrector of a prior, for a run with (halves 2) or without (1) guidance.
+std::unique_ptr<eoc::EocCorrector> corrector_of(const EocPrior& p, int64_t halves = 2) {
+  return std::make_unique<eoc::EocCorrector>(p, halves, at::kCPU, at::kFloat);
 }
 
 json read_json(const std::string& path) { return json::parse(eoc::read_file(path)); }
@@ -86,42 +93,29 @@ TEST(Prior, RoundTrip) {
   const auto p = sample_prior();
   eoc::save_prior(path, p);
   const auto q = eoc::load_prior(path);
-  const auto& a = q.assumes;
-  const auto& e = p.assumes;
-  EXPECT_EQ(a.model_sha256, e.model_sha256);
-  EXPECT_EQ(a.model_name, e.model_name);
-  EXPECT_EQ(a.depth, e.depth);
-  EXPECT_EQ(a.hidden_size, e.hidden_size);
-  EXPECT_EQ(a.sampler, e.sampler);
-  EXPECT_EQ(a.steps, e.steps);
-  EXPECT_EQ(a.respacing, e.respacing);
-  EXPECT_EQ(a.eta, e.eta);
-  EXPECT_EQ(a.cfg_scale, e.cfg_scale);
-  EXPECT_EQ(a.cfg_channels, e.cfg_channels);
-  EXPECT_EQ(a.cache_spec, e.cache_spec);
-  EXPECT_EQ(a.cache_layout, e.cache_layout);
-  EXPECT_EQ(q.form, EocForm::scale);
-  EXPECT_EQ(q.judgment, "local");
-  EXPECT_EQ(q.thetas, p.thetas);
-  EXPECT_EQ(q.step_theta, p.step_theta);
-  ASSERT_EQ(q.judged.size(), 1u);
-  EXPECT_EQ(q.judged[0].step, 1);
-  EXPECT_EQ(q.judged[0].theta, 1.0);
-  EXPECT_EQ(q.judged[0].candidates, p.judged[0].candidates);
-  EXPECT_EQ(q.judged[0].errors, p.judged[0].errors);
-  ASSERT_EQ(q.vectors.size(), 2u);
-  for (const auto& [key, v] : p.vectors) {
-    ASSERT_TRUE(q.vectors.count(key));
-    const auto& w = q.vectors.at(key);
+  EXPECT_EQ(q.assumes, p.assumes);
+  EXPECT_EQ(q.prior.form, EocForm::scale);
+  EXPECT_EQ(q.prior.judgment, eoc::Judgment::local);
+  EXPECT_EQ(q.prior.thetas, p.prior.thetas);
+  EXPECT_EQ(q.prior.step_theta, p.prior.step_theta);
+  ASSERT_EQ(q.prior.judged.size(), 1u);
+  EXPECT_EQ(q.prior.judged[0].step, 1);
+  EXPECT_EQ(q.prior.judged[0].theta, 1.0);
+  EXPECT_EQ(q.prior.judged[0].candidates, p.prior.judged[0].candidates);
+  EXPECT_EQ(q.prior.judged[0].errors, p.prior.judged[0].errors);
+  ASSERT_EQ(q.prior.vectors.size(), 2u);
+  for (const auto& [key, v] : p.prior.vectors) {
+    ASSERT_TRUE(q.prior.vectors.count(key));
+    const auto& w = q.prior.vectors.at(key);
     EXPECT_EQ(w.sizes(), (at::IntArrayRef{2, kD}));
     EXPECT_EQ(w.scalar_type(), at::kFloat);
     EXPECT_TRUE(at::equal(w, v));  // bit-exact through base64
   }
-  EXPECT_EQ(q.calibration_json, p.calibration_json);
+  EXPECT_EQ(q.calibration, p.calibration);
   // The file records what it is.
   const auto doc = read_json(path);
   EXPECT_EQ(doc["format"], "eoc-prior");
-  EXPECT_EQ(doc["version"], 1);
+  EXPECT_EQ(doc["version"], 2);
   EXPECT_EQ(doc["checksum"].get<std::string>().size(), 64u);
 }
 
@@ -129,13 +123,13 @@ TEST(Prior, RoundTripOtherForms) {
   TempDir dir;
   for (auto form : {EocForm::extrapolate, EocForm::taylor}) {
     auto p = sample_prior();
-    p.form = form;
-    if (form == EocForm::taylor) p.vectors.clear();
+    p.prior.form = form;
+    if (form == EocForm::taylor) p.prior.vectors.clear();
     const auto path = dir.file(std::string(eoc::eoc_form_name(form)) + ".json");
     eoc::save_prior(path, p);
     const auto q = eoc::load_prior(path);
-    EXPECT_EQ(q.form, form);
-    EXPECT_EQ(q.vectors.size(), p.vectors.size());
+    EXPECT_EQ(q.prior.form, form);
+    EXPECT_EQ(q.prior.vectors.size(), p.prior.vectors.size());
   }
 }
 
@@ -169,7 +163,7 @@ TEST(Prior, ResignedEditIsAccepted) {
   auto doc = read_json(path);
   doc["step_theta"][1] = 0.5;
   write_signed(path, doc);
-  EXPECT_EQ(eoc::load_prior(path).step_theta[1], 0.5);
+  EXPECT_EQ(eoc::load_prior(path).prior.step_theta[1], 0.5);
 }
 
 TEST(Prior, TruncatedFileIsRefused) {
@@ -189,10 +183,10 @@ TEST(Prior, MissingFileIsRefused) {
   EXPECT_NE(msg.find("/nonexistent/prior.json"), std::string::npos) << msg;
 }
 
-TEST(Prior, Version2IsRefused) {
+TEST(Prior, OtherVersionIsRefused) {
   TempDir dir;
   const auto path = dir.file("p.json");
-  const auto msg = load_error_after_edit(path, [](json& doc) { doc["version"] = 2; });
+  const auto msg = load_error_after_edit(path, [](json& doc) { doc["version"] = 3; });
   EXPECT_NE(msg.find("version"), std::string::npos) << msg;
 }
 
@@ -207,12 +201,12 @@ TEST(Prior, NanInVectorIsRefused) {
   TempDir dir;
   const auto path = dir.file("p.json");
   auto p = sample_prior();
-  p.vectors[{1, 1, 1}][1][2] = std::numeric_limits<float>::quiet_NaN();
+  p.prior.vectors[{1, 1, 1}][1][2] = std::numeric_limits<float>::quiet_NaN();
   eoc::save_prior(path, p);  // the writer signs whatever it is given
   auto msg = error_message([&] { eoc::load_prior(path); });
   EXPECT_NE(msg.find("NaN"), std::string::npos) << msg;
   p = sample_prior();
-  p.vectors[{1, 0, 0}][0][0] = std::numeric_limits<float>::infinity();
+  p.prior.vectors[{1, 0, 0}][0][0] = std::numeric_limits<float>::infinity();
   eoc::save_prior(path, p);
   msg = error_message([&] { eoc::load_prior(path); });
   EXPECT_NE(msg.find("Inf"), std::string::npos) << msg;
@@ -223,19 +217,19 @@ TEST(Prior, BlowUpLimit) {
   const auto path = dir.file("p.json");
   auto p = sample_prior();
   // theta 2 times |v| = 30 -> 60 > 50: refused.
-  p.step_theta = {0.0, 2.0, 0.0};
-  p.vectors[{1, 1, 1}] = vec({1, 2, 3, -30, 5, 6, 7, 8});
-  p.vectors.erase({1, 0, 0});
+  p.prior.step_theta = {0.0, 2.0, 0.0};
+  p.prior.vectors[{1, 1, 1}] = vec({1, 2, 3, -30, 5, 6, 7, 8});
+  p.prior.vectors.erase({1, 0, 0});
   eoc::save_prior(path, p);
   const auto msg = error_message([&] { eoc::load_prior(path); });
   EXPECT_NE(msg.find("60"), std::string::npos) << msg;
   // 2 * 20 = 40: accepted.
-  p.vectors[{1, 1, 1}] = vec({1, 2, 3, -20, 5, 6, 7, 8});
+  p.prior.vectors[{1, 1, 1}] = vec({1, 2, 3, -20, 5, 6, 7, 8});
   eoc::save_prior(path, p);
   EXPECT_NO_THROW(eoc::load_prior(path));
   // A huge vector at a step with theta 0 is harmless.
-  p.step_theta = {0.0, 0.0, 0.0};
-  p.vectors[{1, 1, 1}] = vec({1, 2, 3, -1000, 5, 6, 7, 8});
+  p.prior.step_theta = {0.0, 0.0, 0.0};
+  p.prior.vectors[{1, 1, 1}] = vec({1, 2, 3, -1000, 5, 6, 7, 8});
   eoc::save_prior(path, p);
   EXPECT_NO_THROW(eoc::load_prior(path));
 }
@@ -244,11 +238,11 @@ TEST(Prior, ThetaOutOfRangeIsRefused) {
   TempDir dir;
   const auto path = dir.file("p.json");
   auto p = sample_prior();
-  p.vectors.clear();
-  p.step_theta = {0.0, 11.0, 0.0};
+  p.prior.vectors.clear();
+  p.prior.step_theta = {0.0, 11.0, 0.0};
   eoc::save_prior(path, p);
   EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("step_theta"), std::string::npos);
-  p.step_theta = {0.0, 1.0};  // 2 entries for 3 steps
+  p.prior.step_theta = {0.0, 1.0};  // 2 entries for 3 steps
   eoc::save_prior(path, p);
   EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("step_theta"), std::string::npos);
 }
@@ -258,7 +252,7 @@ TEST(Prior, NonFiniteThetaIsAnEocError) {
   TempDir dir;
   const auto path = dir.file("p.json");
   auto p = sample_prior();
-  p.step_theta = {0.0, std::nan(""), 0.0};
+  p.prior.step_theta = {0.0, std::nan(""), 0.0};
   eoc::save_prior(path, p);
   const auto msg = error_message([&] { eoc::load_prior(path); });
   EXPECT_NE(msg.find(path), std::string::npos) << msg;
@@ -292,7 +286,7 @@ TEST(Prior, BadVectorEntriesAreRefused) {
   }
   {
     auto doc = base;
-    doc["assumes"]["hidden_size"] = 8;  // the data holds 2 x 4 floats
+    doc["assumes"]["model"]["hidden_size"] = 8;  // the data holds 2 x 4 floats
     write_signed(path, doc);
     EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("2 x 8"), std::string::npos);
   }
@@ -315,7 +309,7 @@ TEST(Prior, JudgedCandidatesAndErrorsMustPair) {
   TempDir dir;
   const auto path = dir.file("p.json");
   auto p = sample_prior();
-  p.judged[0].errors.pop_back();
+  p.prior.judged[0].errors.pop_back();
   eoc::save_prior(path, p);
   EXPECT_NE(error_message([&] { eoc::load_prior(path); }).find("judged"), std::string::npos);
 }
@@ -324,44 +318,51 @@ TEST(PriorMatch, NamesTheDifferingField) {
   const auto p = sample_prior();
   EXPECT_NO_THROW(eoc::check_prior_matches(p, assumptions(), "p.json"));
   auto run = assumptions();
-  run.steps = 20;
+  run["steps"] = 20;
   auto msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
-  EXPECT_NE(msg.find("steps"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("20"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("steps 3 (this run: 20)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("p.json"), std::string::npos) << msg;
   EXPECT_EQ(msg.find("sampler"), std::string::npos) << msg;
 
   run = assumptions();
-  run.sampler = "ddpm";
-  run.cfg_scale = 1.5;
+  run["sampler"] = "ddpm";
+  run["cfg_scale"] = 1.5;
   msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
-  EXPECT_NE(msg.find("sampler"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("cfg scale"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("sampler \"ddim\" (this run: \"ddpm\")"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("cfg_scale 4.0 (this run: 1.5)"), std::string::npos) << msg;
 
   run = assumptions();
-  run.model_sha256 = std::string(64, 'c');
+  run["model"]["sha256"] = std::string(64, 'c');
   msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
-  EXPECT_NE(msg.find("model"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("model.sha256"), std::string::npos) << msg;
+
+  for (const char* key : {"respacing", "eta", "cfg_channels"}) {
+    run = assumptions();
+    run[key] = std::string(key) == "eta" ? json(0.5) : json("other");
+    msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
+    EXPECT_NE(msg.find(std::string(key) + " "), std::string::npos) << key << ": " << msg;
+  }
 
   run = assumptions();
-  run.cache_layout = eoc::CachePlan::fora(3, 2, 1).layout();
-  run.cache_spec = "fora:1";
+  run["cache"]["layout"] = eoc::CachePlan::fora(3, 2, 1).layout();
+  run["cache"]["spec"] = "fora:1";
   msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
-  EXPECT_NE(msg.find("cache plan"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("cache.spec \"fora:2\" (this run: \"fora:1\")"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("cache.layout"), std::string::npos) << msg;
 
   // Same spec and steps, other decisions (an edited mask): said as such.
   run = assumptions();
-  run.cache_layout = eoc::CachePlan::fora(3, 2, 1).layout();
+  run["cache"]["layout"] = eoc::CachePlan::fora(3, 2, 1).layout();
   msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
   EXPECT_NE(msg.find("other reuse decisions"), std::string::npos) << msg;
 
   // Another step count: the steps field explains the other plan; no second, vaguer note.
   run = assumptions();
-  run.steps = 20;
-  run.cache_layout = eoc::CachePlan::fora(20, 2, 2).layout();
+  run["steps"] = 20;
+  run["cache"]["layout"] = eoc::CachePlan::fora(20, 2, 2).layout();
   msg = error_message([&] { eoc::check_prior_matches(p, run, "p.json"); });
   EXPECT_NE(msg.find("steps"), std::string::npos) << msg;
-  EXPECT_EQ(msg.find("cache plan"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("cache.layout"), std::string::npos) << msg;
 }
 
 // A cache entry over the doubled CFG batch: B = 2 -> 4 rows, T = 3 tokens, D = 4.
@@ -377,11 +378,11 @@ CachedFeature cfg_entry(int64_t r, int64_t p) {
 }
 
 TEST(EocCorrector, ZeroThetaReturnsCachedValueExactly) {
-  auto p = sample_prior();
+  auto p = sample_prior().prior;
   p.step_theta = {0.0, 0.0, 0.0};
   for (auto form : {EocForm::scale, EocForm::extrapolate, EocForm::taylor}) {
     p.form = form;
-    const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+    const auto c = corrector_of(p);
     EXPECT_EQ(c->name(), "eoc");
     const auto e = cfg_entry(0, form == EocForm::scale ? -1 : 0);
     const auto out = c->correct(1, 0, Branch::attn, e);
@@ -391,8 +392,8 @@ TEST(EocCorrector, ZeroThetaReturnsCachedValueExactly) {
 }
 
 TEST(EocCorrector, ScaleMultipliesEachHalfPerChannel) {
-  auto p = sample_prior();  // theta 1 at step 1; cfg 4 -> two halves
-  const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+  auto p = sample_prior().prior;  // theta 1 at step 1; cfg 4 -> two halves
+  const auto c = corrector_of(p);
   EXPECT_FALSE(c->needs_previous());
   const auto e = cfg_entry(0, -1);
   const auto out = c->correct(1, 0, Branch::attn, e);
@@ -421,9 +422,9 @@ TEST(EocCorrector, ScaleMultipliesEachHalfPerChannel) {
 }
 
 TEST(EocCorrector, ScaleWithPartialTheta) {
-  auto p = sample_prior();
+  auto p = sample_prior().prior;
   p.step_theta = {0.0, 0.5, 0.0};
-  const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+  const auto c = corrector_of(p);
   const auto e = cfg_entry(0, -1);
   const auto E = p.vectors.at({1, 1, 1});
   const auto out = c->correct(1, 1, Branch::mlp, e);
@@ -433,9 +434,9 @@ TEST(EocCorrector, ScaleWithPartialTheta) {
 }
 
 TEST(EocCorrector, ScaleWithoutCfgUsesConditionalRow) {
-  auto p = sample_prior();
-  p.assumes.cfg_scale = 1.0;  // the batch is not doubled: every row is "conditional"
-  const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+  auto p = sample_prior().prior;
+  // Without guidance the batch is not doubled: every row is "conditional".
+  const auto c = corrector_of(p, 1);
   const auto e = cfg_entry(0, -1);
   const auto E = p.vectors.at({1, 1, 1});
   const auto out = c->correct(1, 1, Branch::mlp, e);
@@ -443,10 +444,10 @@ TEST(EocCorrector, ScaleWithoutCfgUsesConditionalRow) {
 }
 
 TEST(EocCorrector, ExtrapolateAddsThetaWDelta) {
-  auto p = sample_prior();
+  auto p = sample_prior().prior;
   p.form = EocForm::extrapolate;
   p.step_theta = {0.0, 0.75, 0.0};
-  const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+  const auto c = corrector_of(p);
   EXPECT_TRUE(c->needs_previous());
   const auto e = cfg_entry(0, -1);
   const auto with_delta = [&] {
@@ -469,8 +470,8 @@ TEST(EocCorrector, ExtrapolateAddsThetaWDelta) {
 }
 
 TEST(EocCorrector, SetStepThetaRescales) {
-  auto p = sample_prior();  // scale form, theta 1 at step 1
-  eoc::EocCorrector c(p, at::kCPU, at::kFloat);
+  auto p = sample_prior().prior;  // scale form, theta 1 at step 1
+  eoc::EocCorrector c(p, 2, at::kCPU, at::kFloat);
   EXPECT_EQ(c.step_theta(1), 1.0);
   const auto e = cfg_entry(0, -1);
   const auto E = p.vectors.at({1, 0, 0});
@@ -487,11 +488,11 @@ TEST(EocCorrector, SetStepThetaRescales) {
 }
 
 TEST(EocCorrector, TaylorScalesTheForecast) {
-  auto p = sample_prior();
+  auto p = sample_prior().prior;
   p.form = EocForm::taylor;
   p.vectors.clear();
   p.step_theta = {0.0, 0.0, 2.0};
-  const auto c = eoc::make_eoc_corrector(p, at::kCPU, at::kFloat);
+  const auto c = corrector_of(p);
   // r = 1, p = 0 (say steps 1 and 0 computed), k = 2: tau = 1.
   CachedFeature e = cfg_entry(1, 0);
   const auto out = c->correct(2, 0, Branch::mlp, e);

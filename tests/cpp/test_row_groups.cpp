@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "eoc/cached_dit.hpp"
+#include "eoc/cache/block_loop.hpp"
 
 namespace {
 

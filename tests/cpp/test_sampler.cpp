@@ -10,9 +10,10 @@
 #include <utility>
 #include <vector>
 
-#include "eoc/diffusion.hpp"
-#include "eoc/error.hpp"
-#include "eoc/sampler.hpp"
+#include "eoc/diffusion/schedule.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/cli/flag_values.hpp"
+#include "eoc/diffusion/sampler.hpp"
 
 namespace {
 
@@ -93,7 +94,7 @@ TEST(DdimStep, PositiveEtaAddsScaledNoise) {
       x0 * std::sqrt(prev) + std::sqrt(1 - prev - sigma * sigma) * ed + sigma * zd;
   expect_close(eoc::ddim_step(s, j, x, eps, z, eta), expected, 2e-5);
   // eta > 0 needs noise before the last step.
-  EXPECT_THROW(eoc::ddim_step(s, j, x, eps, at::Tensor(), eta), eoc::Error);
+  EXPECT_THROW(eoc::ddim_step(s, j, x, eps, at::Tensor(), eta), eoc::InternalError);
 }
 
 TEST(DdpmStep, LearnedRangeVariance) {
@@ -148,9 +149,9 @@ TEST(DdpmStep, FixedLargeVarianceWithEpsOnlyOutput) {
 }
 
 TEST(Sampler, ParseAndDrawsNoise) {
-  EXPECT_EQ(eoc::parse_sampler("ddpm"), eoc::SamplerKind::ddpm);
-  EXPECT_EQ(eoc::parse_sampler("ddim"), eoc::SamplerKind::ddim);
-  EXPECT_THROW(eoc::parse_sampler("euler"), eoc::Error);
+  EXPECT_EQ(eoc::cli::parse_choice("--sampler", "ddpm", eoc::kSamplerNames), eoc::SamplerKind::ddpm);
+  EXPECT_EQ(eoc::cli::parse_choice("--sampler", "ddim", eoc::kSamplerNames), eoc::SamplerKind::ddim);
+  EXPECT_THROW(eoc::cli::parse_choice("--sampler", "euler", eoc::kSamplerNames), eoc::Error);
   EXPECT_STREQ(eoc::sampler_name(eoc::SamplerKind::ddpm), "ddpm");
   EXPECT_TRUE(eoc::draws_noise({eoc::SamplerKind::ddpm, 0.0}));
   EXPECT_FALSE(eoc::draws_noise({eoc::SamplerKind::ddim, 0.0}));

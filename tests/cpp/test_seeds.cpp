@@ -6,8 +6,9 @@
 #include <set>
 #include <vector>
 
-#include "eoc/error.hpp"
-#include "eoc/seeds.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/cli/flag_values.hpp"
+#include "eoc/diffusion/seeds.hpp"
 
 namespace {
 
@@ -52,11 +53,11 @@ TEST(Seeds, RandomLabelInRangeAndDeterministic) {
 }
 
 TEST(Seeds, ParseSeedMode) {
-  EXPECT_EQ(eoc::parse_seed_mode("per-image"), SeedMode::per_image);
-  EXPECT_EQ(eoc::parse_seed_mode("official"), SeedMode::official);
+  EXPECT_EQ(eoc::cli::parse_choice("--seed-mode", "per-image", eoc::kSeedModeNames), SeedMode::per_image);
+  EXPECT_EQ(eoc::cli::parse_choice("--seed-mode", "official", eoc::kSeedModeNames), SeedMode::official);
   EXPECT_STREQ(eoc::seed_mode_name(SeedMode::per_image), "per-image");
   EXPECT_STREQ(eoc::seed_mode_name(SeedMode::official), "official");
-  EXPECT_THROW(eoc::parse_seed_mode("global"), eoc::Error);
+  EXPECT_THROW(eoc::cli::parse_choice("--seed-mode", "global", eoc::kSeedModeNames), eoc::Error);
 }
 
 TEST(BatchNoise, PerImageIndependentOfBatchComposition) {

@@ -3,8 +3,8 @@
 
 #include <string>
 
-#include "eoc/error.hpp"
-#include "eoc/sha256.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/io/sha256.hpp"
 #include "test_util.hpp"
 
 namespace {

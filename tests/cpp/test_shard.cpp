@@ -6,11 +6,13 @@
 #include <map>
 #include <string>
 
-#include "eoc/error.hpp"
-#include "eoc/image_io.hpp"
-#include "eoc/npy.hpp"
-#include "eoc/shard.hpp"
-#include "sample_dir.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/io/files.hpp"
+#include "eoc/io/png.hpp"
+#include "eoc/io/npy.hpp"
+#include "eoc/runs/shard.hpp"
+#include "eoc/runs/out_dir.hpp"
+#include "eoc/runs/run_settings.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -53,19 +55,19 @@ TEST(Shard, ReadsTorchrunThenSlurm) {
 
 TEST(Shard, FlagWinsAndEnvironmentOnlyWhenAsked) {
   const auto env = env_of({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "1"}});
-  auto s = eoc::resolve_shard("0/3", true, env);
+  auto s = eoc::resolve_shard(eoc::parse_shard("0/3"), true, env);
   EXPECT_EQ(s.count, 3);
   EXPECT_EQ(s.local_rank, 1);
-  s = eoc::resolve_shard("", false, env);
+  s = eoc::resolve_shard(std::nullopt, false, env);
   EXPECT_EQ(s.count, 1);
   EXPECT_EQ(s.local_rank, -1);
-  s = eoc::resolve_shard("", true, env);
+  s = eoc::resolve_shard(std::nullopt, true, env);
   EXPECT_EQ(s.index, 1);
   EXPECT_EQ(eoc::device_for_shard("cuda", s, 8), "cuda:1");
   EXPECT_EQ(eoc::device_for_shard("cuda", s, 1), "cuda:0");  // one visible GPU per process
   EXPECT_EQ(eoc::device_for_shard("cuda:0", s, 8), "cuda:0");
   EXPECT_EQ(eoc::device_for_shard("cpu", s, 8), "cpu");
-  s = eoc::resolve_shard("", true, env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"},
+  s = eoc::resolve_shard(std::nullopt, true, env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"},
                                             {"SLURM_LOCALID", "3"}}));
   EXPECT_EQ(eoc::device_for_shard("cuda", s, 4), "cuda:3");
 }

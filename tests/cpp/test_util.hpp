@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "eoc/error.hpp"
+#include "eoc/base/error.hpp"
 
 namespace eoc_test {
 

@@ -1,6 +1,6 @@
 // libFuzzer target: config JSON (--config FILE.json): eoc::cli::apply_config_file over the
 // real flag set.
-// Build and run: scripts/fuzz.sh (tests/fuzz/CMakeLists.txt); inputs it finds are replayed by
+// Build and run: scripts/dev/fuzz.sh (tests/fuzz/CMakeLists.txt); inputs it finds are replayed by
 // tests/cpp/test_fuzz_regressions.cpp.
 #include <cstddef>
 #include <cstdint>

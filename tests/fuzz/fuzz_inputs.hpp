@@ -18,17 +18,19 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/commands.hpp"
-#include "cli/config_file.hpp"
-#include "eoc/cache_plan.hpp"
-#include "eoc/eoc_prior.hpp"
-#include "eoc/error.hpp"
-#include "eoc/log.hpp"
-#include "eoc/npy.hpp"
-#include "eoc/options.hpp"
-#include "eoc/pipeline.hpp"
-#include "eoc/sha256.hpp"
-#include "sample_dir.hpp"
+#include "eoc/base/error.hpp"
+#include "eoc/base/log.hpp"
+#include "eoc/cli/commands.hpp"
+#include "eoc/cli/config_file.hpp"
+#include "eoc/io/npy.hpp"
+#include "eoc/io/files.hpp"
+#include "eoc/io/sha256.hpp"
+#include "eoc/runs/commands.hpp"
+#include "eoc/runs/mask_file.hpp"
+#include "eoc/runs/options.hpp"
+#include "eoc/runs/out_dir.hpp"
+#include "eoc/runs/prior_file.hpp"
+#include "eoc/runs/run_settings.hpp"
 
 namespace eoc_fuzz {
 
@@ -70,7 +72,7 @@ inline void expect_ok_or_eoc_error(const std::function<void()>& parse) {
 inline void parse_mask(const std::string& bytes) {
   for (const auto& size : {std::pair<int64_t, int64_t>{20, 28}, {4, 2}})
     expect_ok_or_eoc_error([&] {
-      const auto plan = eoc::CachePlan::from_mask_json(bytes, "fuzz.json", size.first, size.second);
+      const auto plan = eoc::plan_from_mask_json(bytes, "fuzz.json", size.first, size.second);
       (void)plan.layout();
     });
 }

@@ -1,5 +1,5 @@
 // libFuzzer target: cache mask JSON (--cache mask:FILE.json): eoc::CachePlan::from_mask_json.
-// Build and run: scripts/fuzz.sh (tests/fuzz/CMakeLists.txt); inputs it finds are replayed by
+// Build and run: scripts/dev/fuzz.sh (tests/fuzz/CMakeLists.txt); inputs it finds are replayed by
 // tests/cpp/test_fuzz_regressions.cpp.
 #include <cstddef>
 #include <cstdint>

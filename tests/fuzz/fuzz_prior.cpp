@@ -1,5 +1,5 @@
 // libFuzzer target: EOC prior JSON (--prior FILE.json): eoc::load_prior, as written and re-signed.
-// Build and run: scripts/fuzz.sh (tests/fuzz/CMakeLists.txt); inputs it finds are replayed by
+// Build and run: scripts/dev/fuzz.sh (tests/fuzz/CMakeLists.txt); inputs it finds are replayed by
 // tests/cpp/test_fuzz_regressions.cpp.
 #include <cstddef>
 #include <cstdint>

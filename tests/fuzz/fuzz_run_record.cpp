@@ -1,6 +1,6 @@
 // libFuzzer target: run record of an --out-dir folder (eoc-run-I-of-N.json):
 // eoc::read_run_records, check_records_agree, run_pack.
-// Build and run: scripts/fuzz.sh (tests/fuzz/CMakeLists.txt); inputs it finds are replayed by
+// Build and run: scripts/dev/fuzz.sh (tests/fuzz/CMakeLists.txt); inputs it finds are replayed by
 // tests/cpp/test_fuzz_regressions.cpp.
 #include <cstddef>
 #include <cstdint>

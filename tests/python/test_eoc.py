@@ -1,6 +1,7 @@
 """EOC end to end: `eoc calibrate` writes a prior, `eoc sample --prior` applies it, and every form's
-C++ correction equals the Python reference of the same formula (scripts/reference_sampler.py)
-on the same model and noise. Small random DiT, few steps, one thread: fast."""
+C++ correction equals the Python reference of the same formula
+(scripts/testing/reference_sampler.py) on the same model and noise. Small random DiT, few steps,
+one thread: fast."""
 import json
 import os
 import subprocess
@@ -84,9 +85,9 @@ def test_trajectory_judgment_never_worse_on_its_judge_samples(eoc_bin, latent_di
 
 
 @pytest.mark.parametrize("change,expect", [
-    (["--cache", "fora:3"], "cache plan"),
+    (["--cache", "fora:3"], "cache.spec \"fora:2\" (this run: \"fora:3\")"),
     (["--steps", "8"], "steps"),
-    (["--cfg-scale", "2"], "cfg scale"),
+    (["--cfg-scale", "2"], "cfg_scale 1.5 (this run: 2.0)"),
 ])
 def test_prior_for_another_run_is_refused(eoc_bin, latent_dit, tmp_path, change, expect):
     prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), "taylor",

@@ -213,11 +213,12 @@ def test_pack_refuses_missing_index_and_mismatching_records(eoc_bin, reference_r
     pack(eoc_bin, folder, tmp_path / "first30.npz", "--num", "30")
     assert (np.load(tmp_path / "first30.npz")["arr_0"] == np.load(reference_run["npz"])["arr_0"][:30]).all()
 
-    # A truncated PNG counts as missing.
+    # A truncated PNG is named as unreadable, not as missing.
     with open(folder / "000005.png", "r+b") as f:
         f.truncate(100)
     proc = eoc(eoc_bin, ["pack", folder, "-o", tmp_path / "x.npz", "--num", "30"], tmp_path, check=False)
-    assert proc.returncode == 1 and "000005.png" in proc.stderr
+    assert proc.returncode == 1 and "000005.png' is unreadable" in proc.stderr, proc.stderr
+    assert "lacks" not in proc.stderr
 
     mixed = tmp_path / "mixed"
     shutil.copytree(reference_run["dir"], mixed)

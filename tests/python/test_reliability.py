@@ -117,8 +117,8 @@ def _edit(text):
     return text.replace('"cfg_scale": 4.0', '"cfg_scale": 3.0', 1)
 
 
-def _version2(text):
-    return text.replace('"version": 1', '"version": 2', 1)
+def _version3(text):
+    return text.replace('"version": 2', '"version": 3', 1)
 
 
 def _resigned(change):
@@ -150,7 +150,7 @@ PRIOR_EDITS = {
     "truncated": (_truncate, "is not valid JSON"),
     "nan": (_nan, "is not valid JSON"),
     "checksum_edited": (_edit, "checksum does not match"),
-    "version_2": (_version2, "has version 2, this eoc reads version 1"),
+    "version_3": (_version3, "has version 3, this eoc reads version 2"),
     "resigned_missing_key": (_resigned(_drop_step_theta), "step_theta is missing"),
     "resigned_wrong_shape": (_resigned(_short_vector), "is not base64 of 2 x 32 float32"),
     "resigned_blow_up": (_resigned(_blow_up), "would blow the feature up (limit 50)"),
@@ -173,7 +173,7 @@ def test_prior_for_another_run(eoc_bin, pixel_dit, latent_dit, prior, tmp_path, 
         expected = "steps 4 (this run: 6)"
     else:
         args = sample_with_prior(pixel_dit, prior, tmp_path, model=latent_dit["ts"])
-        expected = "model pixel"
+        expected = 'model.name "pixel"'
     line = fails_cleanly(eoc_bin, args, tmp_path)
     assert "was made for another run" in line and expected in line, line
 

@@ -1,0 +1,58 @@
+// Correctors decide what a REUSED cache entry becomes at step k, before the current step's gate
+// multiplies it (as FORA does). A corrector only names coefficients; the block loop applies
+// them, fused with the gate, in one pass over the feature (cache/gated_update.hpp), so a
+// correction costs reading F[p] beside F[r] and nothing else. To add a corrector: implement
+// Corrector here (or beside it, as cache/eoc_corrector.hpp does) and name it in
+// runs/run_setup.cpp's corrector factory.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eoc/cache/feature_cache.hpp"
+
+namespace eoc {
+
+// A reused entry becomes F_hat = scale * F[r] + trend * (F[r] - F[p]). Each coefficient is the
+// scalar, or, when its tensor is defined, one value per CFG half and channel: shape
+// (halves, 1, 1, D) in the feature's dtype and device (rows of F are [conditional;
+// unconditional], `halves` equal blocks of rows).
+struct Correction {
+  double scale = 1.0;
+  double trend = 0.0;
+  at::Tensor scale_vec;
+  at::Tensor trend_vec;
+  bool has_scale() const { return scale_vec.defined() || scale != 1.0; }
+  bool has_trend() const { return trend_vec.defined() || trend != 0.0; }
+};
+
+class Corrector {
+ public:
+  virtual ~Corrector() = default;
+  virtual std::string name() const = 0;
+  // True when the cache must keep F[p] beside F[r] for this corrector.
+  virtual bool needs_previous() const { return false; }
+  // Never a trend for an entry without F[p].
+  virtual Correction correction(int64_t step, int64_t block, Branch b,
+                                const CachedFeature& entry) const = 0;
+  // F_hat as a tensor (calibration and tests; sampling uses add_gated_terms).
+  at::Tensor correct(int64_t step, int64_t block, Branch b, const CachedFeature& entry) const;
+};
+
+// F_hat of `entry` (rows, T, D) under `c`, with ATen operations: the reference formula.
+at::Tensor corrected_feature(const Correction& c, const CachedFeature& entry);
+
+// `none`: plain FORA reuse, F[r].
+std::unique_ptr<Corrector> make_plain_corrector();
+// One shared plain corrector (uncached runs, which never ask it).
+const Corrector& plain_corrector();
+// `taylor`: first-order forecast F[r] + tau (F[r] - F[p]), tau = (k - r) / (r - p); plain F[r]
+// while no p exists.
+std::unique_ptr<Corrector> make_taylor_corrector();
+
+// The forecast step factor tau for an entry, 0 when it has no previous value.
+double taylor_tau(int64_t step, const CachedFeature& entry);
+
+}  // namespace eoc

@@ -1,0 +1,56 @@
+// Cache layer (plan, per-run feature cache, correctors, the block loop and its hook, EOC's
+// corrector and calibration; uses model, diffusion and base; knows no files, JSON or flags).
+//
+// A cache plan: decided before sampling, identical for every image of a batch, it marks each
+// (step k, block l, branch b) computed or reused. Steps count in sampling order (k = 0 first).
+// Plans come from FORA's interval (here), or from a mask file (runs/mask_file.hpp).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "eoc/model/dit_model.hpp"
+
+namespace eoc {
+
+class CachePlan {
+ public:
+  // Computes everything; `spec` names the plan in reports and messages ("fora:3", "mask:m.json").
+  CachePlan(int64_t steps, int64_t depth, std::string spec);
+
+  static CachePlan none(int64_t steps, int64_t depth);
+  // FORA: with i = S-1-k, step k is computed when i == S-1 or i % interval == 0, else reused.
+  // interval >= 1.
+  static CachePlan fora(int64_t steps, int64_t depth, int64_t interval);
+
+  int64_t steps() const { return steps_; }
+  int64_t depth() const { return depth_; }
+  const std::string& spec() const { return spec_; }
+
+  bool reuses(int64_t step, int64_t block, Branch b) const {
+    return reuse_[index(step, block, b)] != 0;
+  }
+  void set_reuse(int64_t step, int64_t block, Branch b, bool reuse);
+  bool step_reuses_any(int64_t step) const;
+  int64_t reused_in_step(int64_t step) const;  // branch count
+  int64_t reused_total() const;
+  // Fraction of the steps * depth * 2 branch computations served from cache.
+  double caching_level() const;
+  // Error (the plan came from the user's mask) when an entry is reused before its (block,
+  // branch) was ever computed.
+  void validate() const;
+  // Per step, one character per (block, branch): 'c' compute, 'r' reuse; "|" between steps.
+  // Stable: priors and run reports record it to detect a plan change.
+  std::string layout() const;
+
+ private:
+  size_t index(int64_t step, int64_t block, Branch b) const {
+    return static_cast<size_t>((step * depth_ + block) * 2 + static_cast<int>(b));
+  }
+  int64_t steps_;
+  int64_t depth_;
+  std::string spec_;
+  std::vector<uint8_t> reuse_;
+};
+
+}  // namespace eoc

@@ -1,0 +1,20 @@
+// Cache plans from --cache: FORA's interval, or a cache mask file (docs/CACHE_MASKS.md): one
+// entry per sampling step, "compute" / "reuse" or per block {"attn": [...], "mlp": [...]}.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "eoc/cache/plan.hpp"
+#include "eoc/runs/options.hpp"
+
+namespace eoc {
+
+// Parses a mask document; `source` (its path) names it in errors and in the plan's spec.
+CachePlan plan_from_mask_json(const std::string& text, const std::string& source, int64_t steps,
+                              int64_t depth);
+
+// The plan --cache asks for over `steps` x `depth`, validated (nothing reused before it was
+// computed). Error naming the mask file when it is missing or malformed.
+CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth);
+
+}  // namespace eoc

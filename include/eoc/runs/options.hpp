@@ -1,0 +1,145 @@
+// Runs layer (sample, calibrate, compare, info, pack: option checks, set-up, batches, sinks,
+// reports and eoc's own files; uses every layer below, never the CLI).
+//
+// The typed options of each command. The CLI (cli/) parses every flag into these once, as enums
+// and numbers; the runs layer checks what needs the model (label ranges, sizes) and runs.
+// Defaults here are the tool's defaults.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eoc/base/names.hpp"
+#include "eoc/cache/eoc_corrector.hpp"
+#include "eoc/diffusion/guidance.hpp"
+#include "eoc/diffusion/sampler.hpp"
+#include "eoc/diffusion/schedule.hpp"
+#include "eoc/diffusion/seeds.hpp"
+#include "eoc/runs/shard.hpp"
+
+namespace eoc {
+
+// One matmul per image so an image's bits do not depend on its batch (auto: on for per-image
+// seeds on the CPU).
+enum class BatchInvariance { automatic, on, off };
+inline constexpr Names<BatchInvariance, 3> kBatchInvarianceNames{
+    {{{BatchInvariance::automatic, "auto"}, {BatchInvariance::on, "on"},
+      {BatchInvariance::off, "off"}}}};
+
+struct ModelOptions {
+  std::string model_path;  // empty: the built-in default model
+  at::Device device{at::kCPU};
+  at::ScalarType dtype = at::kFloat;
+  bool tf32 = false;  // CUDA only
+  int threads = 0;    // CPU threads; 0 = all cores
+  BatchInvariance batch_invariant = BatchInvariance::automatic;
+};
+
+// --classes: the default spread, uniform random labels, or a list cycled over the images.
+struct ClassChoice {
+  enum class Kind { spread, random, list } kind = Kind::spread;
+  std::vector<int64_t> labels;  // Kind::list
+};
+
+struct SamplingOptions {
+  SamplerKind sampler = SamplerKind::ddim;
+  int64_t steps = 50;
+  Respacing respacing = Respacing::even;
+  double eta = 0.0;
+  double cfg_scale = 4.0;
+  CfgChannels cfg_channels = CfgChannels::first3;
+  ClassChoice classes;
+  int64_t num_samples = 16;
+  int64_t batch_size = 16;
+  uint64_t seed = 0;
+  SeedMode seed_mode = SeedMode::per_image;
+  bool check_finite = true;   // stop on NaN/Inf model output
+  bool whole_forward = false;  // uncached via the module's forward (hook overhead)
+};
+
+// --cache: which branch outputs are reused.
+struct CacheSpec {
+  enum class Kind { none, fora, mask } kind = Kind::none;
+  int64_t interval = 0;   // Kind::fora
+  std::string mask_path;  // Kind::mask
+  std::string text() const;  // "none" | "fora:N" | "mask:PATH", as given
+};
+
+// --correct: what a reused feature becomes (automatic: eoc with a prior, else none).
+enum class CorrectorChoice { automatic, none, taylor, eoc };
+inline constexpr Names<CorrectorChoice, 3> kCorrectorNames{
+    {{{CorrectorChoice::none, "none"}, {CorrectorChoice::taylor, "taylor"},
+      {CorrectorChoice::eoc, "eoc"}}}};
+
+struct CacheOptions {
+  CacheSpec plan;
+  CorrectorChoice correct = CorrectorChoice::automatic;
+  std::string prior;  // EOC prior file
+};
+
+struct OutputOptions {
+  std::string grid;    // PNG grid
+  int64_t nrow = 8;    // images per grid row
+  std::string dir;     // per-image PNGs {index:06d}.png
+  std::string raw;     // float32 .npy (N, C, H, W) before quantisation
+  std::string report;  // JSON run report
+};
+
+struct VaeOptions {
+  std::string path;        // TorchScript decoder from scripts/tools/export_vae.py ("" = pixel model)
+  double scale = 0.18215;  // latents are divided by this before decoding (DiT / SD's VAE)
+};
+
+struct SampleOptions {
+  ModelOptions model;
+  SamplingOptions sampling;
+  CacheOptions cache;
+  OutputOptions output;
+  VaeOptions vae;
+  std::optional<Shard> shard;  // --shard I/N; unset = from torchrun/Slurm with --out-dir
+  int64_t latent_size = 0;     // expected model input size (0 = any; set by configs/*.json)
+  int64_t image_size = 0;      // expected side of the written images (0 = any)
+};
+
+// `eoc pack DIR -o samples.npz`: the images of one --out-dir folder as the ADM evaluator's npz.
+struct PackOptions {
+  std::string dir;
+  std::string out = "samples.npz";
+  int64_t num = 0;  // images to pack (indices 0..num-1); 0 = num_samples of the run records
+};
+
+struct CompareOptions {
+  ModelOptions model;
+  SamplingOptions sampling;
+  CacheOptions cache;
+  bool json = false;   // JSON on stdout instead of a table
+  std::string report;  // also write the JSON here
+  int repeats = 1;     // timed repetitions of each run; the median is reported
+};
+
+struct CalibrateOptions {
+  CalibrateOptions() {
+    sampling.num_samples = 48;
+    sampling.seed = 1000;  // other seeds than sampling's default, so evaluations are held out
+    cache.kind = CacheSpec::Kind::fora;
+    cache.interval = 3;
+  }
+  ModelOptions model;
+  SamplingOptions sampling;  // num_samples = calibration samples (fit + judge)
+  CacheSpec cache;
+  EocForm form = EocForm::taylor;
+  std::vector<double> thetas;  // empty: 0, 0.25, ..., 1.5
+  Judgment judgment = Judgment::trajectory;
+  int64_t judge_samples = 16;  // held out from the fit, judged in one batch
+  std::string out;
+};
+
+struct InfoOptions {
+  ModelOptions model;
+  bool json = false;
+};
+
+}  // namespace eoc

@@ -1,0 +1,31 @@
+// The EOC prior file (docs/EOC.md): the prior (cache/eoc_corrector.hpp), the settings of the run
+// it was made for, and how it was made. JSON; coefficient vectors as base64 of little-endian
+// float32 with their shape; a content checksum guards against truncation and hand edits.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "eoc/cache/eoc_corrector.hpp"
+
+namespace eoc {
+
+struct PriorFile {
+  static constexpr const char* kFormat = "eoc-prior";
+  // 2: "assumes" holds the prior rows of the run settings table (runs/run_settings.hpp).
+  static constexpr int kVersion = 2;
+  nlohmann::json assumes;      // what a run must match to use it
+  EocPrior prior;
+  nlohmann::json calibration;  // the calibration settings, recorded verbatim
+};
+
+// Writes atomically.
+void save_prior(const std::string& path, const PriorFile& file);
+// Throws eoc::Error naming the file and what is wrong; never returns a partly read prior.
+PriorFile load_prior(const std::string& path);
+// Throws eoc::Error naming every assumption that differs from the run's (`run`: the run's
+// settings for kInPrior).
+void check_prior_matches(const PriorFile& file, const nlohmann::json& run,
+                         const std::string& prior_path);
+
+}  // namespace eoc

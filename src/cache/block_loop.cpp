@@ -1,0 +1,125 @@
+#include "eoc/cache/block_loop.hpp"
+
+#include "eoc/base/error.hpp"
+
+#include <cstring>
+
+namespace eoc {
+
+RowGroups group_equal_rows(const at::Tensor& rows) {
+  EOC_ASSERT(rows.device().is_cpu(), "group_equal_rows needs a CPU tensor");
+  const auto t = rows.contiguous();
+  const int64_t n = t.size(0);
+  const size_t bytes = n ? static_cast<size_t>(t.numel() / n * t.element_size()) : 0;
+  const auto* base = static_cast<const unsigned char*>(t.data_ptr());
+  std::vector<int64_t> first, group(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t g = 0;
+    while (g < static_cast<int64_t>(first.size()) &&
+           std::memcmp(base + i * bytes, base + first[g] * bytes, bytes) != 0)
+      ++g;
+    if (g == static_cast<int64_t>(first.size())) first.push_back(i);
+    group[i] = g;
+  }
+  RowGroups out;
+  out.count = static_cast<int64_t>(first.size());
+  out.first = at::tensor(first, at::kLong);
+  out.group = at::tensor(group, at::kLong);
+  return out;
+}
+
+namespace {
+
+// Every block's adaLN modulations from c (rows, D). With a batch-invariant export each row's
+// modulation depends on its own row of c only, and c repeats (with guidance the null half is one
+// row; labels repeat), so on the CPU the modulations run once per distinct row and are gathered
+// back: the same bits for a fraction of the GEMMs. Grouping reads c on the host, so CUDA (no
+// host syncs in the step loop) and batch-dependent exports run every row.
+std::vector<Modulation> all_modulations(const DitModel& model, const at::Tensor& c) {
+  const int64_t depth = model.config().depth;
+  std::vector<Modulation> mods;
+  mods.reserve(depth);
+  RowGroups groups;
+  if (model.batch_invariant() && c.device().is_cpu()) groups = group_equal_rows(c);
+  if (groups.count == 0 || groups.count == c.size(0)) {
+    for (int64_t l = 0; l < depth; ++l) mods.push_back(model.modulation(l, c));
+    return mods;
+  }
+  const auto distinct = c.index_select(0, groups.first);
+  auto gather = [&](const at::Tensor& m) { return m.index_select(0, groups.group); };
+  for (int64_t l = 0; l < depth; ++l) {
+    const auto m = model.modulation(l, distinct);
+    mods.push_back({gather(m.shift_msa), gather(m.scale_msa), gather(m.gate_msa),
+                    gather(m.shift_mlp), gather(m.scale_mlp), gather(m.gate_mlp)});
+  }
+  return mods;
+}
+
+}  // namespace
+
+BlockLoop::BlockLoop(const DitModel& model, const DiffusionSchedule& schedule, Guidance guidance)
+    : model_(model), schedule_(schedule), guidance_(guidance) {}
+
+int64_t BlockLoop::timestep(int64_t step) const {
+  return schedule_.timesteps[schedule_.size() - 1 - step];
+}
+
+at::Tensor BlockLoop::run_whole_forward(const at::Tensor& x, int64_t step,
+                                        const at::Tensor& y) const {
+  const auto input = guidance_input(x, guidance_).to(model_.dtype());
+  const auto labels = guidance_labels(y, model_.config().num_classes, guidance_);
+  const auto t = at::full({input.size(0)}, timestep(step), labels.options());
+  return apply_guidance(model_.forward(input, t, labels).to(at::kFloat), guidance_);
+}
+
+at::Tensor BlockLoop::run(const at::Tensor& x, int64_t step, const at::Tensor& y,
+                          CacheSession& session) const {
+  const auto& cfg = model_.config();
+  const auto input = guidance_input(x, guidance_).to(model_.dtype());
+  const auto labels = guidance_labels(y, cfg.num_classes, guidance_);
+  const auto t = at::full({input.size(0)}, timestep(step), labels.options());
+  auto embedded = model_.embed(input, t, labels);
+  at::Tensor tokens = embedded.first;
+  const at::Tensor c = embedded.second;
+
+  // The modulations depend on c only; computing them first lets the residual updates of
+  // consecutive branches wait in `pending` until a branch needs the tokens, then go in one pass.
+  const std::vector<Modulation> mods = all_modulations(model_, c);
+  std::vector<GatedTerm> pending;
+  auto flush = [&] {
+    tokens = add_gated_terms(tokens, pending);
+    pending.clear();
+  };
+  BranchObserver* observer = session.observer();
+
+  // The hook: a branch is reused through the session's corrector, or computed (and handed to
+  // the session, which caches it); either way the current step's gate multiplies it in.
+  auto add_branch = [&](int64_t l, Branch b, const at::Tensor& shift, const at::Tensor& scale,
+                        const at::Tensor& gate) {
+    if (session.reuses(step, l, b)) {
+      pending.push_back(session.reused_term(step, l, b, gate));
+    } else {
+      flush();
+      auto f = model_.branch(l, b, tokens, shift, scale);
+      session.computed(step, l, b, f);
+      CachedFeature fresh;
+      fresh.value = f;
+      pending.push_back(GatedTerm{gate, Correction{}, fresh});
+    }
+    if (observer) {
+      flush();
+      observer->on_added(step, l, b, tokens);
+    }
+  };
+
+  for (int64_t l = 0; l < cfg.depth; ++l) {
+    const auto& m = mods[l];
+    add_branch(l, Branch::attn, m.shift_msa, m.scale_msa, m.gate_msa);
+    add_branch(l, Branch::mlp, m.shift_mlp, m.scale_mlp, m.gate_mlp);
+  }
+  flush();
+  const auto out = model_.final(tokens, c).to(at::kFloat);
+  return apply_guidance(out, guidance_);
+}
+
+}  // namespace eoc

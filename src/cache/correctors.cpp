@@ -1,0 +1,63 @@
+#include "eoc/cache/correctors.hpp"
+
+#include "eoc/base/error.hpp"
+
+namespace eoc {
+namespace {
+
+class PlainCorrector final : public Corrector {
+ public:
+  std::string name() const override { return "none"; }
+  Correction correction(int64_t, int64_t, Branch, const CachedFeature&) const override { return {}; }
+};
+
+class TaylorCorrector final : public Corrector {
+ public:
+  std::string name() const override { return "taylor"; }
+  bool needs_previous() const override { return true; }
+  Correction correction(int64_t step, int64_t, Branch, const CachedFeature& e) const override {
+    Correction c;
+    c.trend = taylor_tau(step, e);
+    return c;
+  }
+};
+
+// (rows, T, D) -> (halves, rows / halves, T, D), so a (halves, 1, 1, D) vector broadcasts.
+at::Tensor by_halves(const at::Tensor& t, const at::Tensor& vec) {
+  const int64_t halves = vec.size(0);
+  return t.view({halves, t.size(0) / halves, t.size(1), t.size(2)});
+}
+
+}  // namespace
+
+at::Tensor Corrector::correct(int64_t step, int64_t block, Branch b, const CachedFeature& e) const {
+  return corrected_feature(correction(step, block, b, e), e);
+}
+
+at::Tensor corrected_feature(const Correction& c, const CachedFeature& e) {
+  at::Tensor out = e.value;
+  if (c.scale_vec.defined()) out = (by_halves(out, c.scale_vec) * c.scale_vec).view_as(e.value);
+  else if (c.scale != 1.0) out = out * c.scale;
+  if (!c.has_trend()) return out;
+  EOC_ASSERT(e.previous.defined(), "a trend correction for an entry without F[p]");
+  const auto diff = e.value - e.previous;
+  if (c.trend_vec.defined())
+    return at::addcmul(by_halves(out, c.trend_vec), c.trend_vec, by_halves(diff, c.trend_vec))
+        .view_as(e.value);
+  return at::add(out, diff, c.trend);
+}
+
+double taylor_tau(int64_t step, const CachedFeature& e) {
+  if (!e.previous.defined() || e.prev_step < 0) return 0.0;
+  return static_cast<double>(step - e.step) / static_cast<double>(e.step - e.prev_step);
+}
+
+std::unique_ptr<Corrector> make_plain_corrector() { return std::make_unique<PlainCorrector>(); }
+
+const Corrector& plain_corrector() {
+  static const PlainCorrector plain;
+  return plain;
+}
+std::unique_ptr<Corrector> make_taylor_corrector() { return std::make_unique<TaylorCorrector>(); }
+
+}  // namespace eoc

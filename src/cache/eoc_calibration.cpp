@@ -1,0 +1,251 @@
+#include "eoc/cache/eoc_calibration.hpp"
+
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "eoc/base/error.hpp"
+#include "eoc/base/log.hpp"
+#include "eoc/base/stop.hpp"
+
+namespace eoc {
+namespace {
+
+// Fitted coefficients beyond this are clamped: a least-squares ratio with a tiny denominator
+// is noise, and the loader refuses priors whose corrections would blow features up.
+constexpr double kMaxCoefficient = 10.0;
+
+using Sums = std::pair<at::Tensor, at::Tensor>;  // numerator, denominator: (halves, D) float64
+
+// Sees a shadowing session's true features beside the entries a cached run would reuse, and
+// accumulates their difference against the base the form corrects.
+class DifferenceAccumulator final : public BranchObserver {
+ public:
+  DifferenceAccumulator(EocForm form, int64_t halves, std::map<EntryKey, Sums>& sums)
+      : form_(form), halves_(halves), sums_(sums) {}
+
+  void on_shadowed(int64_t step, int64_t block, Branch b, const at::Tensor& f,
+                   const CachedFeature& e) override {
+    if (form_ != EocForm::scale && !e.previous.defined()) return;  // extrapolation needs F[p]
+    const auto base = form_ == EocForm::scale ? e.value : e.value - e.previous;
+    const auto halves = [&](const at::Tensor& t) {
+      return t.to(at::kDouble).reshape({halves_, -1, t.size(2)});
+    };
+    const auto delta = halves(f) - halves(e.value);
+    const auto basis = halves(base);
+    auto& s = sums_[{step, block, static_cast<int>(b)}];
+    const auto num = (delta * basis).sum(1), den = (basis * basis).sum(1);
+    s.first = s.first.defined() ? s.first + num : num;
+    s.second = s.second.defined() ? s.second + den : den;
+  }
+
+ private:
+  EocForm form_;
+  int64_t halves_;
+  std::map<EntryKey, Sums>& sums_;
+};
+
+struct Calibration {
+  const BlockLoop& loop;
+  const SamplerOptions& sampler;
+  const CachePlan& plan;
+  int64_t steps() const { return loop.schedule().size(); }
+  at::Tensor step(int64_t k, const at::Tensor& x, const at::Tensor& out,
+                  const at::Tensor& noise) const {
+    return sampler_step(sampler, loop.schedule(), k, x, out, noise);
+  }
+};
+
+void fit_vectors(const Calibration& cal, const CalibrationImages& images, EocPrior& prior) {
+  const int64_t halves = cal.loop.guidance().batch_multiplier();
+  std::map<EntryKey, Sums> sums;
+  int64_t count = 0;
+  for (const auto& batch : images.fit_batches) count += static_cast<int64_t>(batch.size());
+  log::Progress progress("extracting caching differences", count * cal.steps(),
+                         str("image-steps (", count, " images x ", cal.steps(), " steps)"));
+  for (const auto& batch : images.fit_batches) {
+    auto start = images.start(batch);
+    DifferenceAccumulator acc(prior.form, halves, sums);
+    auto shadow = CacheSession::shadowing(cal.plan);
+    shadow.watch(acc);
+    sample_loop(
+        cal.sampler, cal.loop.schedule(), start.x,
+        [&](const at::Tensor& x, int64_t k) {
+          check_stop();
+          return cal.loop.run(x, k, start.labels, shadow);
+        },
+        [&](int64_t) { return start.noise->step(draws_noise(cal.sampler)); },
+        [&](int64_t) { progress.advance(static_cast<long>(batch.size())); });
+  }
+  progress.finish();
+  const int64_t d = cal.loop.model().config().hidden_size;
+  for (const auto& [key, s] : sums) {
+    // Least squares per channel: Delta ~ coef * basis.
+    auto coef = at::where(s.second > 1e-12, s.first / s.second.clamp_min(1e-12),
+                          at::zeros_like(s.first));
+    coef = coef.clamp(-kMaxCoefficient, kMaxCoefficient).to(at::kFloat).cpu();
+    // Without guidance only the conditional half exists; store it in both rows.
+    prior.vectors[key] = halves == 2 ? coef : at::cat({coef, coef}).reshape({2, d});
+  }
+}
+
+double mse(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).pow(2).mean().item<double>();
+}
+
+// The judge images as one batch, with every step's noise drawn up front so that every
+// candidate trajectory sees the same noise.
+struct JudgeBatch {
+  at::Tensor x_T, labels;
+  std::vector<at::Tensor> noise;  // per step (undefined where the sampler draws none)
+  at::Tensor reference;           // the uncached final images
+};
+
+JudgeBatch make_judge_batch(const Calibration& cal, const CalibrationImages& images) {
+  auto start = images.start(images.judge);
+  JudgeBatch j{start.x, start.labels, {}, {}};
+  for (int64_t k = 0; k < cal.steps(); ++k)
+    j.noise.push_back(start.noise->step(draws_noise(cal.sampler)));
+  return j;
+}
+
+// A point on a trajectory: the state before step `step` and the cache session it holds.
+struct TrajectoryState {
+  int64_t step = 0;
+  at::Tensor x;
+  CacheSession session;
+};
+
+// Runs steps [state.step, until) of the trajectory.
+TrajectoryState advance(const Calibration& cal, const JudgeBatch& j, TrajectoryState s,
+                        int64_t until) {
+  for (; s.step < until; ++s.step) {
+    check_stop();
+    const auto out = cal.loop.run(s.x, s.step, j.labels, s.session);
+    s.x = cal.step(s.step, s.x, out, j.noise[s.step]);
+  }
+  return s;
+}
+
+std::vector<int64_t> reused_steps(const CachePlan& plan) {
+  std::vector<int64_t> steps;
+  for (int64_t k = 0; k < plan.steps(); ++k)
+    if (plan.step_reuses_any(k)) steps.push_back(k);
+  return steps;
+}
+
+// Local judgment (the specification's baseline): at each reused step, from the TRUE state and
+// the true cached features, the guided output under each candidate strength against the
+// uncached output.
+void judge_local(const Calibration& cal, const JudgeBatch& j, EocCorrector& corrector,
+                 EocPrior& prior) {
+  const int64_t c = cal.loop.model().config().in_channels;
+  auto truth = CacheSession::shadowing(cal.plan);
+  at::Tensor x = j.x_T;
+  log::Progress progress("judging (local)", cal.steps(), "steps");
+  for (int64_t k = 0; k < cal.steps(); ++k) {
+    check_stop();
+    std::vector<at::Tensor> candidates;
+    if (cal.plan.step_reuses_any(k))
+      for (double theta : prior.thetas) {
+        corrector.set_step_theta(k, theta);
+        auto trial = truth.cached_from_here(corrector);
+        candidates.push_back(cal.loop.run(x, k, j.labels, trial));
+      }
+    const auto out = cal.loop.run(x, k, j.labels, truth);
+    if (!candidates.empty()) {
+      StepJudgment s{k, 0.0, prior.thetas, {}};
+      for (const auto& cand : candidates)
+        s.errors.push_back(mse(cand.narrow(1, 0, c), out.narrow(1, 0, c)));
+      s.theta = s.candidates[std::min_element(s.errors.begin(), s.errors.end()) - s.errors.begin()];
+      corrector.set_step_theta(k, s.theta);
+      prior.step_theta[k] = s.theta;
+      prior.judged.push_back(s);
+    }
+    x = cal.step(k, x, out, j.noise[k]);
+    progress.advance();
+  }
+  progress.finish();
+}
+
+// Trajectory judgment: in step order, each reused step's strength is chosen by the error of the
+// FINAL images of the cached trajectory (earlier steps at their chosen strengths, later ones at
+// 1). Candidates: 0 (plain), 1 (the correction as fitted/forecast) and the least-squares optimum
+// on the line through their final images, clamped to the theta range. theta = 1's result is the
+// previous choice's trajectory, so a step costs one or two runs from that step to the end.
+void judge_trajectory(const Calibration& cal, const JudgeBatch& j, EocCorrector& corrector,
+                      EocPrior& prior) {
+  const double lo = *std::min_element(prior.thetas.begin(), prior.thetas.end());
+  const double hi = *std::max_element(prior.thetas.begin(), prior.thetas.end());
+  const auto steps = reused_steps(cal.plan);
+  const int64_t end = cal.steps();
+  TrajectoryState state{0, j.x_T, CacheSession(cal.plan, corrector)};
+  at::Tensor current = advance(cal, j, state, end).x;  // all theta = 1
+  log::Progress progress("judging (trajectory)", static_cast<long>(steps.size()), "reused steps");
+  for (const int64_t k : steps) {
+    state = advance(cal, j, state, k);
+    auto final_with = [&](double theta) {
+      corrector.set_step_theta(k, theta);
+      return advance(cal, j, state, end).x;
+    };
+    const at::Tensor at_one = current, at_zero = final_with(0.0);
+    const auto d = at_one - at_zero, r = j.reference - at_zero;
+    const double dd = (d * d).sum().item<double>();
+    double best = dd > 0 ? std::clamp((r * d).sum().item<double>() / dd, lo, hi) : 1.0;
+    StepJudgment s{k, 1.0, {0.0, 1.0}, {mse(at_zero, j.reference), mse(at_one, j.reference)}};
+    std::vector<at::Tensor> finals{at_zero, at_one};
+    if (std::fabs(best) > 1e-3 && std::fabs(best - 1.0) > 1e-3) {
+      finals.push_back(final_with(best));
+      s.candidates.push_back(best);
+      s.errors.push_back(mse(finals.back(), j.reference));
+    }
+    const size_t pick = std::min_element(s.errors.begin(), s.errors.end()) - s.errors.begin();
+    s.theta = s.candidates[pick];
+    current = finals[pick];
+    corrector.set_step_theta(k, s.theta);
+    prior.step_theta[k] = s.theta;
+    prior.judged.push_back(s);
+    progress.advance();
+  }
+  progress.finish();
+}
+
+at::Tensor uncached_final(const Calibration& cal, const JudgeBatch& j) {
+  auto session = CacheSession::uncached(cal.steps(), cal.plan.depth());
+  at::Tensor x = j.x_T;
+  for (int64_t k = 0; k < cal.steps(); ++k) {
+    check_stop();
+    x = cal.step(k, x, cal.loop.run(x, k, j.labels, session), j.noise[k]);
+  }
+  return x;
+}
+
+}  // namespace
+
+EocPrior calibrate_eoc(const BlockLoop& loop, const SamplerOptions& sampler,
+                       const CachePlan& plan, const CalibrationSettings& settings,
+                       const CalibrationImages& images) {
+  EOC_ASSERT(!settings.thetas.empty() && !images.judge.empty() && plan.reused_total() > 0,
+             "calibration without candidates, judge images or reused entries");
+  c10::InferenceMode inference;
+  const Calibration cal{loop, sampler, plan};
+  EocPrior prior;
+  prior.form = settings.form;
+  prior.judgment = settings.judgment;
+  prior.thetas = settings.thetas;
+  prior.step_theta.assign(cal.steps(), 0.0);
+  for (int64_t k : reused_steps(plan)) prior.step_theta[k] = 1.0;
+  if (form_has_vectors(settings.form)) fit_vectors(cal, images, prior);
+
+  EocCorrector corrector(prior, loop.guidance().batch_multiplier(), loop.model().device(),
+                         loop.model().dtype());
+  JudgeBatch j = make_judge_batch(cal, images);
+  j.reference = uncached_final(cal, j);
+  if (settings.judgment == Judgment::local) judge_local(cal, j, corrector, prior);
+  else judge_trajectory(cal, j, corrector, prior);
+  return prior;
+}
+
+}  // namespace eoc

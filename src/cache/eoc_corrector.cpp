@@ -1,0 +1,44 @@
+#include "eoc/cache/eoc_corrector.hpp"
+
+#include "eoc/base/error.hpp"
+
+namespace eoc {
+
+bool form_has_vectors(EocForm f) { return f != EocForm::taylor; }
+
+EocCorrector::EocCorrector(const EocPrior& prior, int64_t halves, const at::Device& device,
+                           at::ScalarType dtype)
+    : form_(prior.form), theta_(prior.step_theta), halves_(halves) {
+  EOC_ASSERT(halves == 1 || halves == 2, "a CFG batch multiplier of ", halves);
+  for (const auto& [key, v] : prior.vectors)
+    vectors_[key] = v.narrow(0, 0, halves_).reshape({halves_, 1, 1, v.size(1)}).to(device, dtype);
+  for (int64_t k = 0; k < static_cast<int64_t>(theta_.size()); ++k) set_step_theta(k, theta_[k]);
+}
+
+void EocCorrector::set_step_theta(int64_t step, double theta) {
+  EOC_ASSERT(step >= 0 && step < static_cast<int64_t>(theta_.size()), "step ", step,
+             " is outside the prior's ", theta_.size(), " steps");
+  theta_[step] = theta;
+  for (auto it = vectors_.lower_bound({step, 0, 0});
+       it != vectors_.end() && std::get<0>(it->first) == step; ++it)
+    coefs_[it->first] = form_ == EocForm::scale ? 1.0 + theta * it->second : theta * it->second;
+}
+
+Correction EocCorrector::correction(int64_t step, int64_t block, Branch b,
+                                    const CachedFeature& e) const {
+  Correction c;
+  const double theta = theta_[step];
+  if (theta == 0.0) return c;
+  if (form_ == EocForm::taylor) {
+    c.trend = theta * taylor_tau(step, e);
+    return c;
+  }
+  const auto it = coefs_.find({step, block, static_cast<int>(b)});
+  if (it == coefs_.end()) return c;  // an entry the fit left plain
+  // Rows are [conditional; unconditional] halves; each half has its own vector.
+  if (form_ == EocForm::scale) c.scale_vec = it->second;
+  else if (e.previous.defined()) c.trend_vec = it->second;
+  return c;
+}
+
+}  // namespace eoc

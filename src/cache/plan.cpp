@@ -1,0 +1,69 @@
+#include "eoc/cache/plan.hpp"
+
+#include "eoc/base/error.hpp"
+
+namespace eoc {
+
+CachePlan::CachePlan(int64_t steps, int64_t depth, std::string spec)
+    : steps_(steps), depth_(depth), spec_(std::move(spec)), reuse_(steps * depth * 2, 0) {}
+
+CachePlan CachePlan::none(int64_t steps, int64_t depth) { return CachePlan(steps, depth, "none"); }
+
+CachePlan CachePlan::fora(int64_t steps, int64_t depth, int64_t interval) {
+  EOC_ASSERT(interval >= 1, "FORA interval ", interval);
+  CachePlan plan(steps, depth, "fora:" + std::to_string(interval));
+  for (int64_t k = 0; k < steps; ++k) {
+    const int64_t i = steps - 1 - k;
+    const bool compute = i == steps - 1 || i % interval == 0;
+    for (int64_t l = 0; l < depth && !compute; ++l) {
+      plan.set_reuse(k, l, Branch::attn, true);
+      plan.set_reuse(k, l, Branch::mlp, true);
+    }
+  }
+  return plan;
+}
+
+void CachePlan::set_reuse(int64_t step, int64_t block, Branch b, bool reuse) {
+  reuse_[index(step, block, b)] = reuse ? 1 : 0;
+}
+
+bool CachePlan::step_reuses_any(int64_t step) const { return reused_in_step(step) > 0; }
+
+int64_t CachePlan::reused_in_step(int64_t step) const {
+  int64_t n = 0;
+  for (int64_t l = 0; l < depth_; ++l)
+    n += reuses(step, l, Branch::attn) + reuses(step, l, Branch::mlp);
+  return n;
+}
+
+int64_t CachePlan::reused_total() const {
+  int64_t n = 0;
+  for (auto r : reuse_) n += r;
+  return n;
+}
+
+double CachePlan::caching_level() const {
+  return reuse_.empty() ? 0.0 : static_cast<double>(reused_total()) / reuse_.size();
+}
+
+void CachePlan::validate() const {
+  for (int64_t l = 0; l < depth_; ++l)
+    for (Branch b : {Branch::attn, Branch::mlp})
+      for (int64_t k = 0; k < steps_; ++k) {
+        if (!reuses(k, l, b)) break;
+        fail("cache plan '", spec_, "' reuses block ", l, " ", branch_name(b), " at step ", k,
+             " before it was ever computed (step 0 must compute everything)");
+      }
+}
+
+std::string CachePlan::layout() const {
+  std::string out;
+  for (int64_t k = 0; k < steps_; ++k) {
+    if (k) out += '|';
+    for (int64_t l = 0; l < depth_; ++l)
+      for (Branch b : {Branch::attn, Branch::mlp}) out += reuses(k, l, b) ? 'r' : 'c';
+  }
+  return out;
+}
+
+}  // namespace eoc

@@ -1,0 +1,74 @@
+#include "eoc/cli/flag_values.hpp"
+
+#include <cctype>
+#include <sstream>
+
+namespace eoc::cli {
+namespace {
+
+// A whole-string integer; false when `text` is not one.
+bool parse_int(const std::string& text, long long& value) {
+  size_t used = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return !text.empty() && used == text.size();
+}
+
+}  // namespace
+
+at::Device parse_device(const std::string& text) {
+  if (text == "cpu") return at::Device(at::kCPU);
+  if (text == "cuda") return at::Device(at::kCUDA);
+  if (text.rfind("cuda:", 0) == 0) {
+    long long index = -1;
+    if (!parse_int(text.substr(5), index) || index < 0 || index > 255)
+      fail("--device '", text, "': expected cuda:N");
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  fail("--device '", text, "' is not one of: cpu, cuda, cuda:N");
+}
+
+ClassChoice parse_classes(const std::string& text) {
+  ClassChoice c;
+  if (text.empty()) return c;
+  if (text == "random") {
+    c.kind = ClassChoice::Kind::random;
+    return c;
+  }
+  c.kind = ClassChoice::Kind::list;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    long long v = 0;
+    if (!parse_int(item, v))
+      fail("--classes '", text, "': '", item, "' is not an integer label (or use 'random')");
+    c.labels.push_back(v);
+  }
+  if (c.labels.empty()) fail("--classes '", text, "' names no label");
+  return c;
+}
+
+CacheSpec parse_cache_spec(const std::string& text) {
+  CacheSpec spec;
+  if (text == "none") return spec;
+  if (text.rfind("fora:", 0) == 0) {
+    const std::string n = text.substr(5);
+    long long interval = 0;
+    if (!parse_int(n, interval) || !std::isdigit(static_cast<unsigned char>(n[0])) || interval < 1)
+      fail("--cache '", text, "': the FORA interval must be an integer >= 1 (e.g. fora:3)");
+    spec.kind = CacheSpec::Kind::fora;
+    spec.interval = interval;
+    return spec;
+  }
+  if (text.rfind("mask:", 0) == 0) {
+    spec.kind = CacheSpec::Kind::mask;
+    spec.mask_path = text.substr(5);
+    return spec;
+  }
+  fail("--cache '", text, "' is not one of: none, fora:N, mask:FILE.json");
+}
+
+}  // namespace eoc::cli

@@ -1,0 +1,168 @@
+#include "eoc/runs/run_setup.hpp"
+
+#include <unistd.h>
+
+#include <climits>
+#include <filesystem>
+
+#include "eoc/base/error.hpp"
+#include "eoc/base/log.hpp"
+#include "eoc/cache/eoc_corrector.hpp"
+#include "eoc/io/files.hpp"
+#include "eoc/io/sha256.hpp"
+#include "eoc/model/device.hpp"
+#include "eoc/runs/mask_file.hpp"
+#include "eoc/runs/prior_file.hpp"
+#include "eoc/runs/report.hpp"
+#include "eoc/runs/run_settings.hpp"
+
+namespace eoc {
+namespace {
+
+constexpr const char* kDefaultModelFile = "fmnist-dit-s4.ts";
+
+// Per image index: the default spread, or the given list, cycled; checked against the model.
+std::vector<int64_t> image_labels(const ClassChoice& classes, int64_t num_classes, int64_t n) {
+  std::vector<int64_t> cycle = classes.labels;
+  if (classes.kind == ClassChoice::Kind::spread) {
+    if (num_classes == 1000) cycle = {207, 360, 387, 974, 88, 979, 417, 279};  // sample.py's
+    else for (int64_t c = 0; c < num_classes; ++c) cycle.push_back(c);
+  }
+  EOC_ASSERT(!cycle.empty(), "no labels to cycle (the CLI refuses an empty --classes)");
+  for (int64_t v : cycle)
+    if (v < 0 || v >= num_classes)
+      fail("--classes: label ", v, " is out of range for a model with ", num_classes,
+           " classes (expected 0..", num_classes - 1, ")");
+  std::vector<int64_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) labels[i] = cycle[i % cycle.size()];
+  return labels;
+}
+
+void check_sampling(const SamplingOptions& so) {
+  if (so.steps < 1 || so.steps > 1000) fail("--steps ", so.steps, " is out of range (expected 1..1000)");
+  if (!(so.eta >= 0.0 && so.eta <= 1.0)) fail("--eta ", so.eta, " is out of range (expected 0..1)");
+  if (so.eta > 0.0 && so.sampler != SamplerKind::ddim) fail("--eta applies to --sampler ddim only");
+  if (!(so.cfg_scale >= 1.0))
+    fail("--cfg-scale ", so.cfg_scale, " is out of range (expected >= 1; 1 = no guidance)");
+  if (so.num_samples < 1 || so.num_samples > kMaxSamples)
+    fail("--num-samples ", so.num_samples, " is out of range (expected 1..", kMaxSamples, ")");
+  if (so.batch_size < 1) fail("--batch-size ", so.batch_size, " must be >= 1");
+}
+
+// The device, checked, with the CPU thread and TF32 settings applied.
+at::Device configure_device(const ModelOptions& mo) {
+  const at::Device device = checked_device(mo.device);
+  if (mo.threads < 0) fail("--threads ", mo.threads, " must be >= 0 (0 = all cores)");
+  set_cpu_threads(mo.threads);
+  if (mo.tf32 && !device.is_cuda()) fail("--tf32 applies to CUDA devices only");
+  if (device.is_cuda()) allow_tf32(mo.tf32);
+  return device;
+}
+
+}  // namespace
+
+at::Device checked_device(at::Device device) {
+  if (!device.is_cuda()) return device;
+  const int64_t count = cuda_device_count();
+  if (count == 0) fail("--device ", device.str(), ": CUDA is not available on this machine");
+  if (!device.has_index()) device.set_index(0);
+  if (device.index() >= count)
+    fail("--device ", device.str(), ": this machine has ", count, " CUDA device(s)");
+  return device;
+}
+
+std::vector<int64_t> RunSetup::image_shape() const {
+  const auto& c = model->config();
+  return {c.in_channels, c.input_size, c.input_size};
+}
+
+RunSetup prepare_run(const ModelOptions& mo, const SamplingOptions& so) {
+  // Cheap checks first, so a bad flag never waits for a model to load.
+  check_sampling(so);
+  RunSetup run;
+  run.sampler = SamplerOptions{so.sampler, so.eta};
+  run.respacing = so.respacing;
+  run.guidance = Guidance{so.cfg_scale, so.cfg_channels};
+  run.num_samples = so.num_samples;
+  run.batch_size = so.batch_size;
+  run.seed = so.seed;
+  run.seed_mode = so.seed_mode;
+  run.check_finite = so.check_finite;
+  run.whole_forward = so.whole_forward;
+  try {
+    run.schedule = make_schedule(so.steps, so.respacing);
+  } catch (const Error& e) {
+    fail("--steps ", so.steps, " --respacing ", respacing_name(so.respacing), ": ", e.what());
+  }
+  run.device = configure_device(mo);
+  run.tf32 = mo.tf32;
+
+  Stopwatch load;
+  const std::string path = mo.model_path.empty() ? default_model_path() : mo.model_path;
+  const bool invariant = mo.batch_invariant == BatchInvariance::automatic
+                             ? run.seed_mode == SeedMode::per_image && !run.device.is_cuda()
+                             : mo.batch_invariant == BatchInvariance::on;
+  run.model = DitModel::load(path, run.device, mo.dtype, invariant);
+  run.load_seconds = load.seconds();
+  run.random_labels = so.classes.kind == ClassChoice::Kind::random;
+  if (!run.random_labels)
+    run.labels = image_labels(so.classes, run.model->config().num_classes, so.num_samples);
+  return run;
+}
+
+CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
+  CacheSetup c{make_cache_plan(o.plan, run.steps(), run.model->config().depth), nullptr, "", "", ""};
+  if (run.whole_forward && c.plan.reused_total() > 0)
+    fail("--whole-forward runs the module's forward and cannot cache: use it with --cache none");
+  const CorrectorChoice choice =
+      o.correct != CorrectorChoice::automatic ? o.correct
+      : o.prior.empty()                       ? CorrectorChoice::none
+                                              : CorrectorChoice::eoc;
+  c.corrector_name = kCorrectorNames.name(choice);
+  if (choice == CorrectorChoice::eoc && o.prior.empty())
+    fail("--correct eoc needs --prior PRIOR.json (from eoc calibrate)");
+  if (choice != CorrectorChoice::eoc && !o.prior.empty())
+    fail("--prior is used by --correct eoc only (got --correct ", c.corrector_name, ")");
+  switch (choice) {
+    case CorrectorChoice::automatic:
+    case CorrectorChoice::none:
+      c.corrector = make_plain_corrector();
+      break;
+    case CorrectorChoice::taylor:
+      c.corrector = make_taylor_corrector();
+      break;
+    case CorrectorChoice::eoc: {
+      const auto file = load_prior(o.prior);
+      check_prior_matches(file, run_settings(RunFacts{run, c.plan}, kInPrior), o.prior);
+      c.corrector = std::make_unique<EocCorrector>(file.prior, run.guidance.batch_multiplier(),
+                                                   run.device, run.model->dtype());
+      c.prior_path = o.prior;
+      c.prior_sha256 = sha256_hex(read_file(o.prior));
+      break;
+    }
+  }
+  if (choice != CorrectorChoice::none && c.plan.reused_total() == 0)
+    log::warn("--correct " + c.corrector_name + " has no effect: cache plan '" + o.plan.text() +
+              "' reuses nothing");
+  return c;
+}
+
+std::string default_model_path() {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> candidates;
+  char exe[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    const fs::path prefix = fs::path(exe).parent_path().parent_path();
+    candidates.push_back(prefix / EOC_MODEL_SUBDIR / kDefaultModelFile);
+  }
+  candidates.push_back(fs::path(EOC_SOURCE_MODEL_DIR) / kDefaultModelFile);
+  std::error_code ec;
+  for (const auto& c : candidates)
+    if (fs::is_regular_file(c, ec)) return c.string();
+  fail("the built-in model '", kDefaultModelFile, "' was not found (looked in ",
+       candidates.front().parent_path().string(), "); pass --model");
+}
+
+}  // namespace eoc
