@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-/usr/bin/python3}
-CKPT=${EOC_FMNIST_CKPT:-../shared/models/fmnist-dit-s4.pt}
+CKPT=${EOC_FMNIST_CKPT:-third_party/models/fmnist-dit-s4.pt}
 [ -x build/eoc ] || scripts/dev/bootstrap.sh
 [ -f "$CKPT" ] || { echo "bench_speed.sh: checkpoint '$CKPT' not found (set EOC_FMNIST_CKPT)" >&2; exit 2; }
 common=(--eoc build/eoc --model third_party/models/fmnist-dit-s4.ts --checkpoint "$CKPT"

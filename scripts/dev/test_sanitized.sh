@@ -1,25 +1,115 @@
 #!/usr/bin/env bash
-# Builds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer (gcc, Debug,
-# -DEOC_SANITIZE=address,undefined) in build-asan/ and runs them. Any ASan report (including
-# LeakSanitizer at exit) or UBSan report fails the run. Extra arguments go to eoc_unit_tests
-# (e.g. --gtest_filter=Prior.*). Environment: EOC_ASAN_BUILD (default build-asan), JOBS.
+# Builds eoc with AddressSanitizer + UndefinedBehaviorSanitizer (gcc, Debug at -O1,
+# -DEOC_SANITIZE=address,undefined) in build-asan/ and runs, against that build:
+#   1. the unit tests (eoc_unit_tests, the fuzz regression replay included);
+#   2. a subset of the Python CLI tests (CLI_TESTS below) with EOC_BINARY=build-asan/eoc: every
+#      command (sample, compare, calibrate, info, pack), every cache and corrector (none, fora:N,
+#      mask:, --warmup, taylor, taylor:O, eoc in the scale/extrapolate/taylor forms, local and
+#      trajectory judgment),
+#      --out-dir with a resume after SIGKILL, shards, signals, the NaN replay and error paths.
+# Any ASan report (LeakSanitizer at exit included) or UBSan report fails the run: the unit tests
+# stop on it; an eoc process aborts on it, which fails its test (see below).
 #
-# No suppression file is needed: LibTorch (not instrumented) trips neither sanitizer in these
-# tests, and LeakSanitizer stays on. allocator_may_return_null=1 makes an absurd allocation (a
-# corrupt header asking for terabytes) fail the way it does in a normal build, as a C++
-# exception the test sees, instead of an ASan abort.
+#   scripts/dev/test_sanitized.sh [ARGS for eoc_unit_tests, e.g. --gtest_filter=Prior.*]
+#
+# Environment: EOC_ASAN_BUILD (default build-asan), JOBS, EOC_PYTHON (default /usr/bin/python3),
+# EOC_SANITIZED_CLI=0 (unit tests only), EOC_SANITIZED_UNIT=0 (CLI tests only),
+# EOC_SANITIZED_TESTS (pytest node ids, space-separated, instead of CLI_TESTS),
+# ASAN_OPTIONS / UBSAN_OPTIONS (replace the defaults below).
+#
+# allocator_may_return_null=1 makes an absurd allocation (a corrupt header asking for
+# terabytes) fail the way it does in a normal build, as a C++ exception, instead of an ASan
+# abort. LibTorch is linked as it is (not instrumented).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${EOC_ASAN_BUILD:-$ROOT/build-asan}"
+PYTHON="${EOC_PYTHON:-/usr/bin/python3}"
 
+# The CLI tests run against the sanitized build, chosen to reach every command, cache schedule,
+# corrector and output path at least once, mostly with the tiny random models of conftest.py.
+CLI_TESTS=(
+  # info; the launcher starting eoc-torch; eoc-torch run directly re-executing itself; help
+  tests/python/test_cli_sampling.py::test_info_builtin
+  tests/python/test_cli_sampling.py::test_version_and_help
+  tests/python/test_runtime_env.py::test_launcher_sets_the_defaults
+  tests/python/test_runtime_env.py::test_the_program_run_directly_sets_them_itself
+  # sample against the reference sampler: DDPM with learned and fixed variance, DDIM with eta
+  # and "ddimN" respacing, guidance on 3 or all channels, official and per-image seed streams
+  tests/python/test_cli_sampling.py::test_parity_latent_cfg_channels
+  tests/python/test_cli_sampling.py::test_parity_pixel_ddpm_fixed_variance_random_labels
+  tests/python/test_cli_sampling.py::test_parity_latent_ddim_respacing_eta
+  tests/python/test_cli_sampling.py::test_per_image_parity_random_labels
+  tests/python/test_cli_sampling.py::test_block_loop_equals_whole_forward_bitwise
+  # caches: none, mask: (an all-compute mask and a shipped one), fora:N with plain reuse and
+  # taylor, the cache's memory accounting, --report. (Left out for time: the fmnist variants of
+  # the first two, same code as the latent ones; the bf16 test, by far the slowest here.)
+  'tests/python/test_cli_sampling.py::test_cache_none_and_all_compute_mask_are_bitwise_plain[latent]'
+  'tests/python/test_cli_sampling.py::test_fora3_matches_reference[latent-none]'
+  'tests/python/test_cli_sampling.py::test_fora3_matches_reference[latent-taylor]'
+  # TaylorSeer's orders (the fused update's series terms) and --warmup
+  'tests/python/test_cli_sampling.py::test_taylor_orders_match_reference[latent-taylor:4]'
+  tests/python/test_cli_sampling.py::test_warmup_computes_the_first_steps
+  tests/python/test_cli_sampling.py::test_shipped_mask_ddim20_50_report
+  tests/python/test_cli_sampling.py::test_cache_memory_is_one_tensor_per_block_and_branch
+  # compare
+  tests/python/test_cli_sampling.py::test_compare_json
+  # calibrate and sample --correct eoc: the three forms (local judgment), trajectory judgment,
+  # priors refused on load
+  tests/python/test_eoc.py::test_each_form_matches_the_reference
+  tests/python/test_eoc.py::test_trajectory_judgment_never_worse_on_its_judge_samples
+  tests/python/test_reliability.py::test_broken_prior
+  # error paths: bad input, NaN outputs and their replay, signals
+  tests/python/test_cli_sampling.py::test_bad_input_fails_cleanly
+  tests/python/test_cli_sampling.py::test_error_during_sampling_leaves_no_outputs
+  tests/python/test_cli_sampling.py::test_error_during_sampling_keeps_only_complete_out_dir_images
+  tests/python/test_reliability.py::test_nan_names_step_and_block
+  tests/python/test_reliability.py::test_sigterm_during_calibrate_writes_no_prior
+  tests/python/test_reliability.py::test_sigint_during_sample_writes_no_grid
+  # --out-dir, pack, shards (environment and flag), resume after SIGKILL, records, VAE, configs
+  tests/python/test_fid_runs.py::test_pack_is_numpy_npz_with_settings
+  tests/python/test_fid_runs.py::test_three_shards_pack_equals_one_process
+  tests/python/test_fid_runs.py::test_shard_flag_wins_over_environment
+  tests/python/test_fid_runs.py::test_sigkill_midway_then_rerun_completes
+  tests/python/test_fid_runs.py::test_resume_refuses_changed_settings
+  tests/python/test_fid_runs.py::test_pack_refuses_missing_index_and_mismatching_records
+  tests/python/test_fid_runs.py::test_sample_with_vae_decodes_latents
+  tests/python/test_fid_runs.py::test_config_drives_a_real_run
+)
+
+# Debug (assertions, -g) at -O1, the level ASan's documentation recommends: at -O0, eoc's own
+# unoptimised loops dominate the CLI tests (above all the SHA-256 of the 33 MB built-in model in
+# every process that loads it).
 mkdir -p "$BUILD"
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DEOC_SANITIZE=address,undefined \
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g -O1" \
+  -DEOC_SANITIZE=address,undefined \
   >"$BUILD/configure.log" || { cat "$BUILD/configure.log" >&2; exit 2; }
-cmake --build "$BUILD" -j"${JOBS:-$(nproc)}" --target eoc_unit_tests
+# The default target: eoc_unit_tests, eoc and eoc-torch, built in parallel (several --target
+# names would be built one after the other).
+cmake --build "$BUILD" -j"${JOBS:-$(nproc)}"
 
 ASAN_DEFAULTS="detect_leaks=1:allocator_may_return_null=1:strict_string_checks=1"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-$ASAN_DEFAULTS}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 cd "$ROOT"
-"$BUILD/tests/eoc_unit_tests" "$@"
+
+if [ "${EOC_SANITIZED_UNIT:-1}" != 0 ]; then
+  echo "== sanitized unit tests ($BUILD/tests/eoc_unit_tests)"
+  "$BUILD/tests/eoc_unit_tests" "$@"
+fi
+
+if [ "${EOC_SANITIZED_CLI:-1}" = 0 ]; then
+  exit 0
+fi
+
+if [ -n "${EOC_SANITIZED_TESTS:-}" ]; then
+  read -r -a CLI_TESTS <<<"$EOC_SANITIZED_TESTS"
+fi
+echo "== sanitized CLI tests (EOC_BINARY=$BUILD/eoc, ${#CLI_TESTS[@]} test functions)"
+# abort_on_error=1: a report kills the process with SIGABRT (exit -6), which every one of these
+# tests takes for a failure (they require exit 0, 1, 130/143 or 1..127, and print stderr, where
+# the report is). EOC_TEST_NO_SKIPS=1: no skip is allowed here, not even the timing ones (an
+# eoc that aborted before a signal could be sent would otherwise look like "finished early").
+EOC_BINARY="$BUILD/eoc" EOC_TEST_NO_SKIPS=1 \
+  ASAN_OPTIONS="$ASAN_OPTIONS:abort_on_error=1" UBSAN_OPTIONS="$UBSAN_OPTIONS:abort_on_error=1" \
+  "$PYTHON" -m pytest -q -p no:cacheprovider "${CLI_TESTS[@]}"

@@ -4,6 +4,7 @@
 #include <zip.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -11,6 +12,7 @@
 #include <filesystem>
 
 #include "eoc/base/error.hpp"
+#include "eoc/io/files.hpp"
 
 namespace eoc {
 namespace {
@@ -20,8 +22,10 @@ constexpr std::time_t kMemberTime = 1577836800;  // 2020-01-01: fixed, so archiv
 // Feeds libzip the .npy header and then each record, filled on demand.
 class RecordStream {
  public:
-  RecordStream(std::string header, int64_t count, uint64_t record_bytes, const NpzRecordFill& fill)
-      : header_(std::move(header)), count_(count), record_bytes_(record_bytes), fill_(fill) {
+  RecordStream(std::string header, int64_t count, uint64_t record_bytes, const NpzRecordFill& fill,
+               bool force_zip64)
+      : header_(std::move(header)), count_(count), record_bytes_(record_bytes), fill_(fill),
+        force_zip64_(force_zip64) {
     zip_error_init(&error_);
   }
   ~RecordStream() { zip_error_fini(&error_); }
@@ -75,8 +79,10 @@ class RecordStream {
     st->mtime = kMemberTime;
     st->valid |= ZIP_STAT_MTIME;
     // libzip 1.7 has no public "force ZIP64" flag: a source that does not state its size gets
-    // ZIP64 local and central headers from the start, which is what a member over 4 GiB needs.
-    if (total_bytes() < 0xFFFFFFFFull) {
+    // a ZIP64 local header from the start (64-bit sizes, rewritten after the data), which is
+    // what a member over 4 GiB needs, and what force_zip64 asks for at any size. libzip adds the
+    // central directory's ZIP64 field itself, for values over 4 GiB.
+    if (!force_zip64_ && total_bytes() < 0xFFFFFFFFull) {
       st->size = total_bytes();
       st->valid |= ZIP_STAT_SIZE;
     }
@@ -111,6 +117,7 @@ class RecordStream {
   int64_t count_;
   uint64_t record_bytes_;
   const NpzRecordFill& fill_;
+  bool force_zip64_;
   std::string buffer_;
   size_t pos_ = 0;
   int64_t next_ = 0;
@@ -132,9 +139,9 @@ class RecordStream {
 
 void write_npz_stream(const std::string& path, const std::string& member,
                       const std::string& npy_header, int64_t count, uint64_t record_bytes,
-                      const NpzRecordFill& fill) {
+                      const NpzRecordFill& fill, bool force_zip64) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  RecordStream stream(npy_header, count, record_bytes, fill);
+  RecordStream stream(npy_header, count, record_bytes, fill, force_zip64);
   int err = 0;
   zip_t* za = zip_open(tmp.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
   if (!za) fail_zip(nullptr, tmp, path, stream);
@@ -148,11 +155,22 @@ void write_npz_stream(const std::string& path, const std::string& member,
   if (zip_set_file_compression(za, static_cast<zip_uint64_t>(index), ZIP_CM_STORE, 0) != 0)
     fail_zip(za, tmp, path, stream);
   if (zip_close(za) != 0) fail_zip(za, tmp, path, stream);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+  // libzip has closed the temp file: sync it by name before it takes the final name, then sync
+  // the folder so the rename survives a power loss (io/files.hpp).
+  try {
+    sync_file(tmp, path);
+  } catch (const Error&) {
     std::error_code ec;
     std::filesystem::remove(tmp, ec);
-    fail("cannot write '", path, "': rename from '", tmp, "' failed");
+    throw;
   }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    fail("cannot write '", path, "': rename from '", tmp, "' failed: ", std::strerror(err));
+  }
+  sync_parent_folder(path);
 }
 
 }  // namespace eoc

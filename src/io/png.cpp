@@ -32,9 +32,9 @@ std::string encode_png(const at::Tensor& hwc) {
   return bytes;
 }
 
-void write_png(const std::string& path, const at::Tensor& hwc, bool rgb) {
+void write_png(const std::string& path, const at::Tensor& hwc, bool rgb, FolderSync folder) {
   const auto img = (rgb && hwc.size(2) == 1) ? hwc.expand({-1, -1, 3}).contiguous() : hwc;
-  write_file_atomic(path, encode_png(img));
+  write_file_atomic(path, encode_png(img), folder);
 }
 
 at::Tensor make_grid(const at::Tensor& nhwc, int64_t nrow) {

@@ -40,11 +40,14 @@ void ImageSinks::add_batch(const std::vector<int64_t>& batch, const at::Tensor& 
   if (!out_.grid.empty())
     for (size_t i = 0; i < batch.size() && batch[i] < kGridMaxImages; ++i)
       grid_.push_back(pixels[i]);
-  if (!out_.dir.empty())
+  if (!out_.dir.empty() && !batch.empty()) {
+    // Each PNG is synced before its rename; the folder once per batch, not once per image.
     for (size_t i = 0; i < batch.size(); ++i) {
-      write_png(image_path(out_.dir, batch[i]), pixels[i], /*rgb=*/true);
+      write_png(image_path(out_.dir, batch[i]), pixels[i], /*rgb=*/true, FolderSync::later);
       ++written_;
     }
+    sync_parent_folder(image_path(out_.dir, batch[0]));
+  }
 }
 
 void ImageSinks::finish(int64_t num_samples) {

@@ -2,6 +2,7 @@
 // evaluator reads: one member `arr_0.npy` of uint8 (N, H, W, 3), the PNGs decoded one at a time
 // while the archive is written (io/npz.hpp), plus a JSON summary of the settings beside it.
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 
 #include "eoc/base/error.hpp"
@@ -70,7 +71,18 @@ ImageShape check_images(const std::string& dir, int64_t n) {
   return {first.size(0), first.size(1)};
 }
 
-void write_images_npz(const std::string& out, const std::string& dir, int64_t n, ImageShape shape) {
+// EOC_PACK_FORCE_ZIP64=1 gives the member ZIP64 headers whatever its size: a testing aid
+// (docs/FID.md), so CI checks the headers of a real 10 GB FID-50K npz on a small one.
+bool force_zip64_from_env() {
+  const char* v = std::getenv("EOC_PACK_FORCE_ZIP64");
+  if (!v || !*v || std::string(v) == "0") return false;
+  if (std::string(v) != "1") fail("EOC_PACK_FORCE_ZIP64 is '", v, "' (expected 1 or 0)");
+  log::info("EOC_PACK_FORCE_ZIP64=1: the npz member gets ZIP64 headers whatever its size (a testing aid)");
+  return true;
+}
+
+void write_images_npz(const std::string& out, const std::string& dir, int64_t n, ImageShape shape,
+                      bool force_zip64) {
   log::Progress progress("packing", n, "images");
   const uint64_t bytes = static_cast<uint64_t>(shape.height) * shape.width * 3;
   write_npz_stream(out, "arr_0.npy", npy_header("|u1", {n, shape.height, shape.width, 3}), n, bytes,
@@ -84,7 +96,8 @@ void write_images_npz(const std::string& out, const std::string& dir, int64_t n,
                             "x3 like image 0 (mixed folders cannot be packed)");
                      record.assign(static_cast<const char*>(img.data_ptr()), bytes);
                      progress.advance();
-                   });
+                   },
+                   force_zip64);
   progress.finish();
 }
 
@@ -116,13 +129,14 @@ void run_pack(const PackOptions& o) {
   if (o.out.empty()) fail("-o/--out: give the npz file to write");
   const std::string summary = fs::path(o.out).replace_extension(".json").string();
   if (summary == o.out) fail("-o '", o.out, "': expected a .npz file name (the settings go to a .json beside it)");
+  const bool force_zip64 = force_zip64_from_env();
   const auto records = read_run_records(o.dir);
   check_records_agree(records, o.dir);
   const int64_t n = pack_count(o, records);
   const ImageShape shape = check_images(o.dir, n);
   log::info(str("packing ", n, " images of ", shape.width, "x", shape.height, " from ", o.dir,
                 " (", records.size(), " run record(s) agree) into ", o.out));
-  write_images_npz(o.out, o.dir, n, shape);
+  write_images_npz(o.out, o.dir, n, shape, force_zip64);
   const std::string sha256 = sha256_file_hex(o.out);
   write_summary(summary, o, n, shape, records, sha256);
   log::info(str("wrote ", o.out, " (arr_0 uint8 ", n, "x", shape.height, "x", shape.width, "x3, ",

@@ -202,4 +202,26 @@ TEST(AtomicWrite, MissingFolderIsAnError) {
   EXPECT_THROW(eoc::read_file(dir.file("missing.txt")), eoc::Error);
 }
 
+// Atomic writes fsync the file before the rename and the folder after it; a failing fsync is a
+// write error naming the final path.
+TEST(AtomicWrite, SyncHelpers) {
+  TempDir dir;
+  const auto path = dir.file("out.txt");
+  eoc::write_file_atomic(path, "x");
+  eoc::sync_file(path, path);
+  eoc::sync_parent_folder(path);
+  eoc::sync_parent_folder("relative-name-in-the-working-folder.txt");  // folder "."
+  // procfs cannot fsync a file (EINVAL): an error naming the target, not the synced path.
+  auto msg = eoc_test::error_message([&] { eoc::sync_file("/proc/self/status", path); });
+  EXPECT_NE(msg.find("cannot write '" + path + "'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("fsync"), std::string::npos) << msg;
+  // ... nor a folder, which is skipped as a file system that cannot sync folders.
+  eoc::sync_parent_folder("/proc/self/status");
+  msg = eoc_test::error_message([&] { eoc::sync_file(dir.file("missing.txt"), path); });
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+  const auto lost = dir.file("no/such/folder/out.txt");
+  msg = eoc_test::error_message([&] { eoc::sync_parent_folder(lost); });
+  EXPECT_NE(msg.find(lost), std::string::npos) << msg;
+}
+
 }  // namespace

@@ -68,37 +68,150 @@ def pixel_dit(random_dits):
     return random_dits["pixel"]
 
 
-@pytest.fixture(scope="session")
-def shared_models_dir():
-    return os.path.abspath(os.path.join(REPO, "..", "shared", "models"))
+MODELS = os.path.join(REPO, "third_party", "models")
 
 
-@pytest.fixture(scope="session")
-def fmnist_ckpt(shared_models_dir):
-    path = os.path.join(shared_models_dir, "fmnist-dit-s4.pt")
+def _require_file(path, what):
+    """`path` if it is a file; otherwise fails the requesting test (never skips it)."""
     if not os.path.isfile(path):
-        pytest.skip(f"{path} not present")
+        pytest.fail(f"{what} {path} is missing (it is part of the repository; a broken "
+                    "checkout?)", pytrace=False)
     return path
 
 
 @pytest.fixture(scope="session")
+def fmnist_ckpt():
+    """The built-in model's official-layout checkpoint, third_party/models/fmnist-dit-s4.pt."""
+    return _require_file(os.path.join(MODELS, "fmnist-dit-s4.pt"), "checkpoint")
+
+
+@pytest.fixture(scope="session")
 def fmnist_ts():
-    path = os.path.join(REPO, "third_party", "models", "fmnist-dit-s4.ts")
-    if not os.path.isfile(path):
-        pytest.skip(f"{path} not present")
+    return _require_file(os.path.join(MODELS, "fmnist-dit-s4.ts"), "built-in model")
+
+
+def require_executable(path, what="eoc binary"):
+    """`path` if it is an executable file; otherwise fails the requesting test. A missing binary
+    is a broken build or a wrong $EOC_BINARY, never a reason to skip a test."""
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(f"{what} {path} is not built or not executable (build it with "
+                    "scripts/dev/bootstrap.sh, or point $EOC_BINARY at a built eoc)",
+                    pytrace=False)
     return path
 
 
 @pytest.fixture(scope="session")
 def eoc_bin():
-    """The eoc binary under test: $EOC_BINARY, else build/eoc in the repository."""
+    """The eoc binary under test: $EOC_BINARY (made absolute: tests run it from their own
+    folders), else build/eoc in the repository."""
     path = os.environ.get("EOC_BINARY") or os.path.join(REPO, "build", "eoc")
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        pytest.skip(f"eoc binary {path} not built (set EOC_BINARY or build into build/)")
-    return path
+    return require_executable(os.path.abspath(path))
 
 
 @pytest.fixture(scope="session")
 def builtin_model(fmnist_ts):
     """The built-in Fashion-MNIST model, third_party/models/fmnist-dit-s4.ts."""
     return fmnist_ts
+
+
+# --------------------------------------------------------------------------------------------
+# The session's counts, and skips: only the environment-dependent reasons below are allowed
+# --------------------------------------------------------------------------------------------
+
+# The start of a skip reason (the text given to pytest.skip) -> why that skip is legitimate: the
+# test cannot mean anything in this environment, through no fault of eoc or of the checkout. A
+# skip for any other reason fails the session. A missing binary, model or checkpoint is a
+# failure (see the fixtures above); so is a build without libzip ("this eoc build has no libzip",
+# test_fid_runs.py), because then `eoc pack` goes untested.
+ALLOWED_SKIPS = {
+    "running as root: permissions are not enforced":
+        "root writes into a read-only folder anyway, so the read-only case cannot be made "
+        "(test_cli_sampling.py::test_out_into_read_only_dir; CI runs as root)",
+    "mounting a tmpfs needs root":
+        "the full-file-system tests mount a 64 KiB tmpfs, which an unprivileged user cannot",
+    "cannot mount a tmpfs here":
+        "root without the mount privilege (a container without CAP_SYS_ADMIN) cannot mount "
+        "the 64 KiB tmpfs either",
+    "needs /proc to see when eoc's signal handlers are installed":
+        "without procfs the signal tests cannot tell when eoc is ready for the signal",
+    "the sampler finished before it could be killed":
+        "a timing race: on a fast machine the run ended before the signal was sent, so there "
+        "is nothing to interrupt (the test sends it only while the process runs)",
+    "the sampler finished before SIGTERM":
+        "the same timing race (test_fid_runs.py::test_sigterm_exits_143_without_temp_files)",
+    "eoc finished before the signal":
+        "the same timing race (test_reliability.py signal tests)",
+}
+
+_COUNTS = dict(passed=0, failed=0, errors=0, skipped=0, xfailed=0, xpassed=0)
+_SKIPS = []  # (node id, reason, why it is allowed or None)
+
+
+def _skip_reason(report):
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+
+
+def _record_skip(report):
+    reason = _skip_reason(report)
+    # EOC_TEST_NO_SKIPS=1 allows none (scripts/dev/test_sanitized.sh: there a sanitizer abort
+    # before a signal could be sent must not pass for a run that finished early).
+    allowed = {} if os.environ.get("EOC_TEST_NO_SKIPS") == "1" else ALLOWED_SKIPS
+    why = next((w for prefix, w in allowed.items() if reason.startswith(prefix)), None)
+    _SKIPS.append((report.nodeid, reason, why))
+    _COUNTS["skipped"] += 1
+
+
+def pytest_runtest_logreport(report):
+    if hasattr(report, "wasxfail"):
+        if report.skipped:
+            _COUNTS["xfailed"] += 1
+        elif report.passed and report.when == "call":
+            _COUNTS["xpassed"] += 1
+    elif report.skipped:
+        _record_skip(report)
+    elif report.failed:
+        _COUNTS["failed" if report.when == "call" else "errors"] += 1
+    elif report.passed and report.when == "call":
+        _COUNTS["passed"] += 1
+
+
+def pytest_collectreport(report):
+    if report.skipped:
+        _record_skip(report)
+    elif report.failed:
+        _COUNTS["errors"] += 1
+
+
+def _unexpected_skips():
+    return [(node, reason) for node, reason, why in _SKIPS if why is None]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _unexpected_skips() and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    tr = terminalreporter
+    unexpected = _unexpected_skips()
+    c = _COUNTS
+    tr.write_sep("=", "eoc test counts")
+    tr.write_line(f"eoc-pytest-counts: {c['passed']} passed, {c['failed']} failed, "
+                  f"{c['errors']} errors, {c['skipped']} skipped ({len(unexpected)} not allowed)"
+                  + (f", {c['xfailed']} xfailed, {c['xpassed']} xpassed"
+                     if c["xfailed"] or c["xpassed"] else ""))
+    for node, reason, why in _SKIPS:
+        if why is not None:
+            tr.write_line(f"allowed skip: {node}: {reason} -- allowed because {why}")
+    for node, reason in unexpected:
+        tr.write_line(f"SKIP NOT ALLOWED: {node}: {reason}", red=True, bold=True)
+    if unexpected and os.environ.get("EOC_TEST_NO_SKIPS") == "1":
+        tr.write_line(f"eoc: {len(unexpected)} test(s) skipped with EOC_TEST_NO_SKIPS=1, which "
+                      "allows no skip: the session fails.", red=True, bold=True)
+    elif unexpected:
+        tr.write_line(f"eoc: {len(unexpected)} test(s) skipped for a reason that is not in "
+                      "ALLOWED_SKIPS (tests/python/conftest.py): the session fails. Fix what "
+                      "the test needs, or, for a reason that depends only on the environment, "
+                      "add it there with why.", red=True, bold=True)

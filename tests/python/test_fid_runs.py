@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTAS
 # --------------------------------------------------------------------------------------------
 
 def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS + ("EOC_PACK_FORCE_ZIP64",)}
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -57,9 +58,9 @@ def temp_files(folder):
     return [f for f in os.listdir(str(folder)) if ".tmp." in f]
 
 
-def pack(eoc_bin, folder, out, *extra):
+def pack(eoc_bin, folder, out, *extra, env=None):
     proc = eoc(eoc_bin, ["-q", "pack", folder, "-o", out] + list(extra), os.path.dirname(str(out)),
-               check=False)
+               env=env, check=False)
     if "has no libzip" in proc.stderr:
         pytest.skip("this eoc build has no libzip (eoc pack)")
     assert proc.returncode == 0, proc.stderr
@@ -70,6 +71,27 @@ def arr0_bytes(npz):
     """The raw bytes of the arr_0.npy member (header + data)."""
     with zipfile.ZipFile(npz) as z:
         return z.read("arr_0.npy")
+
+
+def extra_fields(extra):
+    """A zip extra field as {header id: data}."""
+    fields = {}
+    while len(extra) >= 4:
+        tag, size = struct.unpack("<HH", extra[:4])
+        fields[tag] = extra[4:4 + size]
+        extra = extra[4 + size:]
+    return fields
+
+
+def local_header(npz, info):
+    """-> (version needed to extract, {id: data} of the extra field) of member `info`'s local
+    header, read from the file (zipfile reads only the central directory's)."""
+    with open(npz, "rb") as f:
+        f.seek(info.header_offset)
+        sig, version, _, _, _, _, _, _, _, name_len, extra_len = struct.unpack("<IHHHHHIIIHH", f.read(30))
+        assert sig == 0x04034B50, "no local file header at the member's offset"
+        f.read(name_len)
+        return version, extra_fields(f.read(extra_len))
 
 
 def wait_for(predicate, proc, timeout=300):
@@ -116,6 +138,47 @@ def test_pack_is_numpy_npz_with_settings(eoc_bin, reference_run):
     assert s["sampler"] == "ddim" and s["steps"] == 3 and s["cfg_scale"] == 1.0
     assert s["labels"] == "random" and s["seed_mode"] == "per-image" and s["num_samples"] == 200
     assert len(s["model"]["sha256"]) == 64 and "batch_size" not in s
+
+
+ZIP64 = 0x0001  # the ZIP64 extended information extra field
+ZIP64_VERSION = 45  # "version needed to extract" of a ZIP64 member (4.5)
+
+
+def test_pack_forced_zip64_matches_normal_pack(eoc_bin, reference_run, tmp_path):
+    """EOC_PACK_FORCE_ZIP64=1 (a testing aid, docs/FID.md) makes a 200-image pack take the path
+    of a real FID-50K npz (~10 GB): the member is streamed without a stated size, so libzip gives
+    it ZIP64 headers from the start (version 4.5, a ZIP64 extra field holding the 64-bit sizes in
+    the local header) and rewrites them after the data. numpy reads the same arr_0 as the normal
+    pack, whose headers (the control) are plain zip. libzip adds the central directory's ZIP64
+    field only for values over 4 GiB, which scripts/bench/bench_pack_large.sh checks."""
+    normal = reference_run["npz"]
+    forced = pack(eoc_bin, reference_run["dir"], tmp_path / "zip64.npz",
+                  env=clean_env(EOC_PACK_FORCE_ZIP64=1))
+    with zipfile.ZipFile(normal) as z:
+        (info,) = z.infolist()
+        version, local = local_header(normal, info)
+        assert version < ZIP64_VERSION and info.extract_version < ZIP64_VERSION
+        assert ZIP64 not in local and ZIP64 not in extra_fields(info.extra)
+        member_size = info.file_size
+    with zipfile.ZipFile(forced) as z:
+        assert z.testzip() is None  # the member's CRC-32 verified
+        (info,) = z.infolist()
+        assert info.filename == "arr_0.npy" and info.compress_type == zipfile.ZIP_STORED
+        assert info.file_size == info.compress_size == member_size
+        assert info.extract_version == ZIP64_VERSION  # central directory
+        version, local = local_header(forced, info)
+    assert version == ZIP64_VERSION and ZIP64 in local
+    # The local ZIP64 field: the 64-bit uncompressed and compressed sizes, rewritten after the data.
+    assert struct.unpack("<QQ", local[ZIP64][:16]) == (member_size, member_size)
+    assert arr0_bytes(forced) == arr0_bytes(normal)
+    with np.load(forced) as data, np.load(normal) as want:
+        assert list(data.keys()) == ["arr_0"] and data["arr_0"].shape == (200, 32, 32, 3)
+        assert (data["arr_0"] == want["arr_0"]).all()
+    # Only 1 (or 0 / unset) is accepted.
+    proc = eoc(eoc_bin, ["pack", reference_run["dir"], "-o", tmp_path / "bad.npz"], tmp_path,
+               env=clean_env(EOC_PACK_FORCE_ZIP64="yes"), check=False)
+    assert proc.returncode == 1 and "EOC_PACK_FORCE_ZIP64 is 'yes'" in proc.stderr, proc.stderr
+    assert not os.path.exists(tmp_path / "bad.npz")
 
 
 def test_three_shards_pack_equals_one_process(eoc_bin, reference_run, tmp_path):

@@ -18,6 +18,8 @@ import time
 import pytest
 import torch
 
+import export_dit
+import make_random_dit
 from test_cli_sampling import _check_clean_failure, _files_under, run_eoc
 
 THREADS = ["--threads", "1"]
@@ -176,6 +178,64 @@ def test_prior_for_another_run(eoc_bin, pixel_dit, latent_dit, prior, tmp_path, 
         expected = 'model.name "pixel"'
     line = fails_cleanly(eoc_bin, args, tmp_path)
     assert "was made for another run" in line and expected in line, line
+
+
+def another_run_line(prior_path, difference):
+    """The whole refusal line when exactly one prior field differs, named as the run settings
+    table (src/runs/run_settings.cpp) names it, values as JSON: nothing else may be listed."""
+    return f"eoc: error: prior '{prior_path}' was made for another run: {difference}"
+
+
+# One sampling setting changed from the prior's (DDIM, 4 steps with "even" respacing, eta 0,
+# cfg on channels "3"). DDIM4 spaces exactly (stride 250), so respacing ddim is a valid run; eta
+# needs the DDIM sampler. Everything else, the cache layout included, stays the prior's.
+OTHER_SETTING = {
+    "respacing": (["--respacing", "ddim"], 'respacing "even" (this run: "ddim")'),
+    "eta": (["--sampler", "ddim", "--eta", 0.5], "eta 0.0 (this run: 0.5)"),
+    "cfg_channels": (["--cfg-channels", "all"], 'cfg_channels "3" (this run: "all")'),
+}
+
+
+@pytest.mark.parametrize("field", sorted(OTHER_SETTING))
+def test_prior_for_another_setting(eoc_bin, pixel_dit, prior, tmp_path, field):
+    extra, difference = OTHER_SETTING[field]
+    line = fails_cleanly(eoc_bin, sample_with_prior(pixel_dit, prior, tmp_path) + extra, tmp_path)
+    assert line == another_run_line(prior, difference)
+
+
+@pytest.fixture(scope="module")
+def pixel_dit_other_weights(pixel_dit, tmp_path_factory):
+    """The pixel fixture's architecture with weights of another seed, exported from a checkpoint
+    of the same file name, so the model name ("pixel") and every shape match the prior's model
+    and only the file, hence model.sha256, differs."""
+    d = tmp_path_factory.mktemp("other_weights")
+    arch = {k: pixel_dit[k] for k in ("depth", "hidden", "patch", "input_size", "in_channels",
+                                      "num_classes", "learn_sigma")}
+    sd = make_random_dit.random_state_dict(**arch, seed=pixel_dit["seed"] + 100)
+    ckpt, ts = d / os.path.basename(pixel_dit["ckpt"]), d / os.path.basename(pixel_dit["ts"])
+    torch.save(sd, str(ckpt))
+    export_dit.export(str(ckpt), str(ts), num_heads=pixel_dit["heads"])
+    ours, theirs = torch.jit.load(str(ts)), torch.jit.load(pixel_dit["ts"])
+    assert ours.model_name == theirs.model_name == "pixel"
+    assert {k: v.shape for k, v in sd.items()} == {k: v.shape for k, v in pixel_dit["sd"].items()}
+    key = "final_layer.linear.weight"
+    assert not torch.equal(sd[key], pixel_dit["sd"][key])
+    return ts
+
+
+def test_prior_for_a_model_with_other_weights(eoc_bin, pixel_dit, pixel_dit_other_weights, prior,
+                                              tmp_path):
+    """The checksum branch alone: same name, same architecture, other weights."""
+    def sha256(path):
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    made_for, this_run = sha256(pixel_dit["ts"]), sha256(pixel_dit_other_weights)
+    assert made_for != this_run
+    args = sample_with_prior(pixel_dit, prior, tmp_path, model=pixel_dit_other_weights)
+    line = fails_cleanly(eoc_bin, args, tmp_path)
+    assert line == another_run_line(prior, f'model.sha256 "{made_for}" (this run: "{this_run}")')
+    assert "model.name" not in line
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import os
 import shutil
 import subprocess
 
-import pytest
+from conftest import require_executable
 
 DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "20",
             "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
@@ -22,10 +22,9 @@ def runtime_env(program, model, **env):
 
 
 def torch_program(eoc_bin):
-    path = os.path.join(os.path.dirname(eoc_bin), "eoc-torch")
-    if not os.access(path, os.X_OK):
-        pytest.skip(f"{path} not built")
-    return path
+    """eoc-torch beside the launcher; a test that needs it fails when it is not built."""
+    return require_executable(os.path.join(os.path.dirname(eoc_bin), "eoc-torch"),
+                              "eoc-torch (the program the eoc launcher starts)")
 
 
 def test_launcher_sets_the_defaults(eoc_bin, builtin_model):

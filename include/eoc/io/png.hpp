@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "eoc/io/files.hpp"
+
 namespace eoc {
 
 // (N, C, H, W) float in [-1, 1] -> (N, H, W, C) uint8 on the CPU.
@@ -13,8 +15,10 @@ at::Tensor to_uint8_hwc(const at::Tensor& images);
 
 // Encodes one (H, W, C) uint8 image (C = 1, 3) as PNG bytes.
 std::string encode_png(const at::Tensor& hwc);
-// Writes (H, W, C) uint8 atomically as PNG; `rgb` replicates grey to 3 channels.
-void write_png(const std::string& path, const at::Tensor& hwc, bool rgb = false);
+// Writes (H, W, C) uint8 atomically as PNG; `rgb` replicates grey to 3 channels. `folder` as
+// write_file_atomic.
+void write_png(const std::string& path, const at::Tensor& hwc, bool rgb = false,
+               FolderSync folder = FolderSync::now);
 // Lays (N, H, W, C) uint8 out in rows of `nrow` with a 2-pixel black border.
 at::Tensor make_grid(const at::Tensor& nhwc, int64_t nrow);
 

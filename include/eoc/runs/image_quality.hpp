@@ -1,13 +1,16 @@
 // Paired image quality against a reference (the uncached images of the same seeds).
-// Images are (N, C, H, W) float in [-1, 1] (data range 2).
+// Images are (N, C, H, W) float samples, nominally in [-1, 1] (data range 2). MSE, PSNR and the
+// largest difference are taken over the raw samples (what the sampler produced, before the
+// pixel conversion clamps them), so an error outside [-1, 1] still counts; SSIM, whose constants
+// assume the data range, over the samples clamped to [-1, 1]. PSNR pools the MSE of all images.
 #pragma once
 #include <ATen/ATen.h>
 
 namespace eoc {
 
 struct PairedQuality {
-  double mse = 0;   // mean over all pixels, on the [-1, 1] scale
-  double psnr = 0;  // dB, peak-to-peak 2; +inf for identical images
+  double mse = 0;   // mean over all values of all images
+  double psnr = 0;  // dB, 10 log10(2^2 / mse); +inf for identical images
   double ssim = 0;  // mean SSIM (11x11 Gaussian window, sigma 1.5), per channel, on [-1, 1]
   double max_abs = 0;
 };
