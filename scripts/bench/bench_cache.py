@@ -86,6 +86,8 @@ def bench(args, save):
             cache = available[label]
             plain_mse = None
             variants = [("none", ["--correct", "none"]), ("taylor", ["--correct", "taylor"])]
+            variants += [(f"taylor:{o}", ["--correct", f"taylor:{o}"])
+                         for o in args.taylor_orders.split(",") if o]
             for form in [f for f in args.forms.split(",") if f]:
                 prior = calibrate(args, calib_common, cache, form, args.work, f"{sname}-{label.replace(':', '')}", log)
                 variants.append((f"eoc-{form}", ["--prior", prior]))
@@ -145,6 +147,8 @@ def main():
                     help="correctors timed --repeats times (others once)")
     ap.add_argument("--forms", default=",".join(FORMS),
                     help="EOC forms to calibrate and evaluate ('' = none: plain and taylor only)")
+    ap.add_argument("--taylor-orders", default="",
+                    help="TaylorSeer orders to evaluate besides taylor (= taylor:1), e.g. 2,3,4")
     ap.add_argument("--calib-samples", type=int, default=48)
     ap.add_argument("--judge-samples", type=int, default=16)
     ap.add_argument("--calib-seed", type=int, default=1000)

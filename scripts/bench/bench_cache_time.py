@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Cache timing benchmark, interleaved: wall-time ratios of cached sampling against uncached
-and against plain caching, robust to a machine whose speed drifts while it runs.
+"""Cache timing benchmark, interleaved: time ratios of cached sampling against uncached and
+against plain caching, robust to a machine whose speed drifts while it runs.
 
 Each round runs every variant once (uncached, plain FORA, taylor, and EOC with the prior; or
-the --variants named), in an order rotated from round to round. A variant's ratio is the
-median over rounds of its time divided by the same round's uncached (or plain) time, so a
-slow spell hits numerator and denominator alike. Times are the sampling phase of
-`eoc sample --report` (loading excluded).
+the --variants named, which may include TaylorSeer's orders taylor:2 .. taylor:4), in an order
+rotated from round to round. A variant's ratio is the median over rounds of its time divided by
+the same round's uncached (or plain) time, so a slow spell hits numerator and denominator alike.
+Times are the sampling phase of `eoc sample --report` (loading excluded), wall seconds and,
+with --cpu, CPU seconds of all threads (timings_s.sample_cpu), the steadier measure here.
 Without --prior, one is calibrated first (eoc calibrate defaults: 48 samples of seed 1000).
 
 With --warm-up-batch every run samples one batch more, first, and two timings come from the
@@ -40,7 +41,10 @@ def sample_seconds(args, common, extra, work):
          "--report", report])
     timings = read_timings(report)
     if not args.warm_up_batch:
-        return {"sample": timings["sample"]}
+        out = {"sample": timings["sample"]}
+        if args.cpu:
+            out["sample cpu"] = timings["sample_cpu"]
+        return out
     first, later = first_and_later_batches(timings)
     return {"first batch": first, "steady": later}
 
@@ -58,16 +62,22 @@ def main():
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--variants", default="uncached,plain,taylor,eoc",
-                    help="which of uncached, plain, taylor, eoc to run (plain is needed)")
+                    help="which of uncached, plain, taylor, taylor:2..taylor:4, eoc to run "
+                         "(plain is needed)")
+    ap.add_argument("--cpu", action="store_true",
+                    help="also time CPU seconds of the sampling phase (not with --warm-up-batch)")
     ap.add_argument("--warm-up-batch", action="store_true",
                     help="sample one batch more first; time it and the rest apart")
     ap.add_argument("--out", required=True)
     ap.add_argument("--markdown")
     args = ap.parse_args()
     chosen = args.variants.split(",")
-    if "plain" not in chosen or not set(chosen) <= {"uncached", "plain", "taylor", "eoc"}:
+    orders = [f"taylor:{o}" for o in range(2, 5)]
+    if "plain" not in chosen or not set(chosen) <= {"uncached", "plain", "taylor", "eoc", *orders}:
         sys.exit(f"bench_cache_time: --variants {args.variants}: expected plain and any of "
-                 "uncached, taylor, eoc")
+                 "uncached, taylor, taylor:2..taylor:4, eoc")
+    if args.cpu and args.warm_up_batch:
+        sys.exit("bench_cache_time: --cpu times the whole sampling phase; drop --warm-up-batch")
     work = scratch_dir("eoc-bench-time-")
     common = ["--sampler", args.sampler, "--steps", str(args.steps), "--cfg-scale", str(args.cfg_scale),
               "--batch-size", str(args.batch_size)] + (["--model", args.model] if args.model else [])
@@ -79,6 +89,7 @@ def main():
     sample = common + ["--num-samples", str(total), "--seed", "0"]
     variants = {"uncached": [], "plain": ["--cache", args.cache],
                 "taylor": ["--cache", args.cache, "--correct", "taylor"],
+                **{o: ["--cache", args.cache, "--correct", o] for o in orders},
                 "eoc": ["--cache", args.cache, "--prior", prior]}
     names = [n for n in variants if n in chosen]
     times = {n: [] for n in names}  # per round: {phase: seconds}

@@ -5,7 +5,7 @@
 #   2. a subset of the Python CLI tests (CLI_TESTS below) with EOC_BINARY=build-asan/eoc: every
 #      command (sample, compare, calibrate, info, pack), every cache and corrector (none, fora:N,
 #      mask:, --warmup, taylor, taylor:O, eoc in the scale/extrapolate/taylor forms, local and
-#      trajectory judgment),
+#      trajectory judgment, the order search),
 #      --out-dir with a resume after SIGKILL, shards, signals, the NaN replay and error paths.
 # Any ASan report (LeakSanitizer at exit included) or UBSan report fails the run: the unit tests
 # stop on it; an eoc process aborts on it, which fails its test (see below).
@@ -58,6 +58,8 @@ CLI_TESTS=(
   # priors refused on load
   tests/python/test_eoc.py::test_each_form_matches_the_reference
   tests/python/test_eoc.py::test_trajectory_judgment_never_worse_on_its_judge_samples
+  # the trajectory judgment's forecast order search (eoc's default for the taylor form)
+  'tests/python/test_calibration_reference.py::test_calibration_matches_the_reference[cfg-taylor-trajectory-None]'
   tests/python/test_reliability.py::test_broken_prior
   # error paths: bad input, NaN outputs and their replay, signals
   tests/python/test_cli_sampling.py::test_bad_input_fails_cleanly

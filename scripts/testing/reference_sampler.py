@@ -4,7 +4,7 @@
     reference_sampler.py --model M.ts --sampler ddpm|ddim --steps N [--respacing even|ddim]
         [--eta E] --cfg-scale S [--cfg-channels 3|all] [--classes 1,2,3|random]
         --num-samples N --batch-size B --seed S --seed-mode official|per-image
-        [--cache none|fora:N|plan.npy] [--correct none|taylor] --out-raw out.npy [--threads T]
+        [--cache none|fora:N|plan.npy] [--correct none|taylor|taylor:O] --out-raw out.npy [--threads T]
 
 Written from the facts in ../shared/reference (official DiT / IDDPM diffusion math): float64 numpy
 schedule arrays, each coefficient extracted per step as float32 (`torch.from_numpy(a)[t].float()`),
@@ -26,6 +26,7 @@ Feature caching: a plan reuse[k][l][b] (k sampling step, 0 = noisiest; l block; 
 and multiplies it by the CURRENT step's gate. The cache holds the whole (CFG-doubled) batch.
 """
 import argparse
+import math
 import sys
 
 import numpy as np
@@ -199,8 +200,11 @@ def make_plan(cache, steps, depth):
 
 
 def load_prior(path):
-    """The parts of an eoc prior (docs/EOC.md) a corrector needs: form, per-step theta, halves,
-    and the per-(step, block, branch) vectors decoded from base64 float32 little-endian."""
+    """The parts of an eoc prior (docs/EOC.md) a corrector needs: form, per-step theta and
+    forecast order (version 2 priors: order 1), halves, the per-(step, block, branch) vectors
+    decoded from base64 float32 little-endian, and series_order: the highest order of a step
+    with theta != 0 when it is at least 2 (the corrector then keeps derivative estimates up to
+    it and forecasts with their series, also at order-1 steps), else 0 (F[p] and tau)."""
     import base64
     import json
     with open(path) as f:
@@ -210,34 +214,71 @@ def load_prior(path):
     for e in doc["vectors"]["entries"]:
         raw = np.frombuffer(base64.b64decode(e["data"]), dtype="<f4").reshape(2, d)
         vectors[(e["step"], e["block"], 0 if e["branch"] == "attn" else 1)] = torch.from_numpy(raw.copy())
-    return dict(form=doc["form"], theta=list(doc["step_theta"]), vectors=vectors,
-                halves=2 if float(doc["assumes"]["cfg_scale"]) > 1.0 else 1)
+    theta = list(doc["step_theta"])
+    order = list(doc.get("step_order", [1] * len(theta)))
+    highest = max([o for o, t in zip(order, theta) if t != 0.0], default=0)
+    return dict(form=doc["form"], theta=theta, order=order, series_order=highest if highest > 1 else 0,
+                vectors=vectors, halves=2 if float(doc["assumes"]["cfg_scale"]) > 1.0 else 1)
+
+
+def taylor_order(correct):
+    """The order O of "taylor:O" (2..4); 0 for every other corrector ("taylor" is order 1,
+    kept as its own first-order formula)."""
+    if not correct.startswith("taylor:"):
+        return 0
+    order = int(correct[len("taylor:"):])
+    if not 1 <= order <= 4:
+        raise ValueError(f"taylor order {order} is not 1..4")
+    return order if order > 1 else 0
 
 
 class FeatureCache:
     """Per (block, branch): the last two computed un-gated outputs and their step indices.
-    correct: "none" (F[r]), "taylor" (F[r] + tau (F[r] - F[p])) or "eoc" with `prior` from
-    load_prior: theta_k times the form's correction (scale: F[r] (1 + theta E); extrapolate:
-    F[r] + theta W (F[r] - F[p]); taylor: F[r] + theta tau (F[r] - F[p])), the vectors per CFG half."""
+    correct: "none" (F[r]), "taylor" (F[r] + tau (F[r] - F[p])), "taylor:O" (TaylorSeer: at each
+    computed step k, D0 = F and D(i+1) = (Di - Di_old) / (k - k_old) for as many orders as earlier
+    computed steps allow, at most O; a reused step j gets sum_i Di (j - k)^i / i!) or "eoc" with
+    `prior` from load_prior: theta_k times the form's correction (scale: F[r] (1 + theta E);
+    extrapolate: F[r] + theta W (F[r] - F[p]); taylor: F[r] + theta tau (F[r] - F[p]), or with a
+    prior's series_order, F[r] + theta sum_(i <= order_k) Di (j - k)^i / i!), the vectors per CFG
+    half."""
 
     def __init__(self, correct="none", prior=None):
-        if correct not in ("none", "taylor", "eoc"):
-            raise ValueError(f"unknown corrector '{correct}' (none, taylor or eoc)")
+        self.order = taylor_order(correct)
+        if correct == "taylor:1":
+            correct = "taylor"
+        if correct not in ("none", "taylor", "eoc") and not self.order:
+            raise ValueError(f"unknown corrector '{correct}' (none, taylor, taylor:O or eoc)")
         if (correct == "eoc") != (prior is not None):
             raise ValueError("correct='eoc' needs a prior (and only it)")
         self.correct = correct
         self.prior = prior
+        if correct == "eoc":
+            self.order = prior.get("series_order", 0)
         self.entries = {}  # (l, b) -> [(k_r, F_r), (k_p, F_p) or None]
+        self.derivatives = {}  # taylor:O: (l, b) -> (k_r, [D0 = F_r, D1, ...])
 
     def store(self, l, b, k, value):
         prev = self.entries.get((l, b))
         self.entries[(l, b)] = [(k, value), prev[0] if prev is not None else None]
+        if self.order:
+            new = [value]
+            if (l, b) in self.derivatives:
+                k_old, old = self.derivatives[(l, b)]
+                for i in range(min(self.order, len(old))):
+                    new.append((new[i] - old[i]) / (k - k_old))
+            self.derivatives[(l, b)] = (k, new)
 
     def fetch(self, l, b, k):
         entry = self.entries.get((l, b))
         if entry is None:
             raise ValueError(f"step {k} reuses block {l} branch {b} before it was computed")
         (r, f_r), older = entry
+        if self.order and self.correct != "eoc":
+            r, d = self.derivatives[(l, b)]
+            out = d[0]
+            for i in range(1, len(d)):
+                out = out + ((k - r) ** i / math.factorial(i)) * d[i]
+            return out
         if self.correct == "none":
             return f_r
         if self.correct == "taylor":
@@ -252,6 +293,12 @@ class FeatureCache:
         theta = pr["theta"][k]
         if theta == 0.0:
             return f_r
+        if pr["form"] == "taylor" and pr.get("series_order"):
+            r, d = self.derivatives[(l, b)]
+            out = d[0]
+            for i in range(1, min(pr["order"][k], len(d) - 1) + 1):
+                out = out + (theta * ((k - r) ** i / math.factorial(i))) * d[i]
+            return out
         if pr["form"] == "taylor":
             if older is None:
                 return f_r
@@ -341,6 +388,73 @@ def guided_output(model, x, t_orig, y, cfg_scale, cfg_channels, step=None, reuse
     return torch.cat([guided, rest[:b]], dim=1)
 
 
+def start_batch(start, b, shape, num_classes, labels, seed, seed_mode, use_cfg):
+    """Images start..start+b-1: x_T (b, *shape), labels y (b,) int64, and `draw_noise(needed)`,
+    the noise of one sampling step (b, *shape) or None, called once per step in step order.
+    `labels` is a list over all images or "random". official: from torch's global stream, which
+    the caller seeds once per run (torch.manual_seed(seed)) before the first batch; a step's
+    noise is drawn whether or not it is needed (rows 2b with CFG, of which the first b are used).
+    per-image: from each image's own generator; a step draws only when needed."""
+    if seed_mode == "official":
+        x = torch.randn(b, *shape)
+        if labels == "random":
+            y = torch.randint(0, num_classes, (b,))
+        else:
+            y = torch.tensor(labels[start:start + b], dtype=torch.int64)
+
+        def draw_noise(needed):
+            # IDDPM's p_sample and ddim_sample both call randn_like (DDIM with eta 0 ignores it).
+            return torch.randn(2 * b if use_cfg else b, *shape)[:b]
+        return x, y, draw_noise
+    gens = [torch.Generator().manual_seed(image_seed(seed, start + j)) for j in range(b)]
+    x = torch.stack([torch.randn(*shape, generator=g) for g in gens])
+    if labels == "random":
+        y = torch.tensor([per_image_label(seed, start + j, num_classes) for j in range(b)],
+                         dtype=torch.int64)
+    else:
+        y = torch.tensor(labels[start:start + b], dtype=torch.int64)
+
+    def draw_noise(needed):
+        return torch.stack([torch.randn(*shape, generator=g) for g in gens]) if needed else None
+    return x, y, draw_noise
+
+
+def sampler_step(sched, sampler, eta, k, x, out, noise):
+    """x at sampling step k (0 = noisiest) to step k + 1, from the guided model output `out`
+    (eps, then the variance values when out has 2C channels) and the step's noise (None where
+    none was drawn; DDPM always needs it)."""
+    C = x.shape[1]
+    learn_sigma = out.shape[1] == 2 * C
+    i = sched.num_steps - 1 - k  # respaced index, counts down
+    eps = out[:, :C]
+    ex = Schedule.extract
+    pred_x0 = (ex(sched.sqrt_recip_alphas_cumprod, i) * x
+               - ex(sched.sqrt_recipm1_alphas_cumprod, i) * eps)
+    mask = 1.0 if i != 0 else 0.0
+    if sampler == "ddpm":
+        if learn_sigma:
+            v = out[:, C:]
+            min_log = ex(sched.posterior_log_variance_clipped, i)
+            max_log = ex(sched.log_betas, i)
+            frac = (v + 1) / 2
+            log_var = frac * max_log + (1 - frac) * min_log
+        else:
+            log_var = ex(sched.fixed_large_log_variance, i).expand(x.shape)
+        mean = (ex(sched.posterior_mean_coef1, i) * pred_x0
+                + ex(sched.posterior_mean_coef2, i) * x)
+        return mean + mask * torch.exp(0.5 * log_var) * noise
+    eps2 = ((ex(sched.sqrt_recip_alphas_cumprod, i) * x - pred_x0)
+            / ex(sched.sqrt_recipm1_alphas_cumprod, i))
+    abar = ex(sched.alphas_cumprod, i)
+    abar_prev = ex(sched.alphas_cumprod_prev, i)
+    sigma = (eta * torch.sqrt((1 - abar_prev) / (1 - abar))
+             * torch.sqrt(1 - abar / abar_prev))
+    mean_pred = pred_x0 * torch.sqrt(abar_prev) + torch.sqrt(1 - abar_prev - sigma ** 2) * eps2
+    if noise is not None:
+        return mean_pred + mask * sigma * noise
+    return mean_pred
+
+
 def sample(model, sampler="ddpm", steps=250, respacing="even", eta=0.0, cfg_scale=1.0,
            cfg_channels="3", classes=None, num_samples=1, batch_size=None, seed=0,
            seed_mode="official", cache=None, correct="none", return_labels=False, callback=None,
@@ -366,8 +480,6 @@ def sample(model, sampler="ddpm", steps=250, respacing="even", eta=0.0, cfg_scal
     depth = int(model.depth)
     plan = make_plan(cache, S, depth)
     C, H = int(model.in_channels), int(model.input_size)
-    out_ch = int(model.out_channels)
-    learn_sigma = out_ch == 2 * C
     K = int(model.num_classes)
     labels = resolve_labels(classes, num_samples, K)
     batch_size = num_samples if not batch_size else int(batch_size)
@@ -381,66 +493,15 @@ def sample(model, sampler="ddpm", steps=250, respacing="even", eta=0.0, cfg_scal
             torch.manual_seed(int(seed))
         for start in range(0, num_samples, batch_size):
             b = min(batch_size, num_samples - start)
-            gens = None
-            if seed_mode == "official":
-                x = torch.randn(b, *shape)
-                if labels == "random":
-                    y = torch.randint(0, K, (b,))
-                else:
-                    y = torch.tensor(labels[start:start + b], dtype=torch.int64)
-            else:
-                gens = [torch.Generator().manual_seed(image_seed(seed, start + j)) for j in range(b)]
-                x = torch.stack([torch.randn(*shape, generator=g) for g in gens])
-                if labels == "random":
-                    y = torch.tensor([per_image_label(seed, start + j, K) for j in range(b)],
-                                     dtype=torch.int64)
-                else:
-                    y = torch.tensor(labels[start:start + b], dtype=torch.int64)
+            x, y, draw_noise = start_batch(start, b, shape, K, labels, seed, seed_mode, use_cfg)
             used_labels.extend(int(v) for v in y)
             fcache = FeatureCache(correct, load_prior(prior) if correct == "eoc" else None) \
                 if plan is not None else None
             for k in range(S):
-                i = S - 1 - k  # respaced index, counts down
-                t_orig = sched.timesteps[i]
+                t_orig = sched.timesteps[S - 1 - k]
                 reuse = plan[k] if plan is not None else None
                 out = guided_output(model, x, t_orig, y, cfg_scale, cfg_channels, k, reuse, fcache)
-                eps = out[:, :C]
-                ex = Schedule.extract
-                pred_x0 = (ex(sched.sqrt_recip_alphas_cumprod, i) * x
-                           - ex(sched.sqrt_recipm1_alphas_cumprod, i) * eps)
-                noise = None
-                # The official stream draws at every step, as IDDPM's p_sample and ddim_sample
-                # both call randn_like (DDIM with eta 0 then ignores it).
-                if draws_noise or seed_mode == "official":
-                    if seed_mode == "official":
-                        noise = torch.randn(2 * b if use_cfg else b, *shape)[:b]
-                    else:
-                        noise = torch.stack([torch.randn(*shape, generator=g) for g in gens])
-                mask = 1.0 if i != 0 else 0.0
-                if sampler == "ddpm":
-                    if learn_sigma:
-                        v = out[:, C:]
-                        min_log = ex(sched.posterior_log_variance_clipped, i)
-                        max_log = ex(sched.log_betas, i)
-                        frac = (v + 1) / 2
-                        log_var = frac * max_log + (1 - frac) * min_log
-                    else:
-                        log_var = ex(sched.fixed_large_log_variance, i).expand(x.shape)
-                    mean = (ex(sched.posterior_mean_coef1, i) * pred_x0
-                            + ex(sched.posterior_mean_coef2, i) * x)
-                    x = mean + mask * torch.exp(0.5 * log_var) * noise
-                else:
-                    eps2 = ((ex(sched.sqrt_recip_alphas_cumprod, i) * x - pred_x0)
-                            / ex(sched.sqrt_recipm1_alphas_cumprod, i))
-                    abar = ex(sched.alphas_cumprod, i)
-                    abar_prev = ex(sched.alphas_cumprod_prev, i)
-                    sigma = (eta * torch.sqrt((1 - abar_prev) / (1 - abar))
-                             * torch.sqrt(1 - abar / abar_prev))
-                    mean_pred = pred_x0 * torch.sqrt(abar_prev) + torch.sqrt(1 - abar_prev - sigma ** 2) * eps2
-                    if noise is not None:
-                        x = mean_pred + mask * sigma * noise
-                    else:
-                        x = mean_pred
+                x = sampler_step(sched, sampler, eta, k, x, out, draw_noise(draws_noise))
                 if callback is not None:
                     callback(start, k, t_orig, x)
             results.append(x)
@@ -469,7 +530,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seed-mode", choices=["official", "per-image"], default="official")
     ap.add_argument("--cache", default="none", help="none, fora:N, or a .npy bool (steps, depth, 2)")
-    ap.add_argument("--correct", choices=["none", "taylor", "eoc"], default="none")
+    ap.add_argument("--correct", default="none",
+                    choices=["none", "taylor", "eoc"] + [f"taylor:{o}" for o in range(1, 5)])
     ap.add_argument("--prior", help="eoc prior JSON (with --correct eoc)")
     ap.add_argument("--out-raw", required=True, help=".npy file for float32 (N, C, H, W) samples")
     ap.add_argument("--out-labels", default=None, help="optional .npy file for the int64 labels")

@@ -11,15 +11,26 @@ class PlainCorrector final : public Corrector {
   Correction correction(int64_t, int64_t, Branch, const CachedFeature&) const override { return {}; }
 };
 
+// Order 1 keeps F[p] and forms the difference inside the fused update (its long-standing
+// formula, kept bit for bit); higher orders keep their derivative estimates.
 class TaylorCorrector final : public Corrector {
  public:
-  std::string name() const override { return "taylor"; }
-  bool needs_previous() const override { return true; }
+  explicit TaylorCorrector(int order) : order_(order) {
+    EOC_ASSERT(order >= 1 && order <= kMaxTaylorOrder, "taylor order ", order);
+  }
+  std::string name() const override {
+    return order_ == 1 ? "taylor" : "taylor:" + std::to_string(order_);
+  }
+  History history() const override { return order_ == 1 ? History{true, 0} : History{false, order_}; }
   Correction correction(int64_t step, int64_t, Branch, const CachedFeature& e) const override {
     Correction c;
-    c.trend = taylor_tau(step, e);
+    if (order_ == 1) c.trend = taylor_tau(step, e);
+    else c.series = taylor_series(step, e, e.derivatives.size());
     return c;
   }
+
+ private:
+  int order_;
 };
 
 // (rows, T, D) -> (halves, rows / halves, T, D), so a (halves, 1, 1, D) vector broadcasts.
@@ -38,6 +49,9 @@ at::Tensor corrected_feature(const Correction& c, const CachedFeature& e) {
   at::Tensor out = e.value;
   if (c.scale_vec.defined()) out = (by_halves(out, c.scale_vec) * c.scale_vec).view_as(e.value);
   else if (c.scale != 1.0) out = out * c.scale;
+  EOC_ASSERT(c.series.size() <= e.derivatives.size(), c.series.size(),
+             " series terms for an entry with ", e.derivatives.size(), " derivatives");
+  for (size_t i = 0; i < c.series.size(); ++i) out = at::add(out, e.derivatives[i], c.series[i]);
   if (!c.has_trend()) return out;
   EOC_ASSERT(e.previous.defined(), "a trend correction for an entry without F[p]");
   const auto diff = e.value - e.previous;
@@ -58,6 +72,19 @@ const Corrector& plain_corrector() {
   static const PlainCorrector plain;
   return plain;
 }
-std::unique_ptr<Corrector> make_taylor_corrector() { return std::make_unique<TaylorCorrector>(); }
+std::unique_ptr<Corrector> make_taylor_corrector(int order) {
+  return std::make_unique<TaylorCorrector>(order);
+}
+
+std::vector<double> taylor_series(int64_t step, const CachedFeature& e, size_t count) {
+  std::vector<double> series;
+  const double dt = static_cast<double>(step - e.step);
+  double term = 1.0;
+  for (size_t i = 1; i <= count; ++i) {
+    term *= dt / static_cast<double>(i);
+    series.push_back(term);
+  }
+  return series;
+}
 
 }  // namespace eoc

@@ -156,12 +156,13 @@ void judge_local(const Calibration& cal, const JudgeBatch& j, EocCorrector& corr
       }
     const auto out = cal.loop.run(x, k, j.labels, truth);
     if (!candidates.empty()) {
-      StepJudgment s{k, 0.0, prior.thetas, {}};
+      StepJudgment s{k, 0.0, prior.thetas, {}, 1, {}};
       for (const auto& cand : candidates)
         s.errors.push_back(mse(cand.narrow(1, 0, c), out.narrow(1, 0, c)));
       s.theta = s.candidates[std::min_element(s.errors.begin(), s.errors.end()) - s.errors.begin()];
       corrector.set_step_theta(k, s.theta);
       prior.step_theta[k] = s.theta;
+      if (s.theta == 0.0) prior.step_order[k] = 0;
       prior.judged.push_back(s);
     }
     x = cal.step(k, x, out, j.noise[k]);
@@ -170,42 +171,82 @@ void judge_local(const Calibration& cal, const JudgeBatch& j, EocCorrector& corr
   progress.finish();
 }
 
-// Trajectory judgment: in step order, each reused step's strength is chosen by the error of the
-// FINAL images of the cached trajectory (earlier steps at their chosen strengths, later ones at
-// 1). Candidates: 0 (plain), 1 (the correction as fitted/forecast) and the least-squares optimum
-// on the line through their final images, clamped to the theta range. theta = 1's result is the
-// previous choice's trajectory, so a step costs one or two runs from that step to the end.
+// Trajectory judgment: in step order, each reused step's strength (and, with max_order > 1, its
+// forecast order) is chosen by the error of the FINAL images of the cached trajectory (earlier
+// steps at their choices, later ones at theta 1 with the base order). Orders: the base order is
+// the fixed order whose trajectory (every reused step at theta 1) ends closest to the uncached
+// images, so the search starts from the best fixed forecast and never ends worse than it on the
+// judge images. Candidates per step: theta 0 (plain), theta 1 at the base order (the previous
+// choice's trajectory, no run), theta 1 at every other order, and the least-squares optimum on
+// the line from theta 0 to theta 1 of the best of those orders (the final image is close to
+// affine in theta), clamped to the theta range. With max_order 1 a step costs one or two runs
+// from that step to the end; each further order adds one.
 void judge_trajectory(const Calibration& cal, const JudgeBatch& j, EocCorrector& corrector,
-                      EocPrior& prior) {
+                      int max_order, EocPrior& prior) {
   const double lo = *std::min_element(prior.thetas.begin(), prior.thetas.end());
   const double hi = *std::max_element(prior.thetas.begin(), prior.thetas.end());
   const auto steps = reused_steps(cal.plan);
   const int64_t end = cal.steps();
-  TrajectoryState state{0, j.x_T, CacheSession(cal.plan, corrector)};
-  at::Tensor current = advance(cal, j, state, end).x;  // all theta = 1
+  const TrajectoryState start{0, j.x_T, CacheSession(cal.plan, corrector)};
+  auto all_at = [&](int order) {
+    for (const int64_t k : steps) corrector.set_step(k, 1.0, order);
+    return advance(cal, j, start, end).x;
+  };
+  int base = 1;
+  at::Tensor current = all_at(1);
+  if (max_order > 1) {
+    prior.fixed_order_errors = {mse(current, j.reference)};
+    std::vector<at::Tensor> finals{current};
+    for (int o = 2; o <= max_order; ++o) {
+      finals.push_back(all_at(o));
+      prior.fixed_order_errors.push_back(mse(finals.back(), j.reference));
+    }
+    const auto& e = prior.fixed_order_errors;
+    base = static_cast<int>(std::min_element(e.begin(), e.end()) - e.begin()) + 1;
+    current = finals[base - 1];
+    for (const int64_t k : steps) corrector.set_step(k, 1.0, base);
+    std::string errors;
+    for (double x : e) errors += (errors.empty() ? "" : ", ") + str(x);
+    log::info(str("judging (trajectory): final-image errors of the fixed orders 1..", max_order,
+                  ": ", errors, "; starting from order ", base));
+  }
+  TrajectoryState state = start;
   log::Progress progress("judging (trajectory)", static_cast<long>(steps.size()), "reused steps");
   for (const int64_t k : steps) {
     state = advance(cal, j, state, k);
-    auto final_with = [&](double theta) {
-      corrector.set_step_theta(k, theta);
+    auto final_with = [&](double theta, int order) {
+      corrector.set_step(k, theta, order);
       return advance(cal, j, state, end).x;
     };
-    const at::Tensor at_one = current, at_zero = final_with(0.0);
-    const auto d = at_one - at_zero, r = j.reference - at_zero;
+    StepJudgment s{k, 1.0, {}, {}, base, {}};
+    std::vector<at::Tensor> finals;
+    auto add = [&](double theta, int order, const at::Tensor& final) {
+      s.candidates.push_back(theta);
+      s.orders.push_back(theta == 0.0 ? 0 : order);
+      s.errors.push_back(mse(final, j.reference));
+      finals.push_back(final);
+    };
+    add(0.0, base, final_with(0.0, base));
+    add(1.0, base, current);
+    for (int o = 1; o <= max_order; ++o)
+      if (o != base) add(1.0, o, final_with(1.0, o));
+    // The best order at theta 1 gives the line's far end.
+    size_t far = 1;
+    for (size_t i = 2; i < s.errors.size(); ++i)
+      if (s.errors[i] < s.errors[far]) far = i;
+    const int far_order = s.orders[far];
+    const auto d = finals[far] - finals[0], r = j.reference - finals[0];
     const double dd = (d * d).sum().item<double>();
-    double best = dd > 0 ? std::clamp((r * d).sum().item<double>() / dd, lo, hi) : 1.0;
-    StepJudgment s{k, 1.0, {0.0, 1.0}, {mse(at_zero, j.reference), mse(at_one, j.reference)}};
-    std::vector<at::Tensor> finals{at_zero, at_one};
-    if (std::fabs(best) > 1e-3 && std::fabs(best - 1.0) > 1e-3) {
-      finals.push_back(final_with(best));
-      s.candidates.push_back(best);
-      s.errors.push_back(mse(finals.back(), j.reference));
-    }
+    const double best = dd > 0 ? std::clamp((r * d).sum().item<double>() / dd, lo, hi) : 1.0;
+    if (std::fabs(best) > 1e-3 && std::fabs(best - 1.0) > 1e-3) add(best, far_order, final_with(best, far_order));
     const size_t pick = std::min_element(s.errors.begin(), s.errors.end()) - s.errors.begin();
     s.theta = s.candidates[pick];
+    s.order = s.orders[pick];
     current = finals[pick];
-    corrector.set_step_theta(k, s.theta);
+    corrector.set_step(k, s.theta, s.theta == 0.0 ? base : s.order);
     prior.step_theta[k] = s.theta;
+    prior.step_order[k] = s.order;
+    if (max_order == 1) s.orders.clear();  // every candidate is order 1: the prior stays as before
     prior.judged.push_back(s);
     progress.advance();
   }
@@ -235,8 +276,16 @@ EocPrior calibrate_eoc(const BlockLoop& loop, const SamplerOptions& sampler,
   prior.form = settings.form;
   prior.judgment = settings.judgment;
   prior.thetas = settings.thetas;
+  EOC_ASSERT(settings.max_order >= 1 && settings.max_order <= kMaxTaylorOrder &&
+                 (settings.max_order == 1 ||
+                  (settings.form == EocForm::taylor && settings.judgment == Judgment::trajectory)),
+             "a forecast order search up to ", settings.max_order, " for this form or judgment");
   prior.step_theta.assign(cal.steps(), 0.0);
-  for (int64_t k : reused_steps(plan)) prior.step_theta[k] = 1.0;
+  prior.step_order.assign(cal.steps(), 0);
+  for (int64_t k : reused_steps(plan)) {
+    prior.step_theta[k] = 1.0;
+    prior.step_order[k] = settings.max_order;  // the corrector keeps what the search may use
+  }
   if (form_has_vectors(settings.form)) fit_vectors(cal, images, prior);
 
   EocCorrector corrector(prior, loop.guidance().batch_multiplier(), loop.model().device(),
@@ -244,7 +293,7 @@ EocPrior calibrate_eoc(const BlockLoop& loop, const SamplerOptions& sampler,
   JudgeBatch j = make_judge_batch(cal, images);
   j.reference = uncached_final(cal, j);
   if (settings.judgment == Judgment::local) judge_local(cal, j, corrector, prior);
-  else judge_trajectory(cal, j, corrector, prior);
+  else judge_trajectory(cal, j, corrector, settings.max_order, prior);
   return prior;
 }
 

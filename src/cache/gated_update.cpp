@@ -31,6 +31,9 @@ struct FusedTerm {
   float scale, trend;
   int64_t rows_per_half;
   int scale_mode, trend_mode;
+  int series_count;  // derivative terms (taylor:O); never with a scale or a trend
+  const float* derivative[kMaxTaylorOrder];
+  float series[kMaxTaylorOrder];
 };
 
 // Rows [first, last) of the tokens (flat index over rows x T) += gate * F_hat of one term.
@@ -53,6 +56,26 @@ inline void update_rows(float* tokens, const FusedTerm& a, int64_t first, int64_
       if constexpr (kScale == kVector) x = x * sv[j];
       if constexpr (kTrend == kScalar) x = x + trend * (f[j] - p[j]);
       if constexpr (kTrend == kVector) x = x + tv[j] * (f[j] - p[j]);
+      t[j] = t[j] + g[j] * x;
+    }
+  }
+}
+
+// The same for a forecast over kCount derivative estimates: x = F + c1 D1 + c2 D2 + ..., added
+// in order as corrected_feature does.
+template <int kCount>
+inline void update_rows_series(float* tokens, const FusedTerm& a, int64_t first, int64_t last,
+                               int64_t tokens_per_row, int64_t d) {
+  for (int64_t i = first; i < last; ++i) {
+    const int64_t row = i / tokens_per_row, offset = i * d;
+    float* __restrict__ t = tokens + offset;
+    const float* __restrict__ g = a.gate + row * a.gate_stride;
+    const float* __restrict__ f = a.value + offset;
+    const float* __restrict__ dv[kCount];
+    for (int s = 0; s < kCount; ++s) dv[s] = a.derivative[s] + offset;
+    for (int64_t j = 0; j < d; ++j) {
+      float x = f[j];
+      for (int s = 0; s < kCount; ++s) x = x + a.series[s] * dv[s][j];
       t[j] = t[j] + g[j] * x;
     }
   }
@@ -81,6 +104,13 @@ __attribute__((target_clones("avx2", "default"))) void apply_terms(
     const int64_t last = std::min(end, first + block);
     for (size_t k = 0; k < count; ++k) {
       const auto& a = terms[k];
+      switch (a.series_count) {
+        case 0: break;
+        case 1: update_rows_series<1>(tokens, a, first, last, tokens_per_row, d); continue;
+        case 2: update_rows_series<2>(tokens, a, first, last, tokens_per_row, d); continue;
+        case 3: update_rows_series<3>(tokens, a, first, last, tokens_per_row, d); continue;
+        default: update_rows_series<4>(tokens, a, first, last, tokens_per_row, d); continue;
+      }
       switch (a.scale_mode) {
         case kNone: update_rows_with<kNone>(tokens, a, first, last, tokens_per_row, d); break;
         case kScalar: update_rows_with<kScalar>(tokens, a, first, last, tokens_per_row, d); break;
@@ -111,9 +141,15 @@ const float* vector_data(const at::Tensor& v, int64_t rows, int64_t d, int64_t& 
   return v.data_ptr<float>();
 }
 
-void check_trend(const GatedTerm& term) {
-  EOC_ASSERT(!term.correction.has_trend() || term.entry.previous.defined(),
+void check_term(const GatedTerm& term) {
+  const auto& c = term.correction;
+  EOC_ASSERT(!c.has_trend() || term.entry.previous.defined(),
              "a trend correction for an entry without F[p]");
+  EOC_ASSERT(!c.has_series() || (!c.has_scale() && !c.has_trend() &&
+                                 c.series.size() <= term.entry.derivatives.size() &&
+                                 c.series.size() <= static_cast<size_t>(kMaxTaylorOrder)),
+             "a series of ", c.series.size(), " terms for an entry with ",
+             term.entry.derivatives.size(), " derivatives");
 }
 
 bool fusable(const at::Tensor& tokens, const GatedTerm& term) {
@@ -121,6 +157,8 @@ bool fusable(const at::Tensor& tokens, const GatedTerm& term) {
   const auto& c = term.correction;
   const auto& gate = term.gate;
   // The tokens need not be contiguous: add_gated_terms copies them into a contiguous tensor.
+  for (size_t s = 0; s < c.series.size(); ++s)
+    if (!usable(term.entry.derivatives[s])) return false;
   return tokens.dim() == 3 && tokens.sizes() == f.sizes() && gate.dim() == 2 &&
          gate.size(0) == f.size(0) && gate.size(1) == f.size(2) && gate.stride(1) == 1 &&
          gate.device().is_cpu() && gate.scalar_type() == at::kFloat && tokens.device().is_cpu() &&
@@ -146,6 +184,11 @@ FusedTerm fused_term(const GatedTerm& term) {
   a.rows_per_half = rows / halves;
   a.scale_mode = c.scale_vec.defined() ? kVector : c.scale != 1.0 ? kScalar : kNone;
   a.trend_mode = c.trend_vec.defined() ? kVector : c.has_trend() ? kScalar : kNone;
+  a.series_count = static_cast<int>(c.series.size());
+  for (int s = 0; s < a.series_count; ++s) {
+    a.derivative[s] = term.entry.derivatives[s].data_ptr<float>();
+    a.series[s] = static_cast<float>(c.series[s]);
+  }
   return a;
 }
 
@@ -189,7 +232,7 @@ at::Tensor add_terms_with_aten(at::Tensor tokens, const std::vector<GatedTerm>& 
 at::Tensor add_gated_terms(at::Tensor tokens, const std::vector<GatedTerm>& terms) {
   bool fused = true;
   for (const auto& term : terms) {
-    check_trend(term);
+    check_term(term);
     fused = fused && fusable(tokens, term);
   }
   if (!fused) return add_terms_with_aten(std::move(tokens), terms);

@@ -1,5 +1,7 @@
 #include "eoc/cache/plan.hpp"
 
+#include <algorithm>
+
 #include "eoc/base/error.hpp"
 
 namespace eoc {
@@ -25,6 +27,13 @@ CachePlan CachePlan::fora(int64_t steps, int64_t depth, int64_t interval) {
 
 void CachePlan::set_reuse(int64_t step, int64_t block, Branch b, bool reuse) {
   reuse_[index(step, block, b)] = reuse ? 1 : 0;
+}
+
+void CachePlan::compute_first(int64_t k) {
+  EOC_ASSERT(k >= 0 && k <= steps_, "a warm-up of ", k, " steps of ", steps_);
+  if (k == 0) return;
+  std::fill(reuse_.begin(), reuse_.begin() + k * depth_ * 2, 0);
+  spec_ += "+warmup:" + std::to_string(k);
 }
 
 bool CachePlan::step_reuses_any(int64_t step) const { return reused_in_step(step) > 0; }

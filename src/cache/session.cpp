@@ -45,7 +45,7 @@ CacheSession::CacheSession(Kind kind, CachePlan plan, const Corrector& corrector
 
 CacheSession::CacheSession(CachePlan plan, const Corrector& corrector)
     : CacheSession(Kind::cached, plan, corrector,
-                   FeatureCache(plan.depth(), corrector.needs_previous())) {}
+                   FeatureCache(plan.depth(), corrector.history())) {}
 
 CacheSession CacheSession::uncached(int64_t steps, int64_t depth) {
   return CacheSession(Kind::uncached, CachePlan::none(steps, depth), plain_corrector(),

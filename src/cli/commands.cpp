@@ -69,11 +69,13 @@ void add_sampling_flags(CLI::App* cmd, SamplingOptions& o) {
 
 void add_cache_flags(CLI::App* cmd, CacheOptions& o) {
   add_parsed(cmd, "--cache", o.plan, parse_cache_spec, "none | fora:N | mask:FILE.json", "none");
-  add_parsed(
-      cmd, "--correct", o.correct,
-      [](const std::string& t) { return parse_choice("--correct", t, kCorrectorNames); },
-      "What a reused feature becomes: none | taylor | eoc (default: eoc with --prior, else none)",
-      "");
+  cmd->add_option("--warmup", o.warmup,
+                  "Compute every branch of the first K steps whatever the cache plan says")
+      ->capture_default_str();
+  add_parsed(cmd, "--correct", o.correct, parse_corrector,
+             "What a reused feature becomes: none | taylor (first order) | taylor:O (TaylorSeer's "
+             "forecast of order O = 1..4) | eoc (default: eoc with --prior, else none)",
+             "");
   cmd->add_option("--prior", o.prior, "EOC prior from `eoc calibrate`");
 }
 
@@ -163,6 +165,9 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
   add_model_flags(cmd, o->model);
   add_sampling_flags(cmd, o->sampling);
   add_parsed(cmd, "--cache", o->cache, parse_cache_spec, "Cache plan the prior is for", "fora:3");
+  cmd->add_option("--warmup", o->warmup,
+                  "Compute every branch of the first K steps whatever the cache plan says")
+      ->capture_default_str();
   add_choice(cmd, "--eoc-form", o->form, kEocFormNames, "scale | extrapolate | taylor");
   cmd->add_option("--eoc-thetas", o->thetas,
                   "Strengths: the local judgment's grid; the trajectory judgment's range "
@@ -171,6 +176,9 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
   add_choice(cmd, "--judgment", o->judgment, kJudgmentNames,
              "trajectory (each step's strength by the final images' error, greedily in step "
              "order) | local (the step's guided output error)");
+  cmd->add_option("--max-order", o->max_order,
+                  "Highest forecast order the judgment may choose per step (taylor form, "
+                  "trajectory judgment; default 4; 1 = the first-order forecast only)");
   cmd->add_option("--judge-samples", o->judge_samples, "Samples held out from the fit for the judgment")
       ->capture_default_str();
   cmd->add_option("--out", o->out, "Prior JSON to write")->required();

@@ -71,4 +71,22 @@ CacheSpec parse_cache_spec(const std::string& text) {
   fail("--cache '", text, "' is not one of: none, fora:N, mask:FILE.json");
 }
 
+CorrectorSpec parse_corrector(const std::string& text) {
+  CorrectorSpec spec;
+  if (text.rfind("taylor:", 0) == 0) {
+    long long order = 0;
+    if (!parse_int(text.substr(7), order) || order < 1 || order > kMaxTaylorOrder)
+      fail("--correct '", text, "': the Taylor order must be 1..", kMaxTaylorOrder, " (e.g. taylor:2)");
+    spec.kind = CorrectorChoice::taylor;
+    spec.order = static_cast<int>(order);
+    return spec;
+  }
+  if (const auto kind = kCorrectorNames.parse(text)) {
+    spec.kind = *kind;
+    return spec;
+  }
+  fail("--correct '", text, "' is not one of: none, taylor, taylor:O (O = 1..", kMaxTaylorOrder,
+       "), eoc");
+}
+
 }  // namespace eoc::cli

@@ -22,8 +22,22 @@ namespace {
 
 std::vector<double> default_thetas() { return {0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5}; }
 
+// --max-order's value, its default resolved.
+int max_order(const CalibrateOptions& o) {
+  if (o.max_order != 0) return o.max_order;
+  const bool searches = o.form == EocForm::taylor && o.judgment == Judgment::trajectory;
+  return searches ? kMaxTaylorOrder : 1;
+}
+
 // The options that need no model, checked before it loads.
 void check_calibrate_options(const CalibrateOptions& o, const std::vector<double>& thetas) {
+  if (o.max_order < 0 || o.max_order > kMaxTaylorOrder)
+    fail("--max-order ", o.max_order, " is out of range (expected 1..", kMaxTaylorOrder, ")");
+  if (max_order(o) > 1 && o.form != EocForm::taylor)
+    fail("--max-order ", o.max_order, ": the ", eoc_form_name(o.form),
+         " form has no forecast orders (only --eoc-form taylor does)");
+  if (max_order(o) > 1 && o.judgment != Judgment::trajectory)
+    fail("--max-order ", o.max_order, ": orders are chosen by the trajectory judgment only");
   for (double t : thetas)
     if (!std::isfinite(t) || t < 0.0 || t > 4.0)
       fail("--eoc-thetas: ", t, " is out of range (expected 0..4)");
@@ -59,12 +73,14 @@ void print_summary(const EocPrior& prior) {
   for (const auto& s : prior.judged) {
     double plain = std::numeric_limits<double>::quiet_NaN(), chosen = plain;
     for (size_t i = 0; i < s.candidates.size(); ++i) {
+      const bool same_order = s.orders.empty() || s.orders[i] == s.order;
       if (s.candidates[i] == 0.0) plain = s.errors[i];
-      if (s.candidates[i] == s.theta) chosen = s.errors[i];
+      if (s.candidates[i] == s.theta && same_order) chosen = s.errors[i];
     }
     char line[160];
-    std::snprintf(line, sizeof(line), "step %3lld: plain error %.4g, corrected %.4g, theta %.3g",
-                  static_cast<long long>(s.step), plain, chosen, s.theta);
+    std::snprintf(line, sizeof(line), "step %3lld: plain error %.4g, corrected %.4g, theta %.3g%s",
+                  static_cast<long long>(s.step), plain, chosen, s.theta,
+                  s.orders.empty() || s.theta == 0.0 ? "" : str(", order ", s.order).c_str());
     log::info(line);
   }
 }
@@ -74,15 +90,18 @@ void print_summary(const EocPrior& prior) {
 void run_calibrate(const CalibrateOptions& o) {
   Stopwatch total;
   const CalibrationSettings settings{o.form, o.judgment,
-                                     o.thetas.empty() ? default_thetas() : o.thetas};
+                                     o.thetas.empty() ? default_thetas() : o.thetas, max_order(o)};
   check_calibrate_options(o, settings.thetas);
 
   const RunSetup run = prepare_run(o.model, o.sampling);
-  const auto plan = make_cache_plan(o.cache, run.steps(), run.model->config().depth);
+  const auto plan = make_cache_plan(o.cache, run.steps(), run.model->config().depth, o.warmup);
   if (plan.reused_total() == 0)
     fail("--cache '", o.cache.text(), "' reuses nothing: there is nothing to calibrate");
   const bool fits = form_has_vectors(o.form);
   const CalibrationImages images = calibration_images(run, o.judge_samples, fits);
+  // The official stream is seeded once per run, as sample and compare do: the fit batches, then
+  // the judge batch, draw from it in that order.
+  if (run.seed_mode == SeedMode::official) seed_global(run.seed);
 
   PriorFile file;
   file.prior = calibrate_eoc(run.block_loop(), run.sampler, plan, settings, images);
@@ -93,7 +112,8 @@ void run_calibrate(const CalibrateOptions& o) {
       {"eoc_version", EOC_VERSION}, {"num_samples", run.num_samples}, {"fit_samples", fitted},
       {"judge_samples", images.judge.size()}, {"seed", run.seed},
       {"seed_mode", seed_mode_name(run.seed_mode)}, {"classes", classes_json(o.sampling.classes)},
-      {"batch_size", run.batch_size}, {"seconds", total.seconds()}};
+      {"batch_size", run.batch_size}, {"max_order", settings.max_order},
+      {"seconds", total.seconds()}};
   save_prior(o.out, file);
   print_summary(file.prior);
   log::info(str("wrote prior ", o.out, " (", eoc_form_name(o.form), " form, ",

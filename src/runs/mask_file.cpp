@@ -91,7 +91,9 @@ std::string CacheSpec::text() const {
   return "?";
 }
 
-CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth) {
+namespace {
+
+CachePlan plan_of(const CacheSpec& spec, int64_t steps, int64_t depth) {
   switch (spec.kind) {
     case CacheSpec::Kind::none:
       return CachePlan::none(steps, depth);
@@ -104,6 +106,16 @@ CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth) {
   if (!std::filesystem::is_regular_file(spec.mask_path, ec))
     fail("--cache '", spec.text(), "': mask file '", spec.mask_path, "' does not exist");
   return plan_from_mask_json(read_file(spec.mask_path), spec.mask_path, steps, depth);
+}
+
+}  // namespace
+
+CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, int64_t warmup) {
+  if (warmup < 0 || warmup > steps)
+    fail("--warmup ", warmup, " is out of range (expected 0..", steps, ", the step count)");
+  CachePlan plan = plan_of(spec, steps, depth);
+  plan.compute_first(warmup);
+  return plan;
 }
 
 }  // namespace eoc

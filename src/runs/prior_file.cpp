@@ -119,11 +119,26 @@ PriorSizes read_assumptions(const PriorReader& r, const json& a) {
 
 json judged_json(const std::vector<StepJudgment>& judged) {
   json out = json::array();
-  for (const auto& j : judged)
-    out.push_back({{"step", j.step}, {"theta", j.theta}, {"candidates", j.candidates},
-                   {"errors", j.errors}});
+  for (const auto& j : judged) {
+    json entry = {{"step", j.step}, {"theta", j.theta}, {"candidates", j.candidates},
+                  {"errors", j.errors}};
+    if (!j.orders.empty()) {
+      entry["order"] = j.order;
+      entry["orders"] = j.orders;
+    }
+    out.push_back(entry);
+  }
   return out;
 }
+
+std::vector<int> step_orders(const EocPrior& p) {
+  std::vector<int> orders;
+  for (size_t k = 0; k < p.step_theta.size(); ++k)
+    orders.push_back(p.step_theta[k] == 0.0 ? 0 : p.order_at(static_cast<int64_t>(k)));
+  return orders;
+}
+
+bool valid_order(int64_t o) { return o >= 0 && o <= kMaxTaylorOrder; }
 
 json vectors_json(const EocPrior& p, int64_t hidden_size) {
   json entries = json::array();
@@ -147,9 +162,35 @@ std::vector<StepJudgment> read_judged(const PriorReader& r, const json& doc) {
     s.candidates = r.field(j, "candidates", T::array, "judged[].").get<std::vector<double>>();
     s.errors = r.field(j, "errors", T::array, "judged[].").get<std::vector<double>>();
     if (s.candidates.size() != s.errors.size()) r.bad("judged[] candidates and errors differ in length");
+    if (j.contains("orders")) {
+      s.orders = r.field(j, "orders", T::array, "judged[].").get<std::vector<int>>();
+      s.order = r.field(j, "order", T::number_integer, "judged[].").get<int>();
+      if (s.orders.size() != s.candidates.size()) r.bad("judged[] candidates and orders differ in length");
+    }
     judged.push_back(s);
   }
   return judged;
+}
+
+// step_order (version 3; version 2 priors are order 1 throughout) and the order search's record.
+void read_orders(const PriorReader& r, const json& doc, int version, EocPrior& p) {
+  using T = json::value_t;
+  if (version < 3) return;
+  for (const auto& o : r.field(doc, "step_order", T::array, "")) {
+    if (!o.is_number_integer() || !valid_order(o.get<int64_t>()))
+      r.bad(str("step_order holds ", o.dump(), " (expected 0..", kMaxTaylorOrder, ")"));
+    p.step_order.push_back(o.get<int>());
+  }
+  if (p.step_order.size() != p.step_theta.size())
+    r.bad(str("step_order has ", p.step_order.size(), " entries for ", p.step_theta.size(), " steps"));
+  for (size_t k = 0; k < p.step_theta.size(); ++k)
+    if (p.step_theta[k] != 0.0 && p.step_order[k] == 0)
+      r.bad(str("step_order is 0 at step ", k, ", whose theta is ", p.step_theta[k]));
+  if (p.highest_order() > 1 && p.form != EocForm::taylor)
+    r.bad(str("step_order reaches ", p.highest_order(), ", but the ", eoc_form_name(p.form),
+              " form has order 1 only"));
+  if (doc.contains("fixed_order_errors"))
+    p.fixed_order_errors = r.field(doc, "fixed_order_errors", T::array, "").get<std::vector<double>>();
 }
 
 // Every vector entry, checked against the sizes and against blowing features up at its step.
@@ -191,9 +232,11 @@ PriorFile read_prior_document(const std::string& path) {
   const PriorReader r(doc, path);
   if (!doc.is_object() || doc.value("format", std::string()) != PriorFile::kFormat)
     r.bad("\"format\" is not \"eoc-prior\"");
-  if (!doc.contains("version") || doc["version"] != PriorFile::kVersion)
-    fail("prior '", path, "' has version ", doc.value("version", json()).dump(),
-         ", this eoc reads version ", PriorFile::kVersion, " (re-run eoc calibrate)");
+  const json version = doc.value("version", json());
+  if (!version.is_number_integer() || version.get<int64_t>() < PriorFile::kOldestVersion ||
+      version.get<int64_t>() > PriorFile::kVersion)
+    fail("prior '", path, "' has version ", version.dump(), ", this eoc reads versions ",
+         PriorFile::kOldestVersion, " to ", PriorFile::kVersion, " (re-run eoc calibrate)");
   const std::string checksum = r.field(doc, "checksum", T::string, "").get<std::string>();
   json body = doc;
   body.erase("checksum");
@@ -216,6 +259,7 @@ PriorFile read_prior_document(const std::string& path) {
     r.bad(str("step_theta has ", p.step_theta.size(), " entries for ", sizes.steps, " steps"));
   for (double t : p.step_theta)
     if (!std::isfinite(t) || std::fabs(t) > kMaxTheta) r.bad(str("step_theta holds ", t));
+  read_orders(r, doc, static_cast<int>(version.get<int64_t>()), p);
   p.judged = read_judged(r, doc);
   read_vectors(r, doc, sizes, p);
   file.calibration = doc.contains("calibration") ? doc["calibration"] : json::object();
@@ -236,10 +280,12 @@ void save_prior(const std::string& path, const PriorFile& file) {
       {"judgment", judgment_name(p.judgment)},
       {"thetas", p.thetas},
       {"step_theta", p.step_theta},
+      {"step_order", step_orders(p)},
       {"judged", judged_json(p.judged)},
       {"vectors", vectors_json(p, hidden->get<int64_t>())},
       {"calibration", file.calibration.is_null() ? json::object() : file.calibration},
   };
+  if (!p.fixed_order_errors.empty()) doc["fixed_order_errors"] = p.fixed_order_errors;
   doc["checksum"] = sha256_hex(doc.dump());
   write_file_atomic(path, doc.dump(1) + "\n");
 }

@@ -111,13 +111,14 @@ RunSetup prepare_run(const ModelOptions& mo, const SamplingOptions& so) {
 }
 
 CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
-  CacheSetup c{make_cache_plan(o.plan, run.steps(), run.model->config().depth), nullptr, "", "", ""};
+  CacheSetup c{make_cache_plan(o.plan, run.steps(), run.model->config().depth, o.warmup), nullptr,
+               "", "", ""};
   if (run.whole_forward && c.plan.reused_total() > 0)
     fail("--whole-forward runs the module's forward and cannot cache: use it with --cache none");
   const CorrectorChoice choice =
-      o.correct != CorrectorChoice::automatic ? o.correct
-      : o.prior.empty()                       ? CorrectorChoice::none
-                                              : CorrectorChoice::eoc;
+      o.correct.kind != CorrectorChoice::automatic ? o.correct.kind
+      : o.prior.empty()                            ? CorrectorChoice::none
+                                                   : CorrectorChoice::eoc;
   c.corrector_name = kCorrectorNames.name(choice);
   if (choice == CorrectorChoice::eoc && o.prior.empty())
     fail("--correct eoc needs --prior PRIOR.json (from eoc calibrate)");
@@ -129,7 +130,8 @@ CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
       c.corrector = make_plain_corrector();
       break;
     case CorrectorChoice::taylor:
-      c.corrector = make_taylor_corrector();
+      c.corrector = make_taylor_corrector(o.correct.order);
+      c.corrector_name = c.corrector->name();
       break;
     case CorrectorChoice::eoc: {
       const auto file = load_prior(o.prior);
@@ -142,7 +144,7 @@ CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
     }
   }
   if (choice != CorrectorChoice::none && c.plan.reused_total() == 0)
-    log::warn("--correct " + c.corrector_name + " has no effect: cache plan '" + o.plan.text() +
+    log::warn("--correct " + c.corrector_name + " has no effect: cache plan '" + c.plan.spec() +
               "' reuses nothing");
   return c;
 }

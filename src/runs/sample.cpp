@@ -99,7 +99,7 @@ std::vector<int64_t> plan_sample_indices(const OutputOptions& out, const RunFact
 
 // What the sampling phase measured.
 struct SampleTimes {
-  double sample = 0, write = 0, total = 0;
+  double sample = 0, sample_cpu = 0, write = 0, total = 0;
   std::vector<double> batches;  // per batch, its sinks included
 };
 
@@ -131,8 +131,8 @@ nlohmann::json sample_report(const RunFacts& facts, const CacheSetup& cache, con
       {"shard", {{"index", shard.index}, {"count", shard.count}, {"source", shard.source}}},
       {"cache_stats", cache_stats_json(stats, facts.run.model->config())},
       {"timings_s", {{"load", facts.run.load_seconds}, {"sample", times.sample},
-                     {"write", times.write}, {"total", times.total},
-                     {"batches", times.batches}}},
+                     {"sample_cpu", times.sample_cpu}, {"write", times.write},
+                     {"total", times.total}, {"batches", times.batches}}},
       {"images_per_second", count > 0 ? count / times.sample : 0.0},
       {"steady_images_per_second", steady_images_per_second(batches, times.batches)},
       {"memory", {{"peak_host_bytes", peak_host_memory_bytes()},
@@ -174,6 +174,7 @@ void run_sample(const SampleOptions& options) {
   log::Progress progress("sampling", count * run.steps(),
                          str("image-steps (", count, " images x ", run.steps(), " steps)"));
   Stopwatch sampling;
+  CpuStopwatch sampling_cpu;
   for (const auto& batch : batches) {
     Stopwatch batch_time;
     CacheSession session(cache.plan, *cache.corrector);
@@ -187,6 +188,7 @@ void run_sample(const SampleOptions& options) {
   }
   progress.finish();
   times.sample = sampling.seconds();
+  times.sample_cpu = sampling_cpu.seconds();
 
   Stopwatch writing;
   sinks.finish(run.num_samples);

@@ -115,7 +115,9 @@ TEST(Prior, RoundTrip) {
   // The file records what it is.
   const auto doc = read_json(path);
   EXPECT_EQ(doc["format"], "eoc-prior");
-  EXPECT_EQ(doc["version"], 2);
+  EXPECT_EQ(doc["version"], 3);
+  EXPECT_EQ(doc["step_order"], json::array({0, 1, 0}));  // 0 where theta is 0
+  EXPECT_FALSE(doc["judged"][0].contains("orders"));     // no order search: none recorded
   EXPECT_EQ(doc["checksum"].get<std::string>().size(), 64u);
 }
 
@@ -186,8 +188,67 @@ TEST(Prior, MissingFileIsRefused) {
 TEST(Prior, OtherVersionIsRefused) {
   TempDir dir;
   const auto path = dir.file("p.json");
-  const auto msg = load_error_after_edit(path, [](json& doc) { doc["version"] = 3; });
-  EXPECT_NE(msg.find("version"), std::string::npos) << msg;
+  for (int version : {1, 4}) {
+    const auto msg = load_error_after_edit(path, [&](json& doc) { doc["version"] = version; });
+    EXPECT_NE(msg.find("version " + std::to_string(version)), std::string::npos) << msg;
+  }
+}
+
+// Version 2 (before forecast orders) has no step_order: order 1 wherever theta is not 0.
+TEST(Prior, Version2ReadsAsOrderOne) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  eoc::save_prior(path, sample_prior());
+  auto doc = read_json(path);
+  doc["version"] = 2;
+  doc.erase("step_order");
+  write_signed(path, doc);
+  const auto q = eoc::load_prior(path).prior;
+  EXPECT_TRUE(q.step_order.empty());
+  EXPECT_EQ(q.order_at(1), 1);
+  EXPECT_EQ(q.highest_order(), 1);
+}
+
+TEST(Prior, OrdersRoundTrip) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  auto f = sample_prior();
+  f.prior.form = EocForm::taylor;
+  f.prior.judgment = eoc::Judgment::trajectory;
+  f.prior.vectors.clear();
+  f.prior.step_theta = {0.0, 0.5, 1.0};
+  f.prior.step_order = {0, 3, 1};
+  f.prior.fixed_order_errors = {0.4, 0.3, 0.35, 0.5};
+  f.prior.judged = {{1, 0.5, {0.0, 1.0, 1.0, 0.5}, {0.3, 0.2, 0.25, 0.1}, 3, {0, 3, 1, 3}},
+                    {2, 1.0, {0.0, 1.0}, {0.3, 0.2}, 1, {0, 1}}};
+  eoc::save_prior(path, f);
+  const auto q = eoc::load_prior(path).prior;
+  EXPECT_EQ(q.step_order, f.prior.step_order);
+  EXPECT_EQ(q.highest_order(), 3);
+  EXPECT_EQ(q.fixed_order_errors, f.prior.fixed_order_errors);
+  ASSERT_EQ(q.judged.size(), 2u);
+  EXPECT_EQ(q.judged[0].order, 3);
+  EXPECT_EQ(q.judged[0].orders, f.prior.judged[0].orders);
+}
+
+TEST(Prior, BadOrdersAreRefused) {
+  TempDir dir;
+  const auto path = dir.file("p.json");
+  // sample_prior: scale form, theta 1 at step 1 only.
+  const std::vector<std::pair<std::function<void(json&)>, std::string>> cases = {
+      {[](json& d) { d["step_order"] = {0, 5, 0}; }, "step_order holds 5"},
+      {[](json& d) { d["step_order"] = {0, -1, 0}; }, "step_order holds -1"},
+      {[](json& d) { d["step_order"] = {0, 1}; }, "step_order has 2 entries for 3 steps"},
+      {[](json& d) { d["step_order"] = {0, 0, 0}; }, "step_order is 0 at step 1"},
+      {[](json& d) { d["step_order"] = {0, 2, 0}; }, "the scale form has order 1 only"},
+      {[](json& d) { d.erase("step_order"); }, "step_order is missing"},
+      {[](json& d) { d["judged"][0]["orders"] = {0, 1}; d["judged"][0]["order"] = 1; },
+       "candidates and orders differ in length"},
+  };
+  for (const auto& [edit, want] : cases) {
+    const auto msg = load_error_after_edit(path, edit);
+    EXPECT_NE(msg.find(want), std::string::npos) << msg;
+  }
 }
 
 TEST(Prior, WrongFormatIsRefused) {
@@ -485,6 +546,44 @@ TEST(EocCorrector, SetStepThetaRescales) {
   EXPECT_TRUE(at::equal(c.correct(1, 0, Branch::attn, e), e.value));
   c.set_step_theta(2, 1.0);  // step 2 has no vectors: plain
   EXPECT_TRUE(at::equal(c.correct(2, 0, Branch::attn, e), e.value));
+}
+
+// Orders above 1: the corrector keeps derivative estimates up to the highest order used and
+// forecasts each step with theta times the Taylor series of that step's order.
+TEST(EocCorrector, TaylorOrdersScaleTheSeries) {
+  auto p = sample_prior().prior;
+  p.form = EocForm::taylor;
+  p.vectors.clear();
+  p.step_theta = {0.0, 0.5, 2.0};
+  p.step_order = {0, 1, 3};
+  const auto c = corrector_of(p);
+  EXPECT_EQ(c->history().order, 3);
+  EXPECT_FALSE(c->history().previous);
+  CachedFeature e = cfg_entry(0, -1);
+  e.derivatives = {at::full_like(e.value, 1.0), at::full_like(e.value, 10.0), at::full_like(e.value, 100.0)};
+  // Step 2 from r = 0: dt = 2, order 3: F + 2 (2 D1 + 2 D2 + 4/3 D3).
+  const auto at2 = c->correct(2, 0, Branch::mlp, e);
+  EXPECT_TRUE(at::allclose(at2, e.value + 2.0 * (2.0 + 20.0 + 400.0 / 3.0), 1e-5, 1e-4));
+  // Step 1 is order 1 (series of D1 only): F + 0.5 * 1 * D1.
+  EXPECT_TRUE(at::allclose(c->correct(1, 0, Branch::mlp, e), e.value + 0.5, 1e-6, 1e-6));
+  // Fewer estimates than the order (early steps): the series stops where they do.
+  e.derivatives.resize(1);
+  EXPECT_TRUE(at::allclose(c->correct(2, 0, Branch::mlp, e), e.value + 2.0 * 2.0, 1e-6, 1e-6));
+  // Calibration may lower a step's order within what the cache keeps, not raise it above.
+  c->set_step(2, 1.0, 2);
+  EXPECT_EQ(c->step_order(2), 2);
+  EXPECT_THROW(c->set_step(2, 1.0, 4), eoc::InternalError);
+}
+
+// A taylor prior of order 1 keeps F[p] and its first-order formula (as before orders existed).
+TEST(EocCorrector, TaylorOrderOneKeepsThePreviousValue) {
+  auto p = sample_prior().prior;
+  p.form = EocForm::taylor;
+  p.vectors.clear();
+  p.step_order = {0, 1, 0};
+  const auto c = corrector_of(p);
+  EXPECT_TRUE(c->history().previous);
+  EXPECT_EQ(c->history().order, 0);
 }
 
 TEST(EocCorrector, TaylorScalesTheForecast) {

@@ -254,6 +254,48 @@ def test_fora3_matches_reference(eoc_bin, cache_model, tmp_path, correct):
     assert np.abs(want - plain).max() > 10 * TOL
 
 
+@pytest.mark.parametrize("correct", ["taylor:2", "taylor:3", "taylor:4"])
+def test_taylor_orders_match_reference(eoc_bin, cache_model, tmp_path, correct):
+    """TaylorSeer's forecasts of order 2-4 against the reference's own implementation. fora:2
+    over 10 steps computes steps 0, 1, 3, 5, 7, 9 (uneven at first), so the reused steps 2, 4, 6
+    and 8 forecast from 1, 2, 3 and 4 derivative estimates."""
+    model, _ = cache_model
+    base = cli_args(model, **CACHE_SETTINGS)
+    got = sample_raw(eoc_bin, tmp_path, base + ["--cache", "fora:2", "--correct", correct])
+    want = reference(model, cache="fora:2", correct=correct, **CACHE_SETTINGS)
+    assert_close(got, want)
+    # The order matters: each differs from the first-order forecast.
+    first = reference(model, cache="fora:2", correct="taylor", **CACHE_SETTINGS)
+    assert np.abs(want - first).max() > 10 * TOL
+
+
+def test_taylor_1_is_taylor(eoc_bin, builtin_model, tmp_path):
+    """`taylor:1` is today's `taylor`, bit for bit, and the run records name it the same."""
+    base = cli_args(builtin_model, **CACHE_SETTINGS) + ["--cache", "fora:3"]
+    one = sample_raw(eoc_bin, tmp_path, base + ["--correct", "taylor:1", "--report", tmp_path / "r1.json"],
+                     "one.npy")
+    plain = sample_raw(eoc_bin, tmp_path, base + ["--correct", "taylor", "--report", tmp_path / "r.json"],
+                       "taylor.npy")
+    assert np.array_equal(one, plain)
+    names = [json.loads((tmp_path / r).read_text())["settings"]["cache"]["correct"] for r in ("r1.json", "r.json")]
+    assert names == ["taylor", "taylor"]
+
+
+def test_warmup_computes_the_first_steps(eoc_bin, builtin_model, tmp_path):
+    """--warmup K computes every branch of steps 0..K-1 whatever the plan says, and says so in
+    the plan's name; later steps follow the plan."""
+    report = tmp_path / "r.json"
+    base = cli_args(builtin_model, **CACHE_SETTINGS) + ["--cache", "fora:2", "--correct", "taylor:2"]
+    sample_raw(eoc_bin, tmp_path, base + ["--warmup", 4, "--report", report])
+    r = json.loads(report.read_text())
+    assert r["settings"]["cache"]["spec"] == "fora:2+warmup:4"
+    reused = r["cache_stats"]["reused_per_step"]
+    assert reused[:4] == [0, 0, 0, 0] and reused[4] > 0 and reused[6] > 0
+    proc = run_eoc(eoc_bin, ["sample"] + base + ["--warmup", 11, "--out-raw", tmp_path / "x.npy"], tmp_path,
+                   check=False)
+    assert proc.returncode == 1 and "--warmup 11 is out of range (expected 0..10" in proc.stderr
+
+
 def test_bf16_sampling_close_to_fp32_and_forecast_still_helps(eoc_bin, builtin_model, tmp_path):
     """`--dtype bf16` (the ATen path of the hook's residual update, which CUDA takes too): the
     trained model's images stay close to fp32 ones (measured: MSE 1.3e-4 on this model), and

@@ -73,15 +73,39 @@ def test_all_zero_strengths_give_the_plain_cached_result(eoc_bin, latent_dit, tm
 
 
 def test_trajectory_judgment_never_worse_on_its_judge_samples(eoc_bin, latent_dit, tmp_path):
-    """The greedy keeps the current strength unless a candidate lowers the final error, so the
-    chosen error never exceeds the error at theta = 1 recorded for the same step."""
+    """The greedy keeps the current strength and order unless a candidate lowers the final error,
+    so the chosen error is the smallest recorded for the step, and the last step's (the final
+    error of the whole prior) is at most the best fixed order's (eoc's default searches orders
+    1..4, starting from the best of them)."""
     prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), "taylor", [])
     doc = json.load(open(prior))
     assert doc["judgment"] == "trajectory" and doc["judged"]
+    fixed = doc["fixed_order_errors"]
+    assert len(fixed) == 4
     for j in doc["judged"]:
-        chosen = j["errors"][j["candidates"].index(j["theta"])]
+        pairs = list(zip(j["candidates"], j["orders"]))
+        chosen = j["errors"][pairs.index((j["theta"], j["order"] if j["theta"] != 0.0 else 0))]
         assert chosen <= min(j["errors"]) + 1e-12
-        assert 0.0 in j["candidates"] and 1.0 in j["candidates"]
+        assert (0.0, 0) in pairs and sorted({o for t, o in pairs if t == 1.0}) == [1, 2, 3, 4]
+        assert doc["step_order"][j["step"]] == (j["order"] if j["theta"] != 0.0 else 0)
+    assert min(doc["judged"][-1]["errors"]) <= min(fixed) * (1 + 1e-6)
+
+
+def test_forecast_orders_match_the_reference(eoc_bin, latent_dit, tmp_path):
+    """A prior of the default order search, sampled: the C++ series correction (derivative
+    estimates kept up to the highest order chosen) equals the reference's."""
+    prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), "taylor", [])
+    doc = json.load(open(prior))
+    assert doc["version"] == 3
+    used = {o for o, t in zip(doc["step_order"], doc["step_theta"]) if t != 0.0}
+    assert max(used) >= 2, f"the search chose orders {used}: the case checks no series"
+    got = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "c.npy"), "--prior", prior)
+    first = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "t.npy"), "--correct", "taylor")
+    want = rs.sample(latent_dit["ts"], sampler="ddim", steps=6, cfg_scale=1.5, num_samples=3,
+                     batch_size=3, seed=0, seed_mode="official", cache="fora:2", correct="eoc",
+                     prior=prior).numpy()
+    assert np.abs(got - first).max() > 1e-4, "the orders changed nothing against taylor"
+    assert np.abs(got - want).max() <= 1e-4
 
 
 @pytest.mark.parametrize("change,expect", [

@@ -287,6 +287,19 @@ def test_calibrate_theta_out_of_range(eoc_bin, pixel_dit, tmp_path):
     assert "--eoc-thetas" in line and "9" in line, line
 
 
+@pytest.mark.parametrize("flags,expect", [
+    (["--max-order", 5], "--max-order 5 is out of range (expected 1..4)"),
+    (["--max-order", -1], "--max-order -1 is out of range"),
+    (["--max-order", 2, "--eoc-form", "scale"], "the scale form has no forecast orders"),
+    (["--max-order", 3, "--judgment", "local"], "orders are chosen by the trajectory judgment only"),
+])
+def test_calibrate_max_order_refused(eoc_bin, pixel_dit, tmp_path, flags, expect):
+    line = fails_cleanly(eoc_bin, ["calibrate", "--model", pixel_dit["ts"]] + THREADS + PRIOR_RUN +
+                         ["--num-samples", 3, "--judge-samples", 1, *flags,
+                          "--out", tmp_path / "p.json"], tmp_path)
+    assert expect in line, line
+
+
 # --------------------------------------------------------------------------------------------
 # A full file system (a 64 KiB tmpfs; needs root and mount)
 # --------------------------------------------------------------------------------------------

@@ -15,25 +15,29 @@
 
 namespace eoc {
 
-// A reused entry becomes F_hat = scale * F[r] + trend * (F[r] - F[p]). Each coefficient is the
-// scalar, or, when its tensor is defined, one value per CFG half and channel: shape
-// (halves, 1, 1, D) in the feature's dtype and device (rows of F are [conditional;
-// unconditional], `halves` equal blocks of rows).
+// A reused entry becomes F_hat = scale * F[r] + trend * (F[r] - F[p]) + sum_i series[i] * D(i+1)
+// (D: the entry's derivative estimates). `scale` and `trend` are each the scalar, or, when its
+// tensor is defined, one value per CFG half and channel: shape (halves, 1, 1, D) in the
+// feature's dtype and device (rows of F are [conditional; unconditional], `halves` equal blocks
+// of rows). A series term never comes with a scale or a trend.
 struct Correction {
   double scale = 1.0;
   double trend = 0.0;
   at::Tensor scale_vec;
   at::Tensor trend_vec;
+  std::vector<double> series;
   bool has_scale() const { return scale_vec.defined() || scale != 1.0; }
   bool has_trend() const { return trend_vec.defined() || trend != 0.0; }
+  bool has_series() const { return !series.empty(); }
 };
 
 class Corrector {
  public:
   virtual ~Corrector() = default;
   virtual std::string name() const = 0;
-  // True when the cache must keep F[p] beside F[r] for this corrector.
-  virtual bool needs_previous() const { return false; }
+  // What the cache must keep beside F[r] for this corrector.
+  virtual History history() const { return {}; }
+  bool needs_previous() const { return history().previous; }
   // Never a trend for an entry without F[p].
   virtual Correction correction(int64_t step, int64_t block, Branch b,
                                 const CachedFeature& entry) const = 0;
@@ -48,9 +52,13 @@ at::Tensor corrected_feature(const Correction& c, const CachedFeature& entry);
 std::unique_ptr<Corrector> make_plain_corrector();
 // One shared plain corrector (uncached runs, which never ask it).
 const Corrector& plain_corrector();
-// `taylor`: first-order forecast F[r] + tau (F[r] - F[p]), tau = (k - r) / (r - p); plain F[r]
-// while no p exists.
-std::unique_ptr<Corrector> make_taylor_corrector();
+// `taylor` (order 1): the first-order forecast F[r] + tau (F[r] - F[p]), tau = (k - r) / (r - p);
+// plain F[r] while no p exists.
+// `taylor:O` (O = 2..4): TaylorSeer's forecast sum_i Di (k - r)^i / i! over the derivative
+// estimates the entry has (fewer than O until enough steps were computed).
+std::unique_ptr<Corrector> make_taylor_corrector(int order = 1);
+// The series coefficients (k - r)^i / i!, i = 1..count.
+std::vector<double> taylor_series(int64_t step, const CachedFeature& entry, size_t count);
 
 // The forecast step factor tau for an entry, 0 when it has no previous value.
 double taylor_tau(int64_t step, const CachedFeature& entry);

@@ -7,7 +7,8 @@
 //     unconditional halves, and fitted by least squares.
 //  2. Judgment on held-out images: each reused step gets a strength theta_k, chosen either by
 //     the error of that step's guided output (local) or by the error of the final images
-//     (trajectory: greedily in step order along the cached trajectory).
+//     (trajectory: greedily in step order along the cached trajectory). The trajectory judgment
+//     of the taylor form also chooses each step's forecast order, up to max_order.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -25,6 +26,7 @@ struct CalibrationSettings {
   EocForm form = EocForm::taylor;
   Judgment judgment = Judgment::trajectory;
   std::vector<double> thetas;  // local: the candidates; trajectory: their range bounds theta
+  int max_order = 1;           // taylor form, trajectory judgment: orders 1..max_order
 };
 
 // The calibration images, by index, and how a batch of them starts. Batches are started in

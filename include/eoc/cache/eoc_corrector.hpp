@@ -3,9 +3,10 @@
 // made is cache/eoc_calibration.hpp.)
 //
 // A prior holds, for one model + sampler + step count + cfg + cache plan, the correction form,
-// per sampling step the chosen strength theta_k (0 = leave that step plain) with the errors that
-// chose it, and per reused (step, block, branch) the fitted per-channel coefficient vectors of
-// the conditional and unconditional halves (forms `scale` and `extrapolate`).
+// per sampling step the chosen strength theta_k (0 = leave that step plain) and, for the taylor
+// form, the forecast order, with the errors that chose them, and per reused (step, block,
+// branch) the fitted per-channel coefficient vectors of the conditional and unconditional halves
+// (forms `scale` and `extrapolate`).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -24,7 +25,7 @@ namespace eoc {
 enum class EocForm {
   scale,        // F[r] * (1 + theta E)
   extrapolate,  // F[r] + theta W (F[r] - F[p])
-  taylor,       // F[r] + theta tau (F[r] - F[p])
+  taylor,       // order 1: F[r] + theta tau (F[r] - F[p]); order O: F[r] + theta sum_i Di dt^i / i!
 };
 inline constexpr Names<EocForm, 3> kEocFormNames{{{{EocForm::scale, "scale"},
                                                    {EocForm::extrapolate, "extrapolate"},
@@ -44,13 +45,17 @@ inline const char* judgment_name(Judgment j) { return kJudgmentNames.name(j); }
 
 using EntryKey = std::tuple<int64_t, int64_t, int>;  // (step, block, branch)
 
-// How one reused step's strength was chosen: the candidates tried and the error of each
-// (local judgment: guided-output MSE at that step; trajectory: final-image MSE).
+// How one reused step's strength (and order) was chosen: the candidates tried and the error of
+// each (local judgment: guided-output MSE at that step; trajectory: final-image MSE).
+// `orders` pairs with `candidates` when the judgment searched forecast orders (empty otherwise:
+// every candidate was order 1).
 struct StepJudgment {
   int64_t step = 0;
   double theta = 0.0;
   std::vector<double> candidates;
   std::vector<double> errors;
+  int order = 1;
+  std::vector<int> orders;
 };
 
 struct EocPrior {
@@ -58,30 +63,46 @@ struct EocPrior {
   Judgment judgment = Judgment::trajectory;
   std::vector<double> thetas;        // the candidate grid (trajectory: its range bounds theta)
   std::vector<double> step_theta;    // per sampling step (S entries)
+  // Taylor form: the forecast order per sampling step (S entries, 1..kMaxTaylorOrder where
+  // theta != 0); empty = order 1 everywhere (priors made before orders were searched).
+  std::vector<int> step_order;
+  // Trajectory judgment over orders: the final-image error with every reused step at order
+  // o = 1, 2, ... and theta 1 (the fixed forecasts the search starts from); empty otherwise.
+  std::vector<double> fixed_order_errors;
   std::vector<StepJudgment> judged;  // reused steps only
   // (step, block, branch) -> (2, D) float32 CPU: row 0 conditional half, row 1 unconditional
   // (both the conditional fit without guidance).
   std::map<EntryKey, at::Tensor> vectors;
+  int order_at(int64_t step) const { return step_order.empty() ? 1 : step_order[step]; }
+  // The highest order a step with theta != 0 uses (0 when none).
+  int highest_order() const;
 };
 
 // The `eoc` corrector: `form` with per-step strengths. Vectors are moved to the device and
 // dtype of the features and pre-scaled by theta, so each reused entry costs one fused op.
 // `halves` is the run's CFG batch multiplier (2 with guidance: rows [conditional;
-// unconditional], each with its own vectors; 1 without).
+// unconditional], each with its own vectors; 1 without). A taylor-form prior whose highest
+// order is 1 keeps F[p] and forms the trend inside the fused update; one with higher orders
+// keeps derivative estimates up to it (cache/feature_cache.hpp) and corrects with their series.
 class EocCorrector final : public Corrector {
  public:
   EocCorrector(const EocPrior& prior, int64_t halves, const at::Device& device,
                at::ScalarType dtype);
   std::string name() const override { return "eoc"; }
-  bool needs_previous() const override { return form_ != EocForm::scale; }
+  History history() const override;
   Correction correction(int64_t step, int64_t block, Branch b, const CachedFeature& e) const override;
-  // Calibration tries strengths one step at a time.
+  // Calibration tries strengths (and orders, up to the prior's highest one at construction) one
+  // step at a time.
   void set_step_theta(int64_t step, double theta);
+  void set_step(int64_t step, double theta, int order);
   double step_theta(int64_t step) const { return theta_[step]; }
+  int step_order(int64_t step) const { return order_[step]; }
 
  private:
   EocForm form_;
   std::vector<double> theta_;
+  std::vector<int> order_;
+  int series_order_;  // 0: order 1 through F[p]; else the derivative estimates kept
   int64_t halves_;
   std::map<EntryKey, at::Tensor> vectors_;  // unscaled, (halves, 1, 1, D) on the device
   std::map<EntryKey, at::Tensor> coefs_;    // pre-scaled by theta (scale form: 1 + theta E)

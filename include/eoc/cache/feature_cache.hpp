@@ -1,7 +1,8 @@
 // Per-run cache state: for every (block, branch) the last computed un-gated branch output F[r]
-// over the whole model batch (with CFG: 2B rows, conditional half first), and where a corrector
-// needs it the computed value before it, F[p] (kept by reference: storing costs no operation).
-// Memory: one tensor per (block, branch), two when previous values are kept.
+// over the whole model batch (with CFG: 2B rows, conditional half first), and what the
+// corrector needs beside it (History): the computed value before it, F[p] (kept by reference:
+// storing costs no operation), or TaylorSeer's finite-difference derivative estimates.
+// Memory: one tensor per (block, branch); two with F[p]; O + 1 with derivatives of order O.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -12,24 +13,38 @@
 
 namespace eoc {
 
+// Highest forecast order (TaylorSeer's orders 1 to 4).
+constexpr int kMaxTaylorOrder = 4;
+
+// What an entry keeps beside F[r].
+struct History {
+  bool previous = false;  // F[p]: first-order forecasts (taylor, EOC's extrapolate/taylor forms)
+  int order = 0;          // derivative estimates D1..D_order (taylor:O, O >= 2); 0 = none
+};
+
 struct CachedFeature {
-  at::Tensor value;  // F[r], (rows, T, D)
-  at::Tensor previous;  // F[p], undefined until two values were stored (or not kept)
+  at::Tensor value;        // F[r], (rows, T, D)
+  at::Tensor previous;     // F[p], undefined until two values were stored (or not kept)
   int64_t step = -1;       // r
   int64_t prev_step = -1;  // p, -1 when none
+  // D1, D2, ... at step r (as many as earlier computed steps allow, at most History::order):
+  // D(i+1) = (Di - Di at the previous computed step) / (r - that step), D0 = F.
+  std::vector<at::Tensor> derivatives;
 };
 
 class FeatureCache {
  public:
-  FeatureCache(int64_t depth, bool keep_previous);
+  FeatureCache(int64_t depth, History history);
+  FeatureCache(int64_t depth, bool keep_previous) : FeatureCache(depth, History{keep_previous, 0}) {}
   void store(int64_t step, int64_t block, Branch b, const at::Tensor& feature);
   const CachedFeature& get(int64_t block, Branch b) const;
-  bool keeps_previous() const { return keep_previous_; }
+  bool keeps_previous() const { return history_.previous; }
+  const History& history() const { return history_; }
   void clear();
   int64_t bytes() const;
 
  private:
-  bool keep_previous_;
+  History history_;
   std::vector<CachedFeature> entries_;  // [block * 2 + branch]
 };
 

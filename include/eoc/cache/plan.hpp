@@ -31,6 +31,8 @@ class CachePlan {
     return reuse_[index(step, block, b)] != 0;
   }
   void set_reuse(int64_t step, int64_t block, Branch b, bool reuse);
+  // Computes every branch of steps 0..k-1 (a warm-up); the spec gains "+warmup:k".
+  void compute_first(int64_t k);
   bool step_reuses_any(int64_t step) const;
   int64_t reused_in_step(int64_t step) const;  // branch count
   int64_t reused_total() const;

@@ -25,5 +25,7 @@ at::Device parse_device(const std::string& text);
 ClassChoice parse_classes(const std::string& text);
 // "none" | "fora:N" | "mask:FILE.json".
 CacheSpec parse_cache_spec(const std::string& text);
+// "none" | "taylor" | "taylor:O" (O = 1..4) | "eoc".
+CorrectorSpec parse_corrector(const std::string& text);
 
 }  // namespace eoc::cli

@@ -13,8 +13,10 @@ namespace eoc {
 CachePlan plan_from_mask_json(const std::string& text, const std::string& source, int64_t steps,
                               int64_t depth);
 
-// The plan --cache asks for over `steps` x `depth`, validated (nothing reused before it was
-// computed). Error naming the mask file when it is missing or malformed.
-CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth);
+// The plan --cache asks for over `steps` x `depth`, with every branch of the first `warmup`
+// steps computed (--warmup), validated (nothing reused before it was computed). Error naming the
+// mask file when it is missing or malformed.
+CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth,
+                          int64_t warmup = 0);
 
 }  // namespace eoc

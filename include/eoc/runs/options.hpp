@@ -74,9 +74,15 @@ inline constexpr Names<CorrectorChoice, 3> kCorrectorNames{
     {{{CorrectorChoice::none, "none"}, {CorrectorChoice::taylor, "taylor"},
       {CorrectorChoice::eoc, "eoc"}}}};
 
+struct CorrectorSpec {
+  CorrectorChoice kind = CorrectorChoice::automatic;
+  int order = 1;  // taylor:O
+};
+
 struct CacheOptions {
   CacheSpec plan;
-  CorrectorChoice correct = CorrectorChoice::automatic;
+  int64_t warmup = 0;  // compute every branch of the first K steps whatever the plan says
+  CorrectorSpec correct;
   std::string prior;  // EOC prior file
 };
 
@@ -130,9 +136,11 @@ struct CalibrateOptions {
   ModelOptions model;
   SamplingOptions sampling;  // num_samples = calibration samples (fit + judge)
   CacheSpec cache;
+  int64_t warmup = 0;
   EocForm form = EocForm::taylor;
   std::vector<double> thetas;  // empty: 0, 0.25, ..., 1.5
   Judgment judgment = Judgment::trajectory;
+  int max_order = 0;  // 0: kMaxTaylorOrder for the taylor form's trajectory judgment, else 1
   int64_t judge_samples = 16;  // held out from the fit, judged in one batch
   std::string out;
 };

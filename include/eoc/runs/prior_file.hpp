@@ -13,7 +13,10 @@ namespace eoc {
 struct PriorFile {
   static constexpr const char* kFormat = "eoc-prior";
   // 2: "assumes" holds the prior rows of the run settings table (runs/run_settings.hpp).
-  static constexpr int kVersion = 2;
+  // 3: the taylor form's per-step forecast orders ("step_order"; version 2 means order 1), so
+  //    an eoc that knows no orders refuses a prior it would apply wrongly.
+  static constexpr int kVersion = 3;
+  static constexpr int kOldestVersion = 2;
   nlohmann::json assumes;      // what a run must match to use it
   EocPrior prior;
   nlohmann::json calibration;  // the calibration settings, recorded verbatim

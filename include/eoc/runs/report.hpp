@@ -22,6 +22,18 @@ class Stopwatch {
   std::chrono::steady_clock::time_point start_;
 };
 
+// CPU seconds (user + system, every thread) the process spent since construction: on a shared
+// machine whose speed drifts, a steadier measure of work than wall time.
+class CpuStopwatch {
+ public:
+  CpuStopwatch() : start_(process_cpu_seconds()) {}
+  double seconds() const { return process_cpu_seconds() - start_; }
+  static double process_cpu_seconds();
+
+ private:
+  double start_;
+};
+
 // The process's peak resident memory so far (bytes; 0 where unknown).
 int64_t peak_host_memory_bytes();
 

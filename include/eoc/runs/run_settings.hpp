@@ -26,7 +26,7 @@ struct RunFacts {
   const RunSetup& run;
   const CachePlan& plan;
   std::string correct = "none";  // the corrector's name
-  std::string prior_sha256;      // "" without a prior
+  std::string prior_sha256{};    // "" without a prior
   const VaeDecoder* vae = nullptr;
   double vae_scale = 0.0;
 };
