@@ -259,9 +259,9 @@ PriorFile read_prior_document(const std::string& path) {
     r.bad(str("step_theta has ", p.step_theta.size(), " entries for ", sizes.steps, " steps"));
   for (double t : p.step_theta)
     if (!std::isfinite(t) || std::fabs(t) > kMaxTheta) r.bad(str("step_theta holds ", t));
-  read_orders(r, doc, static_cast<int>(version.get<int64_t>()), p);
   p.judged = read_judged(r, doc);
   read_vectors(r, doc, sizes, p);
+  read_orders(r, doc, static_cast<int>(version.get<int64_t>()), p);
   file.calibration = doc.contains("calibration") ? doc["calibration"] : json::object();
   return file;
 }

@@ -119,8 +119,8 @@ def _edit(text):
     return text.replace('"cfg_scale": 4.0', '"cfg_scale": 3.0', 1)
 
 
-def _version3(text):
-    return text.replace('"version": 2', '"version": 3', 1)
+def _version4(text):
+    return text.replace('"version": 3', '"version": 4', 1)
 
 
 def _resigned(change):
@@ -152,7 +152,7 @@ PRIOR_EDITS = {
     "truncated": (_truncate, "is not valid JSON"),
     "nan": (_nan, "is not valid JSON"),
     "checksum_edited": (_edit, "checksum does not match"),
-    "version_3": (_version3, "has version 3, this eoc reads version 2"),
+    "version_4": (_version4, "has version 4, this eoc reads versions 2 to 3"),
     "resigned_missing_key": (_resigned(_drop_step_theta), "step_theta is missing"),
     "resigned_wrong_shape": (_resigned(_short_vector), "is not base64 of 2 x 32 float32"),
     "resigned_blow_up": (_resigned(_blow_up), "would blow the feature up (limit 50)"),
