@@ -550,10 +550,16 @@ TEST(EocCorrector, SetStepThetaRescales) {
 
 // Orders above 1: the corrector keeps derivative estimates up to the highest order used and
 // forecasts each step with theta times the Taylor series of that step's order.
-TEST(EocCorrector, TaylorOrdersScaleTheSeries) {
+// The sample prior in the taylor form (which has no vectors).
+EocPrior taylor_prior() {
   auto p = sample_prior().prior;
   p.form = EocForm::taylor;
   p.vectors.clear();
+  return p;
+}
+
+TEST(EocCorrector, TaylorOrdersScaleTheSeries) {
+  auto p = taylor_prior();
   p.step_theta = {0.0, 0.5, 2.0};
   p.step_order = {0, 1, 3};
   const auto c = corrector_of(p);
@@ -577,9 +583,7 @@ TEST(EocCorrector, TaylorOrdersScaleTheSeries) {
 
 // A taylor prior of order 1 keeps F[p] and its first-order formula (as before orders existed).
 TEST(EocCorrector, TaylorOrderOneKeepsThePreviousValue) {
-  auto p = sample_prior().prior;
-  p.form = EocForm::taylor;
-  p.vectors.clear();
+  auto p = taylor_prior();
   p.step_order = {0, 1, 0};
   const auto c = corrector_of(p);
   EXPECT_TRUE(c->history().previous);
@@ -587,9 +591,7 @@ TEST(EocCorrector, TaylorOrderOneKeepsThePreviousValue) {
 }
 
 TEST(EocCorrector, TaylorScalesTheForecast) {
-  auto p = sample_prior().prior;
-  p.form = EocForm::taylor;
-  p.vectors.clear();
+  auto p = taylor_prior();
   p.step_theta = {0.0, 0.0, 2.0};
   const auto c = corrector_of(p);
   // r = 1, p = 0 (say steps 1 and 0 computed), k = 2: tau = 1.

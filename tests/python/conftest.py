@@ -16,6 +16,7 @@ for _folder in ("tools", "testing"):
 
 import export_dit  # noqa: E402
 import make_random_dit  # noqa: E402
+import reference_sampler  # noqa: E402
 
 # name -> (architecture for make_random_dit.random_state_dict, heads)
 FIXTURES = {
@@ -26,6 +27,17 @@ FIXTURES = {
     "pixel": (dict(depth=2, hidden=32, patch=4, input_size=16, in_channels=1, num_classes=5,
                    learn_sigma=False, seed=1), 2),
 }
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One thread for the reference sampler (torch and OpenBLAS) while a module compares it with
+    eoc run with --threads 1: a GEMM's rounding can depend on how it is split, and the suite
+    shares two cores. Modules opt in with pytestmark = pytest.mark.usefixtures(...)."""
+    before = torch.get_num_threads()
+    reference_sampler.set_threads(1)
+    yield
+    reference_sampler.set_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -31,10 +31,8 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 
 import reference_calibration as rc
-import reference_sampler as rs
 
 THREADS = ["--threads", "1"]
 VEC_ATOL, VEC_RTOL = 2e-5, 1e-4
@@ -61,12 +59,7 @@ RUNS = [(case, form, judgment, max_order) for case in CASES
                                           ("taylor", "trajectory", 1)]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    rs.set_threads(1)
-    yield
-    rs.set_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def mask_plan(depth):

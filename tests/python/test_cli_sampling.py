@@ -23,12 +23,7 @@ TOL = 1e-4  # max |C++ - reference| on the raw samples
 THREADS = ["--threads", "1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_torch_thread():
-    before = torch.get_num_threads()
-    rs.set_threads(1)
-    yield
-    rs.set_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 
 import reference_sampler as rs
 
@@ -24,12 +23,7 @@ def eoc(eoc_bin, *args, check=True):
     return proc
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    rs.set_threads(1)
-    yield
-    rs.set_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def calibrate(eoc_bin, model, out, form, extra):
@@ -44,6 +38,13 @@ def sample_raw(eoc_bin, model, out, *extra):
     return np.load(out)
 
 
+def reference_raw(model, prior):
+    """What sample_raw with --prior should give, from the reference sampler."""
+    return rs.sample(model, sampler="ddim", steps=6, cfg_scale=1.5, num_samples=3, batch_size=3,
+                     seed=0, seed_mode="official", cache="fora:2", correct="eoc",
+                     prior=prior).numpy()
+
+
 @pytest.mark.parametrize("form", ["scale", "extrapolate", "taylor"])
 def test_each_form_matches_the_reference(eoc_bin, latent_dit, tmp_path, form):
     # One candidate strength (1): every reused step applies the form fully, so the check is
@@ -56,9 +57,7 @@ def test_each_form_matches_the_reference(eoc_bin, latent_dit, tmp_path, form):
         assert doc["vectors"]["entries"], "the fit produced no vectors"
     got = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "c.npy"), "--prior", prior)
     plain = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "n.npy"), "--correct", "none")
-    want = rs.sample(latent_dit["ts"], sampler="ddim", steps=6, cfg_scale=1.5, num_samples=3,
-                     batch_size=3, seed=0, seed_mode="official", cache="fora:2", correct="eoc",
-                     prior=prior).numpy()
+    want = reference_raw(latent_dit["ts"], prior)
     assert np.abs(got - plain).max() > 1e-3, "the correction changed nothing"
     assert np.abs(got - want).max() <= 1e-4
 
@@ -101,9 +100,7 @@ def test_forecast_orders_match_the_reference(eoc_bin, latent_dit, tmp_path):
     assert max(used) >= 2, f"the search chose orders {used}: the case checks no series"
     got = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "c.npy"), "--prior", prior)
     first = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "t.npy"), "--correct", "taylor")
-    want = rs.sample(latent_dit["ts"], sampler="ddim", steps=6, cfg_scale=1.5, num_samples=3,
-                     batch_size=3, seed=0, seed_mode="official", cache="fora:2", correct="eoc",
-                     prior=prior).numpy()
+    want = reference_raw(latent_dit["ts"], prior)
     assert np.abs(got - first).max() > 1e-4, "the orders changed nothing against taylor"
     assert np.abs(got - want).max() <= 1e-4
 
