@@ -26,7 +26,7 @@ PACKAGES=(
     build-essential cmake git unzip
     libtorch-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libstb-dev libzip-dev
     libgtest-dev libopenblas0-pthread
-    python3 python3-torch python3-numpy python3-pytest python3-pil
+    python3 python3-torch python3-numpy python3-pytest python3-pil python3-matplotlib
 )
 
 missing=()

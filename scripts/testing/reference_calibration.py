@@ -313,3 +313,134 @@ def calibrate(model, *, form="taylor", judgment="trajectory", thetas=None, sampl
         step_order[j["step"]] = o
     return dict(step_theta=list(prior["theta"]), step_order=step_order, judged=judged,
                 fixed_order_errors=fixed_order_errors, vectors=vectors, layout=layout(run.plan))
+
+
+# The budget search (docs/EOC.md, "Budget-searched schedules"; `eoc calibrate --budget F`),
+# written from that description and the conventions of src/cache/schedule_search.cpp: every
+# trajectory is run from x_T (no shared prefixes), with every reused step at theta 1 and one order.
+#   computed   n = floor(F S + 1e-9) whole steps; the first max(warmup, 1) are always computed.
+#   shapes     m = n - forced free steps over [forced, S-1] (range R = S - forced); warp(g):
+#              p_i = forced + floor(R (i/m)^g), i = 0..m-1; warp-end(g): p_i = forced +
+#              round_half_up((R-1) ((i+1)/m)^g); then made strictly increasing inside [forced,
+#              S-1] (forward: p_i >= p_{i-1} + 1, backward: p_i <= p_{i+1} - 1). Order: "even"
+#              (warp 1), warp:g and warp-end:g for g in 0.5, 0.7, 1, 1.4, 2, then fora:N for
+#              N = 2..S-1 where its computed count (with the forced steps) is n; a schedule equal
+#              to an earlier one is dropped. "even" is scored at orders 1..O (the first smallest
+#              wins), the others at that order (a later one wins only when strictly smaller),
+#              and the winner, unless "even", at the other orders.
+#   refinement d = max(1, (S - forced) // m // 2); a pass visits the computed steps in order
+#              (forced ones skipped) and tries c - d, then c + d, each kept inside the gap to
+#              its neighbours and at >= forced; a try that beats the best error so far becomes
+#              the best; the step moves to the best try. After a pass without moves d halves
+#              (ending when d was 1); at most 4 passes.
+WARPS = [0.5, 0.7, 1.0, 1.4, 2.0]
+MAX_PASSES = 4
+
+
+def budget_search(model, *, budget, warmup=0, max_order=4, sampler="ddim", steps=20,
+                  respacing="even", eta=0.0, cfg_scale=1.5, cfg_channels="3", classes=None,
+                  num_samples=16, judge_samples=16, batch_size=16, seed=1000,
+                  seed_mode="per-image"):
+    """What `eoc calibrate --budget` should record in calibration.search: dict(computed_steps,
+    order, error, shapes=[dict(name, computed_steps, order, error)], passes, moves_taken)."""
+    run = Run(model, sampler, steps, respacing, eta, cfg_scale, cfg_channels, classes,
+              num_samples, judge_samples, batch_size, seed, seed_mode, "fora:2")
+    S, depth = run.S, int(run.model.depth)
+    forced = max(warmup, 1)
+    total = int(np.floor(budget * S + 1e-9))
+    prior = dict(form="taylor", thetas=list(DEFAULT_THETAS), halves=run.halves,
+                 theta=[1.0] * S, order=[1] * S,
+                 series_order=max_order if max_order > 1 else 0, vectors={})
+    with torch.no_grad():
+        if seed_mode == "official":
+            torch.manual_seed(run.seed)
+        x_T, y, draw = run.start(run.N - run.J, run.J)
+        noise = [draw(run.draws_noise) for _ in range(S)]
+        reference = x_T
+        for k in range(S):
+            reference = run.step(k, reference, run.output(reference, y, k), noise[k])
+
+        def score(computed, order):
+            plan = np.ones((S, depth, 2), dtype=bool)
+            plan[list(computed)] = False
+            prior["order"] = [order] * S
+            cache, x = rs.FeatureCache("eoc", prior), x_T
+            for k in range(S):
+                x = run.step(k, x, run.output(x, y, k, cache, plan[k]), noise[k])
+            return mse(x, reference)
+
+        def warp(g, end):
+            m, r = total - forced, S - forced
+            p = []
+            for i in range(m):
+                u = (i + 1) / m if end else i / m
+                at = (r - 1 if end else r) * u ** g
+                p.append(forced + (int(np.floor(at + 0.5)) if end else int(np.floor(at))))
+            for i in range(m):
+                p[i] = max(p[i], forced if i == 0 else p[i - 1] + 1)
+            for i in reversed(range(m)):
+                p[i] = min(p[i], S - 1 if i == m - 1 else p[i + 1] - 1)
+            return list(range(forced)) + p
+
+        shapes = []
+
+        def add(name, computed):
+            if all(s["computed_steps"] != computed for s in shapes):
+                shapes.append(dict(name=name, computed_steps=computed))
+
+        add("even", warp(1.0, False))
+        if total > forced:
+            for end in (False, True):
+                for g in WARPS:
+                    add(f"warp{'-end' if end else ''}:{g:g}", warp(g, end))
+        for n in range(2, S):
+            c = [k for k in range(S) if k < forced or (S - 1 - k) % n == 0]
+            if len(c) == total:
+                add(f"fora:{n}", c)
+        tried = []
+        errors = [score(shapes[0]["computed_steps"], o) for o in range(1, max_order + 1)]
+        tried += [dict(shapes[0], order=o, error=e) for o, e in enumerate(errors, 1)]
+        order = int(np.argmin(errors)) + 1
+        best, pick = errors[order - 1], 0
+        for i, s in enumerate(shapes[1:], 1):
+            e = score(s["computed_steps"], order)
+            tried.append(dict(s, order=order, error=e))
+            if e < best:
+                best, pick = e, i
+        computed, error, found_order = list(shapes[pick]["computed_steps"]), best, order
+        if pick != 0:
+            for o in range(1, max_order + 1):
+                if o != order:
+                    e = score(computed, o)
+                    tried.append(dict(shapes[pick], order=o, error=e))
+                    if e < error:
+                        error, found_order = e, o
+        free = total - forced
+        passes = taken_all = 0
+        if free > 0:
+            d = max(1, (S - forced) // free // 2)
+            while passes < MAX_PASSES:
+                passes += 1
+                taken = 0
+                for i in range(len(computed)):
+                    c = computed[i]
+                    if c < forced:
+                        continue
+                    lo = max(forced, computed[i - 1] + 1 if i > 0 else 0)
+                    hi = computed[i + 1] - 1 if i + 1 < len(computed) else S - 1
+                    best_at = c
+                    for to in (c - d, c + d):
+                        if lo <= to <= hi:
+                            e = score(computed[:i] + [to] + computed[i + 1:], found_order)
+                            if e < error:
+                                error, best_at = e, to
+                    if best_at != c:
+                        computed[i] = best_at
+                        taken += 1
+                taken_all += taken
+                if taken == 0 and d == 1:
+                    break
+                if taken == 0:
+                    d = max(1, d // 2)
+    return dict(computed_steps=computed, order=found_order, error=error, shapes=tried,
+                passes=passes, moves_taken=taken_all)

@@ -3,6 +3,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <map>
 
@@ -52,10 +53,6 @@ struct Calibration {
   const SamplerOptions& sampler;
   const CachePlan& plan;
   int64_t steps() const { return loop.schedule().size(); }
-  at::Tensor step(int64_t k, const at::Tensor& x, const at::Tensor& out,
-                  const at::Tensor& noise) const {
-    return sampler_step(sampler, loop.schedule(), k, x, out, noise);
-  }
 };
 
 void fit_vectors(const Calibration& cal, const CalibrationImages& images, EocPrior& prior) {
@@ -91,44 +88,6 @@ void fit_vectors(const Calibration& cal, const CalibrationImages& images, EocPri
   }
 }
 
-double mse(const at::Tensor& a, const at::Tensor& b) {
-  return (a - b).pow(2).mean().item<double>();
-}
-
-// The judge images as one batch, with every step's noise drawn up front so that every
-// candidate trajectory sees the same noise.
-struct JudgeBatch {
-  at::Tensor x_T, labels;
-  std::vector<at::Tensor> noise;  // per step (undefined where the sampler draws none)
-  at::Tensor reference;           // the uncached final images
-};
-
-JudgeBatch make_judge_batch(const Calibration& cal, const CalibrationImages& images) {
-  auto start = images.start(images.judge);
-  JudgeBatch j{start.x, start.labels, {}, {}};
-  for (int64_t k = 0; k < cal.steps(); ++k)
-    j.noise.push_back(start.noise->step(draws_noise(cal.sampler)));
-  return j;
-}
-
-// A point on a trajectory: the state before step `step` and the cache session it holds.
-struct TrajectoryState {
-  int64_t step = 0;
-  at::Tensor x;
-  CacheSession session;
-};
-
-// Runs steps [state.step, until) of the trajectory.
-TrajectoryState advance(const Calibration& cal, const JudgeBatch& j, TrajectoryState s,
-                        int64_t until) {
-  for (; s.step < until; ++s.step) {
-    check_stop();
-    const auto out = cal.loop.run(s.x, s.step, j.labels, s.session);
-    s.x = cal.step(s.step, s.x, out, j.noise[s.step]);
-  }
-  return s;
-}
-
 std::vector<int64_t> reused_steps(const CachePlan& plan) {
   std::vector<int64_t> steps;
   for (int64_t k = 0; k < plan.steps(); ++k)
@@ -139,22 +98,25 @@ std::vector<int64_t> reused_steps(const CachePlan& plan) {
 // Local judgment (the specification's baseline): at each reused step, from the TRUE state and
 // the true cached features, the guided output under each candidate strength against the
 // uncached output.
-void judge_local(const Calibration& cal, const JudgeBatch& j, EocCorrector& corrector,
+void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector,
                  EocPrior& prior) {
-  const int64_t c = cal.loop.model().config().in_channels;
-  auto truth = CacheSession::shadowing(cal.plan);
-  at::Tensor x = j.x_T;
-  log::Progress progress("judging (local)", cal.steps(), "steps");
-  for (int64_t k = 0; k < cal.steps(); ++k) {
+  const BlockLoop& loop = runs.loop();
+  const int64_t c = loop.model().config().in_channels;
+  auto truth = CacheSession::shadowing(plan);
+  at::Tensor x = runs.x_T();
+  log::Progress progress("judging (local)", runs.steps(), "steps");
+  for (int64_t k = 0; k < runs.steps(); ++k) {
     check_stop();
     std::vector<at::Tensor> candidates;
-    if (cal.plan.step_reuses_any(k))
+    if (plan.step_reuses_any(k))
       for (double theta : prior.thetas) {
         corrector.set_step_theta(k, theta);
         auto trial = truth.cached_from_here(corrector);
-        candidates.push_back(cal.loop.run(x, k, j.labels, trial));
+        candidates.push_back(loop.run(x, k, runs.labels(), trial));
+        runs.count_step_run();
       }
-    const auto out = cal.loop.run(x, k, j.labels, truth);
+    const auto out = loop.run(x, k, runs.labels(), truth);
+    runs.count_step_run();
     if (!candidates.empty()) {
       StepJudgment s{k, 0.0, prior.thetas, {}, 1, {}};
       for (const auto& cand : candidates)
@@ -165,7 +127,7 @@ void judge_local(const Calibration& cal, const JudgeBatch& j, EocCorrector& corr
       if (s.theta == 0.0) prior.step_order[k] = 0;
       prior.judged.push_back(s);
     }
-    x = cal.step(k, x, out, j.noise[k]);
+    x = runs.step(k, x, out);
     progress.advance();
   }
   progress.finish();
@@ -181,25 +143,24 @@ void judge_local(const Calibration& cal, const JudgeBatch& j, EocCorrector& corr
 // the line from theta 0 to theta 1 of the best of those orders (the final image is close to
 // affine in theta), clamped to the theta range. With max_order 1 a step costs one or two runs
 // from that step to the end; each further order adds one.
-void judge_trajectory(const Calibration& cal, const JudgeBatch& j, EocCorrector& corrector,
+void judge_trajectory(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector,
                       int max_order, EocPrior& prior) {
   const double lo = *std::min_element(prior.thetas.begin(), prior.thetas.end());
   const double hi = *std::max_element(prior.thetas.begin(), prior.thetas.end());
-  const auto steps = reused_steps(cal.plan);
-  const int64_t end = cal.steps();
-  const TrajectoryState start{0, j.x_T, CacheSession(cal.plan, corrector)};
+  const auto steps = reused_steps(plan);
+  const TrajectoryState start = runs.start(CacheSession(plan, corrector));
   auto all_at = [&](int order) {
     for (const int64_t k : steps) corrector.set_step(k, 1.0, order);
-    return advance(cal, j, start, end).x;
+    return runs.finish(start);
   };
   int base = 1;
   at::Tensor current = all_at(1);
   if (max_order > 1) {
-    prior.fixed_order_errors = {mse(current, j.reference)};
+    prior.fixed_order_errors = {runs.error(current)};
     std::vector<at::Tensor> finals{current};
     for (int o = 2; o <= max_order; ++o) {
       finals.push_back(all_at(o));
-      prior.fixed_order_errors.push_back(mse(finals.back(), j.reference));
+      prior.fixed_order_errors.push_back(runs.error(finals.back()));
     }
     const auto& e = prior.fixed_order_errors;
     base = static_cast<int>(std::min_element(e.begin(), e.end()) - e.begin()) + 1;
@@ -213,17 +174,17 @@ void judge_trajectory(const Calibration& cal, const JudgeBatch& j, EocCorrector&
   TrajectoryState state = start;
   log::Progress progress("judging (trajectory)", static_cast<long>(steps.size()), "reused steps");
   for (const int64_t k : steps) {
-    state = advance(cal, j, state, k);
+    state = runs.advance(std::move(state), k);
     auto final_with = [&](double theta, int order) {
       corrector.set_step(k, theta, order);
-      return advance(cal, j, state, end).x;
+      return runs.finish(state);
     };
     StepJudgment s{k, 1.0, {}, {}, base, {}};
     std::vector<at::Tensor> finals;
     auto add = [&](double theta, int order, const at::Tensor& final) {
       s.candidates.push_back(theta);
       s.orders.push_back(theta == 0.0 ? 0 : order);
-      s.errors.push_back(mse(final, j.reference));
+      s.errors.push_back(runs.error(final));
       finals.push_back(final);
     };
     add(0.0, base, final_with(0.0, base));
@@ -235,7 +196,7 @@ void judge_trajectory(const Calibration& cal, const JudgeBatch& j, EocCorrector&
     for (size_t i = 2; i < s.errors.size(); ++i)
       if (s.errors[i] < s.errors[far]) far = i;
     const int far_order = s.orders[far];
-    const auto d = finals[far] - finals[0], r = j.reference - finals[0];
+    const auto d = finals[far] - finals[0], r = runs.reference() - finals[0];
     const double dd = (d * d).sum().item<double>();
     const double best = dd > 0 ? std::clamp((r * d).sum().item<double>() / dd, lo, hi) : 1.0;
     if (std::fabs(best) > 1e-3 && std::fabs(best - 1.0) > 1e-3) add(best, far_order, final_with(best, far_order));
@@ -253,48 +214,89 @@ void judge_trajectory(const Calibration& cal, const JudgeBatch& j, EocCorrector&
   progress.finish();
 }
 
-at::Tensor uncached_final(const Calibration& cal, const JudgeBatch& j) {
-  auto session = CacheSession::uncached(cal.steps(), cal.plan.depth());
-  at::Tensor x = j.x_T;
-  for (int64_t k = 0; k < cal.steps(); ++k) {
-    check_stop();
-    x = cal.step(k, x, cal.loop.run(x, k, j.labels, session), j.noise[k]);
-  }
-  return x;
-}
-
-}  // namespace
-
-EocPrior calibrate_eoc(const BlockLoop& loop, const SamplerOptions& sampler,
-                       const CachePlan& plan, const CalibrationSettings& settings,
-                       const CalibrationImages& images) {
-  EOC_ASSERT(!settings.thetas.empty() && !images.judge.empty() && plan.reused_total() > 0,
-             "calibration without candidates, judge images or reused entries");
-  c10::InferenceMode inference;
-  const Calibration cal{loop, sampler, plan};
+// The prior before judgment: every step of `reused` at theta 1 with room for max_order.
+EocPrior initial_prior(const CalibrationSettings& settings, int64_t steps,
+                       const std::vector<int64_t>& reused) {
   EocPrior prior;
   prior.form = settings.form;
   prior.judgment = settings.judgment;
   prior.thetas = settings.thetas;
+  prior.step_theta.assign(steps, 0.0);
+  prior.step_order.assign(steps, 0);
+  for (int64_t k : reused) {
+    prior.step_theta[k] = 1.0;
+    prior.step_order[k] = settings.max_order;  // the corrector keeps what the search may use
+  }
+  return prior;
+}
+
+void judge(const CachePlan& plan, const CalibrationSettings& settings, JudgeRuns& runs,
+           EocCorrector& corrector, EocPrior& prior) {
+  if (settings.judgment == Judgment::local) judge_local(plan, runs, corrector, prior);
+  else judge_trajectory(plan, runs, corrector, settings.max_order, prior);
+}
+
+void check_settings(const CalibrationSettings& settings) {
+  EOC_ASSERT(!settings.thetas.empty(), "calibration without candidates");
   EOC_ASSERT(settings.max_order >= 1 && settings.max_order <= kMaxTaylorOrder &&
                  (settings.max_order == 1 ||
                   (settings.form == EocForm::taylor && settings.judgment == Judgment::trajectory)),
              "a forecast order search up to ", settings.max_order, " for this form or judgment");
-  prior.step_theta.assign(cal.steps(), 0.0);
-  prior.step_order.assign(cal.steps(), 0);
-  for (int64_t k : reused_steps(plan)) {
-    prior.step_theta[k] = 1.0;
-    prior.step_order[k] = settings.max_order;  // the corrector keeps what the search may use
-  }
-  if (form_has_vectors(settings.form)) fit_vectors(cal, images, prior);
+}
 
-  EocCorrector corrector(prior, loop.guidance().batch_multiplier(), loop.model().device(),
+CalibrationCost cost_of(const JudgeRuns& runs, std::chrono::steady_clock::time_point begin) {
+  return {runs.step_runs(), runs.steps(),
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count(),
+          runs.reference_seconds()};
+}
+
+}  // namespace
+
+Calibrated calibrate_eoc(const BlockLoop& loop, const SamplerOptions& sampler,
+                         const CachePlan& plan, const CalibrationSettings& settings,
+                         const CalibrationImages& images) {
+  check_settings(settings);
+  EOC_ASSERT(!images.judge.empty() && plan.reused_total() > 0,
+             "calibration without judge images or reused entries");
+  c10::InferenceMode inference;
+  const auto begin = std::chrono::steady_clock::now();
+  const Calibration cal{loop, sampler, plan};
+  Calibrated out{plan, initial_prior(settings, plan.steps(), reused_steps(plan)), std::nullopt, {}};
+  if (form_has_vectors(settings.form)) fit_vectors(cal, images, out.prior);
+  EocCorrector corrector(out.prior, loop.guidance().batch_multiplier(), loop.model().device(),
                          loop.model().dtype());
-  JudgeBatch j = make_judge_batch(cal, images);
-  j.reference = uncached_final(cal, j);
-  if (settings.judgment == Judgment::local) judge_local(cal, j, corrector, prior);
-  else judge_trajectory(cal, j, corrector, settings.max_order, prior);
-  return prior;
+  JudgeRuns runs(loop, sampler, images.start(images.judge));
+  judge(plan, settings, runs, corrector, out.prior);
+  out.cost = cost_of(runs, begin);
+  return out;
+}
+
+Calibrated calibrate_eoc_with_budget(const BlockLoop& loop, const SamplerOptions& sampler,
+                                     const BudgetSearch& budget,
+                                     const CalibrationSettings& settings,
+                                     const CalibrationImages& images) {
+  check_settings(settings);
+  EOC_ASSERT(settings.form == EocForm::taylor && settings.judgment == Judgment::trajectory &&
+                 images.fit_batches.empty() && !images.judge.empty(),
+             "a budget search outside the taylor form's trajectory judgment");
+  EOC_ASSERT(budget.max_order == settings.max_order, "search and judgment orders differ");
+  c10::InferenceMode inference;
+  const auto begin = std::chrono::steady_clock::now();
+  const int64_t steps = loop.schedule().size(), depth = loop.model().config().depth;
+  std::vector<int64_t> every(steps);
+  for (int64_t k = 0; k < steps; ++k) every[k] = k;
+  // The search's forecasts: theta 1 everywhere, series up to max_order.
+  EocCorrector forecast(initial_prior(settings, steps, every), loop.guidance().batch_multiplier(),
+                        loop.model().device(), loop.model().dtype());
+  JudgeRuns runs(loop, sampler, images.start(images.judge));
+  auto found = search_schedule(runs, depth, budget, forecast);
+  Calibrated out{found.plan, initial_prior(settings, steps, reused_steps(found.plan)),
+                 std::move(found), {}};
+  EocCorrector corrector(out.prior, loop.guidance().batch_multiplier(), loop.model().device(),
+                         loop.model().dtype());
+  judge(out.plan, settings, runs, corrector, out.prior);
+  out.cost = cost_of(runs, begin);
+  return out;
 }
 
 }  // namespace eoc

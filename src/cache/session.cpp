@@ -64,6 +64,15 @@ CacheSession CacheSession::cached_from_here(const Corrector& corrector) const {
   return next;
 }
 
+CacheSession CacheSession::replanned(CachePlan plan) const {
+  EOC_ASSERT(kind_ == Kind::cached && plan.steps() == plan_.steps() && plan.depth() == plan_.depth(),
+             "replanning a session that is not cached, or to another shape");
+  CacheSession next(Kind::cached, std::move(plan), *corrector_, cache_);
+  next.stats_ = stats_;
+  next.observer_ = observer_;
+  return next;
+}
+
 bool CacheSession::reuses(int64_t step, int64_t block, Branch b) const {
   return kind_ == Kind::cached && plan_.reuses(step, block, b);
 }

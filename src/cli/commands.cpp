@@ -68,7 +68,9 @@ void add_sampling_flags(CLI::App* cmd, SamplingOptions& o) {
 }
 
 void add_cache_flags(CLI::App* cmd, CacheOptions& o) {
-  add_parsed(cmd, "--cache", o.plan, parse_cache_spec, "none | fora:N | mask:FILE.json", "none");
+  add_parsed(cmd, "--cache", o.plan, parse_cache_spec,
+             "none | fora:N | mask:FILE.json (default: the prior's plan with --prior, else none)",
+             "none");
   cmd->add_option("--warmup", o.warmup,
                   "Compute every branch of the first K steps whatever the cache plan says")
       ->capture_default_str();
@@ -181,7 +183,12 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
                   "trajectory judgment; default 4; 1 = the first-order forecast only)");
   cmd->add_option("--judge-samples", o->judge_samples, "Samples held out from the fit for the judgment")
       ->capture_default_str();
+  cmd->add_option("--budget", o->budget,
+                  "Search the schedule instead of --cache: compute at most this fraction of the "
+                  "branch computations (e.g. 0.4), chosen on the judge images with the forecast");
   cmd->add_option("--out", o->out, "Prior JSON to write")->required();
+  cmd->add_option("--out-mask", o->out_mask,
+                  "Also write the prior's cache plan as a mask file (for --cache mask:FILE)");
   add_config_flags(cmd);
 }
 

@@ -53,6 +53,7 @@ ClassChoice parse_classes(const std::string& text) {
 
 CacheSpec parse_cache_spec(const std::string& text) {
   CacheSpec spec;
+  spec.given = true;
   if (text == "none") return spec;
   if (text.rfind("fora:", 0) == 0) {
     const std::string n = text.substr(5);

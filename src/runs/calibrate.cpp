@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <optional>
 
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
@@ -46,7 +47,48 @@ void check_calibrate_options(const CalibrateOptions& o, const std::vector<double
   if (o.judge_samples < 1 || o.judge_samples > n - (fits ? 1 : 0))
     fail("--judge-samples ", o.judge_samples, " must be 1..", n - (fits ? 1 : 0), " for ", n,
          " calibration samples", fits ? " (at least one is needed for the fit)" : "");
+  if (!std::isnan(o.budget)) {
+    if (!(o.budget > 0.0 && o.budget < 1.0))
+      fail("--budget ", o.budget, " is out of range (expected a fraction of computations in (0, 1))");
+    if (o.cache.given)
+      fail("--budget searches the cache plan: give it without --cache (got --cache ",
+           o.cache.text(), ")");
+    if (o.form != EocForm::taylor || o.judgment != Judgment::trajectory)
+      fail("--budget searches with the forecast and the trajectory judgment: use --eoc-form "
+           "taylor --judgment trajectory (the defaults)");
+  }
   check_writable_parent(o.out, "--out");  // fail now, not after the calibration
+  if (!o.out_mask.empty()) check_writable_parent(o.out_mask, "--out-mask");
+}
+
+// --budget's step count checked against the run's steps and warm-up.
+BudgetSearch budget_search(const CalibrateOptions& o, int64_t steps, int max_order) {
+  if (o.warmup < 0 || o.warmup > steps)
+    fail("--warmup ", o.warmup, " is out of range (expected 0..", steps, ", the step count)");
+  const int64_t n = budget_steps(o.budget, steps);
+  const int64_t forced = std::max<int64_t>(1, o.warmup);
+  if (n < forced)
+    fail("--budget ", o.budget, " computes ", n, " of ", steps, " steps, fewer than the ", forced,
+         o.warmup > 1 ? " warm-up steps" : " first step", " that are always computed");
+  if (n >= steps)
+    fail("--budget ", o.budget, " computes all ", steps, " steps: there is nothing to reuse");
+  return BudgetSearch{o.budget, o.warmup, max_order};
+}
+
+nlohmann::json search_json(const SearchedSchedule& s) {
+  nlohmann::json shapes = nlohmann::json::array();
+  for (const auto& t : s.shapes)
+    shapes.push_back({{"name", t.name}, {"computed_steps", t.computed}, {"order", t.order},
+                      {"error", t.error}});
+  return {{"computed_steps", s.computed}, {"order", s.order}, {"error", s.error},
+          {"shapes", shapes}, {"refinement", {{"passes", s.passes}, {"moves_tried", s.moves_tried},
+                                               {"moves_taken", s.moves_taken}}}};
+}
+
+nlohmann::json cost_json(const CalibrationCost& c) {
+  return {{"judge_step_runs", c.step_runs}, {"uncached_judge_steps", c.reference_step_runs},
+          {"multiple_of_uncached_judge_sampling", c.multiple()},
+          {"uncached_judge_seconds", c.reference_seconds}};
 }
 
 // The first n - judge images are fitted (in batches), the last `judge` are held out.
@@ -94,8 +136,12 @@ void run_calibrate(const CalibrateOptions& o) {
   check_calibrate_options(o, settings.thetas);
 
   const RunSetup run = prepare_run(o.model, o.sampling);
-  const auto plan = make_cache_plan(o.cache, run.steps(), run.model->config().depth, o.warmup);
-  if (plan.reused_total() == 0)
+  const int64_t depth = run.model->config().depth;
+  std::optional<BudgetSearch> budget;
+  if (!std::isnan(o.budget)) budget = budget_search(o, run.steps(), settings.max_order);
+  const auto plan = budget ? CachePlan::none(run.steps(), depth)
+                           : make_cache_plan(o.cache, run.steps(), depth, o.warmup);
+  if (!budget && plan.reused_total() == 0)
     fail("--cache '", o.cache.text(), "' reuses nothing: there is nothing to calibrate");
   const bool fits = form_has_vectors(o.form);
   const CalibrationImages images = calibration_images(run, o.judge_samples, fits);
@@ -103,9 +149,11 @@ void run_calibrate(const CalibrateOptions& o) {
   // the judge batch, draw from it in that order.
   if (run.seed_mode == SeedMode::official) seed_global(run.seed);
 
+  auto done = budget ? calibrate_eoc_with_budget(run.block_loop(), run.sampler, *budget, settings, images)
+                     : calibrate_eoc(run.block_loop(), run.sampler, plan, settings, images);
   PriorFile file;
-  file.prior = calibrate_eoc(run.block_loop(), run.sampler, plan, settings, images);
-  file.assumes = run_settings(RunFacts{run, plan}, kInPrior);
+  file.prior = std::move(done.prior);
+  file.assumes = run_settings(RunFacts{run, done.plan}, kInPrior);
   int64_t fitted = 0;
   for (const auto& batch : images.fit_batches) fitted += static_cast<int64_t>(batch.size());
   file.calibration = {
@@ -113,9 +161,22 @@ void run_calibrate(const CalibrateOptions& o) {
       {"judge_samples", images.judge.size()}, {"seed", run.seed},
       {"seed_mode", seed_mode_name(run.seed_mode)}, {"classes", classes_json(o.sampling.classes)},
       {"batch_size", run.batch_size}, {"max_order", settings.max_order},
-      {"seconds", total.seconds()}};
+      {"budget", budget ? nlohmann::json(o.budget) : nlohmann::json(nullptr)},
+      {"cost", cost_json(done.cost)}, {"seconds", total.seconds()}};
+  if (done.search) file.calibration["search"] = search_json(*done.search);
   save_prior(o.out, file);
+  if (!o.out_mask.empty())
+    write_file_atomic(o.out_mask,
+                      mask_json_text(done.plan, str("cache plan of the EOC prior ", o.out, " (",
+                                                    done.plan.spec(), ")")));
   print_summary(file.prior);
+  if (done.search)
+    log::info(str("budget ", o.budget, ": computes ", done.search->computed.size(), " of ",
+                  run.steps(), " steps (", 100.0 * (1.0 - done.plan.caching_level()),
+                  "% of the branch computations)"));
+  log::info(str("calibration cost: ", done.cost.step_runs, " model steps on the judge batch = ",
+                done.cost.multiple(), " x sampling the judge images uncached (that pass took ",
+                done.cost.reference_seconds, " s)"));
   log::info(str("wrote prior ", o.out, " (", eoc_form_name(o.form), " form, ",
                 judgment_name(o.judgment), " judgment, ", file.prior.judged.size(),
                 " reused steps) in ", total.seconds(), " s"));

@@ -82,6 +82,31 @@ CachePlan plan_from_mask_json(const std::string& text, const std::string& source
   return plan;
 }
 
+std::string mask_json_text(const CachePlan& plan, const std::string& description) {
+  json schedule = json::array();
+  bool per_block = false;
+  for (int64_t k = 0; k < plan.steps(); ++k) {
+    const int64_t reused = plan.reused_in_step(k);
+    if (reused == 0 || reused == plan.depth() * 2) {
+      schedule.push_back(reused ? "reuse" : "compute");
+      continue;
+    }
+    per_block = true;
+    json entry = json::object();
+    for (Branch b : {Branch::attn, Branch::mlp}) {
+      json flags = json::array();
+      for (int64_t l = 0; l < plan.depth(); ++l) flags.push_back(plan.reuses(k, l, b) ? 0 : 1);
+      entry[branch_name(b)] = flags;
+    }
+    schedule.push_back(entry);
+  }
+  json doc = {{"format", "eoc-cache-mask"}, {"version", 1}, {"steps", plan.steps()},
+              {"description", description}};
+  if (per_block) doc["depth"] = plan.depth();
+  doc["schedule"] = schedule;
+  return doc.dump(1) + "\n";
+}
+
 std::string CacheSpec::text() const {
   switch (kind) {
     case Kind::none: return "none";

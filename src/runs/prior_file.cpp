@@ -299,6 +299,26 @@ PriorFile load_prior(const std::string& path) {
   }
 }
 
+std::optional<CachePlan> plan_in_prior(const PriorFile& file, int64_t steps, int64_t depth) {
+  const json* spec = field_at(file.assumes, "cache.spec");
+  const json* layout = field_at(file.assumes, "cache.layout");
+  if (!spec || !spec->is_string() || !layout || !layout->is_string()) return std::nullopt;
+  const auto text = layout->get<std::string>();
+  if (static_cast<int64_t>(text.size()) != steps * (depth * 2 + 1) - 1) return std::nullopt;
+  CachePlan plan(steps, depth, spec->get<std::string>());
+  size_t i = 0;
+  for (int64_t k = 0; k < steps; ++k, ++i) {  // ++i skips the '|' between steps
+    for (int64_t l = 0; l < depth; ++l)
+      for (Branch b : {Branch::attn, Branch::mlp}) {
+        const char c = text[i++];
+        if (c != 'c' && c != 'r') return std::nullopt;
+        plan.set_reuse(k, l, b, c == 'r');
+      }
+    if (k + 1 < steps && text[i] != '|') return std::nullopt;
+  }
+  return plan;
+}
+
 void check_prior_matches(const PriorFile& file, const json& run, const std::string& prior_path) {
   std::vector<std::string> differ;
   for (const auto& key : setting_keys(kInPrior)) {

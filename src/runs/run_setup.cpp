@@ -110,20 +110,39 @@ RunSetup prepare_run(const ModelOptions& mo, const SamplingOptions& so) {
   return run;
 }
 
+namespace {
+
+// --cache's plan; without --cache, a prior's own plan (the prior says what it was made for).
+CachePlan plan_for_run(const RunSetup& run, const CacheOptions& o,
+                       const std::optional<PriorFile>& prior) {
+  const int64_t depth = run.model->config().depth;
+  if (o.plan.given || !prior) return make_cache_plan(o.plan, run.steps(), depth, o.warmup);
+  auto plan = plan_in_prior(*prior, run.steps(), depth);
+  // A prior for another step count or model has no plan here; the prior check names why.
+  if (!plan) return make_cache_plan(o.plan, run.steps(), depth, o.warmup);
+  if (o.warmup < 0 || o.warmup > run.steps())
+    fail("--warmup ", o.warmup, " is out of range (expected 0..", run.steps(), ", the step count)");
+  plan->compute_first(o.warmup);
+  return *plan;
+}
+
+}  // namespace
+
 CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
-  CacheSetup c{make_cache_plan(o.plan, run.steps(), run.model->config().depth, o.warmup), nullptr,
-               "", "", ""};
-  if (run.whole_forward && c.plan.reused_total() > 0)
-    fail("--whole-forward runs the module's forward and cannot cache: use it with --cache none");
   const CorrectorChoice choice =
       o.correct.kind != CorrectorChoice::automatic ? o.correct.kind
       : o.prior.empty()                            ? CorrectorChoice::none
                                                    : CorrectorChoice::eoc;
-  c.corrector_name = kCorrectorNames.name(choice);
+  const std::string name = kCorrectorNames.name(choice);
   if (choice == CorrectorChoice::eoc && o.prior.empty())
     fail("--correct eoc needs --prior PRIOR.json (from eoc calibrate)");
   if (choice != CorrectorChoice::eoc && !o.prior.empty())
-    fail("--prior is used by --correct eoc only (got --correct ", c.corrector_name, ")");
+    fail("--prior is used by --correct eoc only (got --correct ", name, ")");
+  std::optional<PriorFile> prior;
+  if (choice == CorrectorChoice::eoc) prior = load_prior(o.prior);
+  CacheSetup c{plan_for_run(run, o, prior), nullptr, name, "", ""};
+  if (run.whole_forward && c.plan.reused_total() > 0)
+    fail("--whole-forward runs the module's forward and cannot cache: use it with --cache none");
   switch (choice) {
     case CorrectorChoice::automatic:
     case CorrectorChoice::none:
@@ -134,9 +153,8 @@ CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
       c.corrector_name = c.corrector->name();
       break;
     case CorrectorChoice::eoc: {
-      const auto file = load_prior(o.prior);
-      check_prior_matches(file, run_settings(RunFacts{run, c.plan}, kInPrior), o.prior);
-      c.corrector = std::make_unique<EocCorrector>(file.prior, run.guidance.batch_multiplier(),
+      check_prior_matches(*prior, run_settings(RunFacts{run, c.plan}, kInPrior), o.prior);
+      c.corrector = std::make_unique<EocCorrector>(prior->prior, run.guidance.batch_multiplier(),
                                                    run.device, run.model->dtype());
       c.prior_path = o.prior;
       c.prior_sha256 = sha256_hex(read_file(o.prior));

@@ -6,6 +6,7 @@
 
 #include "eoc/base/error.hpp"
 #include "eoc/cache/plan.hpp"
+#include "eoc/cache/schedule_search.hpp"
 #include "eoc/cli/flag_values.hpp"
 #include "eoc/runs/mask_file.hpp"
 #include "test_util.hpp"
@@ -256,6 +257,43 @@ TEST(CacheMask, ShippedPaperMasks) {
     // Tied to 20 steps.
     EXPECT_THROW(parse_cache_plan("mask:" + shipped(c.file), 50, 28), eoc::Error);
   }
+}
+
+}  // namespace
+
+// The budget search's plans (cache/schedule_search.hpp) and the mask files that carry them.
+namespace {
+
+TEST(BudgetPlans, BudgetStepsRoundDown) {
+  EXPECT_EQ(eoc::budget_steps(0.4, 20), 8);
+  EXPECT_EQ(eoc::budget_steps(0.55, 20), 11);
+  EXPECT_EQ(eoc::budget_steps(0.3, 250), 75);  // 0.3 * 250 is 74.99999... in binary
+  EXPECT_EQ(eoc::budget_steps(0.39, 20), 7);
+  EXPECT_EQ(eoc::budget_steps(0.04, 20), 0);
+}
+
+TEST(BudgetPlans, PlanComputingComputesExactlyThoseSteps) {
+  const std::vector<int64_t> c{0, 1, 3, 6, 9, 12, 15, 18};
+  const auto p = eoc::plan_computing(20, 3, c, "budget:0.4");
+  EXPECT_EQ(computed_steps(p), c);
+  expect_whole_steps(p);
+  EXPECT_EQ(p.spec(), "budget:0.4");
+  EXPECT_DOUBLE_EQ(p.caching_level(), 12.0 / 20.0);
+  p.validate();
+}
+
+TEST(BudgetPlans, MaskTextReadsBackToTheSameLayout) {
+  // Whole steps: "compute"/"reuse" entries, no depth needed.
+  const auto whole = eoc::plan_computing(10, 2, {0, 2, 5, 9}, "budget:0.4");
+  const auto text = eoc::mask_json_text(whole, "test");
+  EXPECT_EQ(text.find("\"depth\""), std::string::npos);
+  EXPECT_EQ(eoc::plan_from_mask_json(text, "m.json", 10, 2).layout(), whole.layout());
+  // A step that mixes: per-block lists (and the depth).
+  auto mixed = whole;
+  mixed.set_reuse(3, 1, Branch::attn, false);
+  const auto mixed_text = eoc::mask_json_text(mixed, "test");
+  EXPECT_NE(mixed_text.find("\"depth\": 2"), std::string::npos);
+  EXPECT_EQ(eoc::plan_from_mask_json(mixed_text, "m.json", 10, 2).layout(), mixed.layout());
 }
 
 }  // namespace

@@ -153,3 +153,29 @@ def test_bench_startup_times_both_builds(eoc_bin, tmp_path):
         ("--version", "before"), ("--version", "after"), ("-q", "before"), ("-q", "after")]
     assert all(positive(r["median_ms"]) and len(r["ms"]) == 1 for r in rows)
     assert "| median (ms) |" in md.read_text()
+
+
+def test_bench_frontier_rows_and_plot(eoc_bin, pixel_dit, tmp_path):
+    """Every method at every schedule, budget-searched points within their budgets, the tables,
+    and the plot of the result (one panel per results file)."""
+    out, md, png = tmp_path / "f.json", tmp_path / "f.md", tmp_path / "f.png"
+    run_script("bench_frontier.py", [
+        "--eoc", eoc_bin, "--model", pixel_dit["ts"], "--name", "pixel", "--steps", 8,
+        "--images", 2, "--batch-size", 2, "--judge-samples", 2, "--threads", 1,
+        "--fora", "2,3", "--budgets", "0.5,0.25", "--out", out, "--markdown", md], tmp_path)
+    doc = json.loads(out.read_text())
+    rows = doc["rows"]
+    methods = [r["method"] for r in rows]
+    for m in ["fora", "taylor:1", "taylor:2", "taylor:3", "taylor:4", "eoc"]:
+        assert methods.count(m) == 2, m
+    budget = [r for r in rows if r["method"] == "budget eoc"]
+    assert [r["schedule"] for r in budget] == ["budget:0.5", "budget:0.25"]
+    assert [r["computed"] for r in budget] == [0.5, 0.25]
+    for r in rows:
+        assert 0 < r["computed"] < 1 and 0 < r["flops"] < 1 and r["mse"] > 0
+        assert positive(r["time_ratio"])
+    assert all(r["calibration_multiple"] > 1 for r in rows if "eoc" in r["method"])
+    text = md.read_text()
+    assert "| computed | fora | taylor:1" in text and "budget eoc" in text
+    run_script("plot_frontier.py", [out, out, "-o", png], tmp_path)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -9,14 +9,18 @@
 //     the error of that step's guided output (local) or by the error of the final images
 //     (trajectory: greedily in step order along the cached trajectory). The trajectory judgment
 //     of the taylor form also chooses each step's forecast order, up to max_order.
+// With a budget instead of a plan, the schedule is searched first (cache/schedule_search.hpp)
+// on the judge images, and judged as above.
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "eoc/cache/block_loop.hpp"
 #include "eoc/cache/eoc_corrector.hpp"
 #include "eoc/cache/plan.hpp"
+#include "eoc/cache/schedule_search.hpp"
 #include "eoc/diffusion/sampler.hpp"
 #include "eoc/diffusion/seeds.hpp"
 
@@ -37,8 +41,35 @@ struct CalibrationImages {
   std::function<BatchStart(const std::vector<int64_t>& indices)> start;
 };
 
-EocPrior calibrate_eoc(const BlockLoop& loop, const SamplerOptions& sampler,
-                       const CachePlan& plan, const CalibrationSettings& settings,
-                       const CalibrationImages& images);
+// What a calibration cost: block-loop steps run on the judge batch, against the steps of one
+// uncached pass over it (the unit: "sampling the judge images uncached"), and seconds, whole
+// and of that uncached pass. Fit batches are not counted in the steps.
+struct CalibrationCost {
+  int64_t step_runs = 0;
+  int64_t reference_step_runs = 0;
+  double seconds = 0.0;
+  double reference_seconds = 0.0;
+  double multiple() const {
+    return reference_step_runs ? static_cast<double>(step_runs) / reference_step_runs : 0.0;
+  }
+};
+
+struct Calibrated {
+  CachePlan plan;                         // the plan the prior is for (searched with a budget)
+  EocPrior prior;
+  std::optional<SearchedSchedule> search;  // with a budget: how the plan was found
+  CalibrationCost cost;
+};
+
+Calibrated calibrate_eoc(const BlockLoop& loop, const SamplerOptions& sampler,
+                         const CachePlan& plan, const CalibrationSettings& settings,
+                         const CalibrationImages& images);
+
+// Searches the schedule within `budget`, then judges it; taylor form, trajectory judgment,
+// no fit batches, budget.max_order == settings.max_order.
+Calibrated calibrate_eoc_with_budget(const BlockLoop& loop, const SamplerOptions& sampler,
+                                     const BudgetSearch& budget,
+                                     const CalibrationSettings& settings,
+                                     const CalibrationImages& images);
 
 }  // namespace eoc

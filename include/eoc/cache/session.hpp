@@ -62,6 +62,10 @@ class CacheSession {
   // A cached run of this session's plan under `corrector`, continuing from this session's
   // features (a shadowing session's cache is the one the cached run would hold at this point).
   CacheSession cached_from_here(const Corrector& corrector) const;
+  // This cached session continued under another plan of the same shape: the budget search
+  // tries a changed schedule from a point of a trajectory. The caller guarantees the steps run so
+  // far are decided alike by both plans.
+  CacheSession replanned(CachePlan plan) const;
 
   void watch(BranchObserver& observer) { observer_ = &observer; }
   BranchObserver* observer() const { return observer_; }

@@ -13,6 +13,10 @@ namespace eoc {
 CachePlan plan_from_mask_json(const std::string& text, const std::string& source, int64_t steps,
                               int64_t depth);
 
+// The mask document of `plan` (one "compute"/"reuse" per step, or per-block lists where a step
+// mixes), which plan_from_mask_json reads back to the same layout.
+std::string mask_json_text(const CachePlan& plan, const std::string& description);
+
 // The plan --cache asks for over `steps` x `depth`, with every branch of the first `warmup`
 // steps computed (--warmup), validated (nothing reused before it was computed). Error naming the
 // mask file when it is missing or malformed.

@@ -7,6 +7,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -65,6 +66,7 @@ struct CacheSpec {
   enum class Kind { none, fora, mask } kind = Kind::none;
   int64_t interval = 0;   // Kind::fora
   std::string mask_path;  // Kind::mask
+  bool given = false;     // set by --cache (a prior may then supply the plan)
   std::string text() const;  // "none" | "fora:N" | "mask:PATH", as given
 };
 
@@ -142,7 +144,9 @@ struct CalibrateOptions {
   Judgment judgment = Judgment::trajectory;
   int max_order = 0;  // 0: kMaxTaylorOrder for the taylor form's trajectory judgment, else 1
   int64_t judge_samples = 16;  // held out from the fit, judged in one batch
+  double budget = std::nan("");  // given: search the schedule (no --cache), computing at most this fraction
   std::string out;
+  std::string out_mask;        // also write the plan as a cache mask file
 };
 
 struct InfoOptions {

@@ -4,9 +4,11 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 
 #include "eoc/cache/eoc_corrector.hpp"
+#include "eoc/cache/plan.hpp"
 
 namespace eoc {
 
@@ -26,6 +28,9 @@ struct PriorFile {
 void save_prior(const std::string& path, const PriorFile& file);
 // Throws eoc::Error naming the file and what is wrong; never returns a partly read prior.
 PriorFile load_prior(const std::string& path);
+// The cache plan the prior was made for (its spec and layout), when that layout has `steps` x
+// `depth`; nothing otherwise (check_prior_matches then names what differs).
+std::optional<CachePlan> plan_in_prior(const PriorFile& file, int64_t steps, int64_t depth);
 // Throws eoc::Error naming every assumption that differs from the run's (`run`: the run's
 // settings for kInPrior).
 void check_prior_matches(const PriorFile& file, const nlohmann::json& run,

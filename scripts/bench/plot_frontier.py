@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Plots bench_frontier.py results: MSE against the uncached images (log scale) over the computed
+fraction, one line per method, one panel per model (Debian's python3-matplotlib).
+
+    scripts/bench/plot_frontier.py docs/benchmarks/frontier_*.json -o docs/benchmarks/frontier.png
+"""
+import argparse
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLE = {  # method -> (colour, marker, line style)
+    "fora": ("#888888", "o", ":"),
+    "taylor:1": ("#9ecae1", "v", "--"),
+    "taylor:2": ("#6baed6", "<", "--"),
+    "taylor:3": ("#3182bd", ">", "--"),
+    "taylor:4": ("#08519c", "^", "--"),
+    "eoc": ("#e6550d", "s", "-"),
+    "paper mask + eoc": ("#fdae6b", "D", "none"),
+    "budget eoc": ("#31a354", "*", "-"),
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", nargs="+", help="bench_frontier.py JSON files")
+    ap.add_argument("-o", "--out", required=True, help="PNG to write")
+    a = ap.parse_args()
+    docs = [json.load(open(p)) for p in a.results]
+    fig, axes = plt.subplots(1, len(docs), figsize=(6.2 * len(docs), 4.8), squeeze=False)
+    for ax, doc in zip(axes[0], docs):
+        m = doc["meta"]
+        methods = []
+        for r in doc["rows"]:
+            if r["method"] not in methods:
+                methods.append(r["method"])
+        for meth in methods:
+            pts = sorted((r["computed"], r["mse"]) for r in doc["rows"] if r["method"] == meth)
+            colour, marker, line = STYLE.get(meth, ("black", "x", "-"))
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, marker=marker,
+                    linestyle=line, label=meth, markersize=8 if marker == "*" else 5)
+        ax.set_yscale("log")
+        ax.invert_xaxis()
+        ax.set_xlabel("fraction of branch computations computed")
+        ax.set_ylabel("MSE vs uncached images (held-out seeds)")
+        ax.set_title(f"{m['model']}: {m['sampler']}-{m['steps']}, cfg {m['cfg_scale']}, {m['images']} images")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(a.out + ".tmp.png", dpi=110)
+    os.replace(a.out + ".tmp.png", a.out)
+
+
+if __name__ == "__main__":
+    main()
