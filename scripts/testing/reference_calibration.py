@@ -322,8 +322,10 @@ def calibrate(model, *, form="taylor", judgment="trajectory", thetas=None, sampl
 #   shapes     m = n - forced free steps over [forced, S-1] (range R = S - forced); warp(g):
 #              p_i = forced + floor(R (i/m)^g), i = 0..m-1; warp-end(g): p_i = forced +
 #              round_half_up((R-1) ((i+1)/m)^g); then made strictly increasing inside [forced,
-#              S-1] (forward: p_i >= p_{i-1} + 1, backward: p_i <= p_{i+1} - 1). Order: "even"
-#              (warp 1), warp:g and warp-end:g for g in 0.5, 0.7, 1, 1.4, 2, then fora:N for
+#              S-1] (forward: p_i >= p_{i-1} + 1, backward: p_i <= p_{i+1} - 1); uniform(g): all n
+#              steps, q_i = i for i < forced, else floor(S (i/n)^g), made strictly increasing
+#              inside [0, S-1] the same way. Order: "even" (warp 1), warp:g, warp-end:g and
+#              uniform:g for g in 0.5, 0.7, 1, 1.4, 2, then fora:N for
 #              N = 2..S-1 where its computed count (with the forced steps) is n; a schedule equal
 #              to an earlier one is dropped. "even" is scored at orders 1..O (the first smallest
 #              wins), the others at that order (a later one wins only when strictly smaller),
@@ -382,6 +384,14 @@ def budget_search(model, *, budget, warmup=0, max_order=4, sampler="ddim", steps
                 p[i] = min(p[i], S - 1 if i == m - 1 else p[i + 1] - 1)
             return list(range(forced)) + p
 
+        def uniform(g):
+            q = [i if i < forced else int(np.floor(S * (i / total) ** g)) for i in range(total)]
+            for i in range(total):
+                q[i] = max(q[i], 0 if i == 0 else q[i - 1] + 1)
+            for i in reversed(range(total)):
+                q[i] = min(q[i], S - 1 if i == total - 1 else q[i + 1] - 1)
+            return q
+
         shapes = []
 
         def add(name, computed):
@@ -393,6 +403,8 @@ def budget_search(model, *, budget, warmup=0, max_order=4, sampler="ddim", steps
             for end in (False, True):
                 for g in WARPS:
                     add(f"warp{'-end' if end else ''}:{g:g}", warp(g, end))
+            for g in WARPS:
+                add(f"uniform:{g:g}", uniform(g))
         for n in range(2, S):
             c = [k for k in range(S) if k < forced or (S - 1 - k) % n == 0]
             if len(c) == total:

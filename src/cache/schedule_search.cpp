@@ -51,6 +51,18 @@ struct Searcher {
     return with_forced(p);
   }
 
+  // Power warp of an even spread of ALL computed steps over [0, S-1] from step 0 (the forced
+  // ones kept): unlike warp(), the step after the forced ones need not be computed.
+  std::vector<int64_t> uniform(double gamma) const {
+    std::vector<int64_t> p(total);
+    for (int64_t i = 0; i < total; ++i) {
+      const double u = static_cast<double>(i) / total;
+      p[i] = i < forced ? i : static_cast<int64_t>(std::floor(steps() * std::pow(u, gamma)));
+    }
+    spread_out(p, 0, steps() - 1);
+    return p;
+  }
+
   void set_order(int order) {
     for (int64_t k = 0; k < steps(); ++k) corrector.set_step(k, 1.0, order);
   }
@@ -75,6 +87,7 @@ struct Searcher {
     if (total > forced) {
       for (double g : kWarps) add(str("warp:", g), warp(g, false));
       for (double g : kWarps) add(str("warp-end:", g), warp(g, true));
+      for (double g : kWarps) add(str("uniform:", g), uniform(g));
     }
     for (int64_t n = 2; n < steps(); ++n) {
       const auto fora = CachePlan::fora(steps(), 1, n);

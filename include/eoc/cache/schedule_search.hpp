@@ -4,14 +4,14 @@
 // forecast at the order that suits it best), since where computations pay off depends on what
 // the reused ones are corrected to; EOC's per-step judgment then runs on the result.
 //
-//  1. Shapes: the computed steps spread over the steps after the warm-up by power warps of an
-//     even spacing (denser early, even, denser late; with and without the last step), and
-//     FORA's own schedule where its count fits. The even spread is tried at every order up to
+//  1. Shapes: the computed steps spread by power warps of an even spacing (denser early, even,
+//     denser late): over the steps after the warm-up from the first of them or up to the last
+//     step, or over all steps from step 0; and FORA's own schedule where its count fits. The even spread is tried at every order up to
 //     max_order; the others at its best order; the best shape then at every order.
 //  2. Refinement: coordinate descent moving one computed step at a time by d steps (d = half
 //     the mean gap, halved each pass down to 1), each move scored from the step it changes on,
 //     accepted when the final images get closer; until a pass changes nothing.
-// Cost: shapes ~ (2 max_order + 12) trajectories; a refinement pass ~ (computed steps)
+// Cost: shapes ~ (2 max_order + 15) trajectories; a refinement pass ~ (computed steps)
 // trajectories from the middle on. Both grow linearly with the step count in trajectories.
 #pragma once
 #include <cstdint>
