@@ -42,7 +42,7 @@ def main():
             pts = sorted((r["computed"], r["mse"]) for r in doc["rows"] if r["method"] == meth)
             colour, marker, line = STYLE.get(meth, ("black", "x", "-"))
             ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, marker=marker,
-                    linestyle=line, label=meth, markersize=8 if marker == "*" else 5)
+                    linestyle=line, label=meth, markersize={"*": 9, "D": 9}.get(marker, 5))
         ax.set_yscale("log")
         ax.invert_xaxis()
         ax.set_xlabel("fraction of branch computations computed")
