@@ -120,9 +120,9 @@ CachePlan plan_for_run(const RunSetup& run, const CacheOptions& o,
   auto plan = plan_in_prior(*prior, run.steps(), depth);
   // A prior for another step count or model has no plan here; the prior check names why.
   if (!plan) return make_cache_plan(o.plan, run.steps(), depth, o.warmup);
-  if (o.warmup < 0 || o.warmup > run.steps())
-    fail("--warmup ", o.warmup, " is out of range (expected 0..", run.steps(), ", the step count)");
-  plan->compute_first(o.warmup);
+  if (o.warmup != 0)
+    fail("--warmup ", o.warmup, " changes a --cache plan; without --cache the prior's own plan '",
+         plan->spec(), "' is used as it was calibrated (a warm-up included)");
   return *plan;
 }
 

@@ -157,3 +157,27 @@ def test_search_matches_the_reference(budget_priors, model, budget, one_torch_th
     assert got["error"] == pytest.approx(want["error"], rel=1e-3)
     assert got["refinement"]["passes"] == want["passes"]
     assert got["refinement"]["moves_taken"] == want["moves_taken"]
+
+
+def test_budget_with_a_warm_up(eoc_bin, model, tmp_path, one_torch_thread):
+    """The warm-up's steps are computed and counted in the budget; the search matches the
+    reference with them forced; sampling takes the plan with its warm-up from the prior, and a
+    second --warmup is refused rather than applied twice."""
+    import reference_calibration as rc
+    prior = tmp_path / "p.json"
+    run([eoc_bin, "-q", "calibrate", "--model", model, *FLAGS, *CALIB, "--budget", "0.5",
+         "--warmup", "3", "--out", prior])
+    doc = json.loads(prior.read_text())
+    assert doc["assumes"]["cache"]["spec"] == "budget:0.5+warmup:3"
+    computed = computed_steps(doc["assumes"]["cache"]["layout"])
+    assert computed[:3] == [0, 1, 2] and len(computed) == 5
+    want = rc.budget_search(model, budget=0.5, warmup=3, max_order=2, sampler="ddim", steps=STEPS,
+                            cfg_scale=1.5, num_samples=2, judge_samples=2, batch_size=2, seed=1000)
+    assert doc["calibration"]["search"]["computed_steps"] == want["computed_steps"]
+    report = tmp_path / "r.json"
+    run([eoc_bin, "-q", "sample", "--model", model, *FLAGS, "--num-samples", "2", "--prior", prior,
+         "--out", tmp_path / "g.png", "--report", report])
+    assert json.loads(report.read_text())["settings"]["cache"]["spec"] == "budget:0.5+warmup:3"
+    proc = run([eoc_bin, "-q", "sample", "--model", model, *FLAGS, "--num-samples", "2",
+                "--prior", prior, "--warmup", "3", "--out", tmp_path / "g2.png"], ok=False)
+    assert proc.returncode != 0 and "without --cache the prior's own plan" in proc.stderr
