@@ -63,8 +63,7 @@ void check_calibrate_options(const CalibrateOptions& o, const std::vector<double
 
 // --budget's step count checked against the run's steps and warm-up.
 BudgetSearch budget_search(const CalibrateOptions& o, int64_t steps, int max_order) {
-  if (o.warmup < 0 || o.warmup > steps)
-    fail("--warmup ", o.warmup, " is out of range (expected 0..", steps, ", the step count)");
+  check_warmup(o.warmup, steps);
   const int64_t n = budget_steps(o.budget, steps);
   const int64_t forced = std::max<int64_t>(1, o.warmup);
   if (n < forced)

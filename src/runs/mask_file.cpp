@@ -135,9 +135,13 @@ CachePlan plan_of(const CacheSpec& spec, int64_t steps, int64_t depth) {
 
 }  // namespace
 
-CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, int64_t warmup) {
+void check_warmup(int64_t warmup, int64_t steps) {
   if (warmup < 0 || warmup > steps)
     fail("--warmup ", warmup, " is out of range (expected 0..", steps, ", the step count)");
+}
+
+CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, int64_t warmup) {
+  check_warmup(warmup, steps);
   CachePlan plan = plan_of(spec, steps, depth);
   plan.compute_first(warmup);
   return plan;

@@ -17,6 +17,9 @@ CachePlan plan_from_mask_json(const std::string& text, const std::string& source
 // mixes), which plan_from_mask_json reads back to the same layout.
 std::string mask_json_text(const CachePlan& plan, const std::string& description);
 
+// Error unless 0 <= warmup <= steps (--warmup).
+void check_warmup(int64_t warmup, int64_t steps);
+
 // The plan --cache asks for over `steps` x `depth`, with every branch of the first `warmup`
 // steps computed (--warmup), validated (nothing reused before it was computed). Error naming the
 // mask file when it is missing or malformed.
