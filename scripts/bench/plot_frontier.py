@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Plots bench_frontier.py results: MSE against the uncached images (log scale) over the computed
-fraction, one line per method, one panel per model (Debian's python3-matplotlib).
+fraction, one line per method, one panel per model (Debian's python3-matplotlib); a second row
+with the median of the images' own MSEs when every file has it.
 
     scripts/bench/plot_frontier.py docs/benchmarks/frontier_*.json -o docs/benchmarks/frontier.png
 """
@@ -31,28 +32,37 @@ def main():
     ap.add_argument("-o", "--out", required=True, help="PNG to write")
     a = ap.parse_args()
     docs = [json.load(open(p)) for p in a.results]
-    fig, axes = plt.subplots(1, len(docs), figsize=(6.2 * len(docs), 4.8), squeeze=False)
-    for ax, doc in zip(axes[0], docs):
-        m = doc["meta"]
-        methods = []
-        for r in doc["rows"]:
-            if r["method"] not in methods:
-                methods.append(r["method"])
-        for meth in methods:
-            pts = sorted((r["computed"], r["mse"]) for r in doc["rows"] if r["method"] == meth)
-            colour, marker, line = STYLE.get(meth, ("black", "x", "-"))
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, marker=marker,
-                    linestyle=line, label=meth, markersize={"*": 9, "D": 9}.get(marker, 5))
-        ax.set_yscale("log")
-        ax.invert_xaxis()
-        ax.set_xlabel("fraction of branch computations computed")
-        ax.set_ylabel("MSE vs uncached images (held-out seeds)")
-        ax.set_title(f"{m['model']}: {m['sampler']}-{m['steps']}, cfg {m['cfg_scale']}, {m['images']} images")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+    metrics = [("mse", "MSE vs uncached images (held-out seeds)")]
+    if all("mse_median" in r for d in docs for r in d["rows"]):
+        metrics.append(("mse_median", "median image's MSE vs uncached"))
+    fig, axes = plt.subplots(len(metrics), len(docs), figsize=(6.2 * len(docs), 4.8 * len(metrics)),
+                             squeeze=False)
+    for (key, label), row in zip(metrics, axes):
+        for ax, doc in zip(row, docs):
+            panel(ax, doc, key, label)
     fig.tight_layout()
     fig.savefig(a.out + ".tmp.png", dpi=110)
     os.replace(a.out + ".tmp.png", a.out)
+
+
+def panel(ax, doc, key, label):
+    m = doc["meta"]
+    methods = []
+    for r in doc["rows"]:
+        if r["method"] not in methods:
+            methods.append(r["method"])
+    for meth in methods:
+        pts = sorted((r["computed"], r[key]) for r in doc["rows"] if r["method"] == meth)
+        colour, marker, line = STYLE.get(meth, ("black", "x", "-"))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, marker=marker,
+                linestyle=line, label=meth, markersize={"*": 9, "D": 9}.get(marker, 5))
+    ax.set_yscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("fraction of branch computations computed")
+    ax.set_ylabel(label)
+    ax.set_title(f"{m['model']}: {m['sampler']}-{m['steps']}, cfg {m['cfg_scale']}, {m['images']} images")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 if __name__ == "__main__":

@@ -173,9 +173,10 @@ def test_bench_frontier_rows_and_plot(eoc_bin, pixel_dit, tmp_path):
     assert [r["computed"] for r in budget] == [0.5, 0.25]
     for r in rows:
         assert 0 < r["computed"] < 1 and 0 < r["flops"] < 1 and r["mse"] > 0
+        assert math.isclose(r["mse_median"], r["mse"], rel_tol=1e-12)  # of 2 images: their mean
         assert positive(r["time_ratio"])
     assert all(r["calibration_multiple"] > 1 for r in rows if "eoc" in r["method"])
     text = md.read_text()
-    assert "| computed | fora | taylor:1" in text and "budget eoc" in text
+    assert text.count("| computed | fora | taylor:1") == 2 and "budget eoc" in text  # mean and median
     run_script("plot_frontier.py", [out, out, "-o", png], tmp_path)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
