@@ -60,7 +60,8 @@ def panel(ax, doc, key, label):
     ax.invert_xaxis()
     ax.set_xlabel("fraction of branch computations computed")
     ax.set_ylabel(label)
-    ax.set_title(f"{m['model']}: {m['sampler']}-{m['steps']}, cfg {m['cfg_scale']}, {m['images']} images")
+    ax.set_title(f"{m['model']}: {m['sampler']}-{m['steps']}, cfg {m['cfg_scale']}, {m['images']} images, "
+                 f"{m['judge_samples']} judge images", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
 
