@@ -4,12 +4,18 @@ and write its weights in the official DiT state-dict layout: the way to get a LE
 model, to check that caching and EOC results hold beyond the shipped checkpoint.
 
     train_dit.py -o less-trained.pt --steps 400 [--batch 64] [--depth 12 --hidden 192 --heads 3]
+        [--objective eps|flow]
 
 Training follows the official DiT recipe at small scale: adaLN-Zero initialisation, fixed 2-D
 sin-cos positions, label dropout 0.1 for classifier-free guidance, linear betas 1e-4..0.02 over
 1000 steps, the hybrid loss (noise MSE plus the variational bound that trains the learned
 variance range, with a stopped gradient through the mean), AdamW at a constant rate. Images are
 28x28 padded to 32x32 with background -1, in [-1, 1]. No EMA: the point is an early model.
+
+--objective flow trains the same network as SiT trains it instead (a flow-matching DiT): SiT's
+Linear path x_t = t x1 + (1 - t) x0 between noise x0 (t = 0) and data x1 (t = 1), t uniform in
+[0, 1] and fed to the timestep embedder as a float, the velocity x1 - x0 as the target of a plain
+mean squared error; no learned sigma (C output channels). The JSON sidecar records the objective.
 """
 import argparse
 import gzip
@@ -23,11 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# dit_module sits beside this script; sincos_2d comes from the test fixtures (scripts/testing/).
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "testing")]
+# dit_module sits beside this script.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dit_module import DiT, module_to_official  # noqa: E402
-from make_random_dit import sincos_2d  # noqa: E402
 
 DATA = "/usr/share/datasets/fashion-mnist"
 
@@ -54,6 +58,20 @@ def load_fashion_mnist(data_dir):
                  "do not pair up as (N, H, W) and (N,)")
     x = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
     return F.pad(x, (2, 2, 2, 2), value=-1.0), torch.from_numpy(labels.astype(np.int64))
+
+
+def sincos_2d(dim, side):
+    """DiT's fixed 2-D sin-cos position table (side * side, dim), float64: the first half of the
+    channels encodes each token's column, the second its row; each half is sin(p w_k) then
+    cos(p w_k) for w_k = 10000^(-k / (dim / 4)), k < dim / 4."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (np.arange(quarter, dtype=np.float64) / quarter)
+    col, row = np.meshgrid(np.arange(side, dtype=np.float64), np.arange(side, dtype=np.float64))
+    halves = []
+    for pos in (col.reshape(-1), row.reshape(-1)):
+        angles = np.outer(pos, omega)
+        halves += [np.sin(angles), np.cos(angles)]
+    return np.concatenate(halves, axis=1)
 
 
 def official_init(model):
@@ -122,6 +140,26 @@ class Diffusion:
         return mse, torch.where(t == 0, nll, kl)
 
 
+class FlowMatching:
+    """SiT's training loss for a velocity model on its Linear path (transport.training_losses,
+    no loss weight): noise x0 = randn_like(x1), then t ~ U(0, 1) (train_eps is 0 for a velocity
+    model on this path), x_t = t x1 + (1 - t) x0, target u = x1 - x0, the per-image mean squared
+    error averaged over the batch."""
+
+    @staticmethod
+    def interpolate(t, x0, x1):
+        """x_t and the target velocity for times t (B,)."""
+        te = t.view(-1, 1, 1, 1)
+        return te * x1 + (1 - te) * x0, x1 - x0
+
+    def loss(self, model, x1, y):
+        x0 = torch.randn_like(x1)
+        t = torch.rand(x1.shape[0])
+        xt, ut = self.interpolate(t, x0, x1)
+        mse = ((model(xt, t, y) - ut) ** 2).mean(dim=(1, 2, 3)).mean()
+        return mse, mse.item()
+
+
 def discretized_log_likelihood(x, mean, log_scale):
     """log P(x) for 8-bit data in [-1, 1] under N(mean, exp(log_scale)^2), bins of width 2/255."""
     def cdf(z):
@@ -147,32 +185,44 @@ def main():
     ap.add_argument("--patch", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--objective", choices=["eps", "flow"], default="eps",
+                    help="eps: DiT's diffusion (noise + learned variance); flow: SiT's velocity "
+                         "on the Linear path (no learned sigma)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     x, y = load_fashion_mnist(a.data)
-    model = DiT(32, a.patch, 1, a.hidden, a.depth, a.heads, 10, True)
+    learn_sigma = a.objective == "eps"
+    model = DiT(32, a.patch, 1, a.hidden, a.depth, a.heads, 10, learn_sigma)
     official_init(model)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
-    diffusion = Diffusion()
+    objective = Diffusion() if a.objective == "eps" else FlowMatching()
     start = time.time()
     for step in range(1, a.steps + 1):
         idx = torch.randint(0, x.shape[0], (a.batch,))
         images = torch.where(torch.rand(a.batch, 1, 1, 1) < 0.5, x[idx], x[idx].flip(3))
         labels = torch.where(torch.rand(a.batch) < 0.1, torch.full_like(y[idx], 10), y[idx])
-        loss, mse = diffusion.loss(model, images, labels)
+        loss, mse = objective.loss(model, images, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % 25 == 0 or step == a.steps:
-            print(f"step {step}/{a.steps}: loss {loss.item():.4f} (noise mse {mse:.4f}), "
+            print(f"step {step}/{a.steps}: loss {loss.item():.4f} "
+                  f"({'noise' if a.objective == 'eps' else 'velocity'} mse {mse:.4f}), "
                   f"{time.time() - start:.0f} s", file=sys.stderr)
     sd = {module_to_official(k): v.detach().clone() for k, v in model.state_dict().items()}
     info = dict(input_size=32, patch_size=a.patch, in_channels=1, hidden_size=a.hidden, depth=a.depth,
-                num_heads=a.heads, num_classes=10, learn_sigma=True, train_steps=a.steps,
+                num_heads=a.heads, num_classes=10, learn_sigma=learn_sigma, train_steps=a.steps,
                 batch=a.batch, lr=a.lr, ema=None, seed=a.seed, trainer="scripts/tools/train_dit.py",
-                dataset="Fashion-MNIST train (60k), horizontal flips, label dropout 0.1")
+                dataset="Fashion-MNIST train (60k), horizontal flips, label dropout 0.1",
+                objective=a.objective)
+    if a.objective == "eps":
+        info["parameterization"] = ("DiT diffusion: linear betas 1e-4..0.02 over 1000 steps, "
+                                    "integer timesteps, noise prediction + learned variance")
+    else:
+        info["parameterization"] = ("SiT flow matching: Linear path x_t = t x1 + (1 - t) x0, "
+                                    "t in [0, 1] (0 noise, 1 data) as a float, velocity x1 - x0")
     # Each file appears whole or not at all (temporary file, then rename).
     torch.save(sd, a.out + ".tmp")
     os.replace(a.out + ".tmp", a.out)
