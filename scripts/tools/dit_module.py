@@ -4,6 +4,13 @@ that TorchScript exposes the branch methods the C++ block loop drives.
 The parameter names differ from the official checkpoint in two places only, because a
 TorchScript method cannot share its name with a submodule: `blocks.{i}.attn.*` is stored as
 `blocks.{i}.attention.*` and `blocks.{i}.mlp.*` as `blocks.{i}.ffn.*` (see `official_to_module`).
+
+One network, three families (contract version 2): DiT predicts the noise eps at the DDPM
+timestep t in 0..999; SiT predicts the velocity v = x1 - x0 at t in [0, 1] (t = 0 noise, t = 1
+data); REPA's network is SiT's with the other time direction and sign (it predicts eps - x at
+t = 1 noise), so its module maps t -> 1 - t before the timestep embedding and negates the output
+of `final`, presenting SiT's convention while the blocks (and so every cached branch output)
+stay REPA's own.
 """
 import math
 from typing import Tuple
@@ -12,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
+# family -> the prediction its network makes (the contract's `prediction` attribute)
+FAMILIES = {"dit": "eps", "sit": "velocity", "repa": "velocity"}
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -170,10 +179,26 @@ class FinalLayer(nn.Module):
 
 
 class DiT(nn.Module):
+    """`family` (dit, sit, repa) sets `prediction` and REPA's conversion; `contract_version` 1
+    writes the version-1 module (DiT only: int64 timesteps, no `prediction` / `model_family`
+    attributes), kept so that tests can check that version-1 files still load."""
+
+    # REPA: embed feeds 1 - t to the timestep embedding and final negates (a constant compiled
+    # into the code; the contract's `model_family` attribute says "repa").
+    reverse_time: torch.jit.Final[bool]
+
     def __init__(self, input_size: int, patch_size: int, in_channels: int, hidden_size: int,
                  depth: int, num_heads: int, num_classes: int, learn_sigma: bool,
-                 model_name: str = "custom", fused_attention: bool = False):
+                 model_name: str = "custom", fused_attention: bool = False, family: str = "dit",
+                 contract_version: int = CONTRACT_VERSION):
         super().__init__()
+        if family not in FAMILIES:
+            raise ValueError(f"unknown model family '{family}' ({', '.join(FAMILIES)})")
+        if contract_version not in (1, 2):
+            raise ValueError(f"unknown contract version {contract_version} (1 or 2)")
+        if contract_version == 1 and family != "dit":
+            raise ValueError(f"contract version 1 has no velocity models (family '{family}' "
+                             "needs version 2)")
         self.input_size = input_size
         self.patch_size = patch_size
         self.in_channels = in_channels
@@ -183,8 +208,12 @@ class DiT(nn.Module):
         self.num_heads = num_heads
         self.num_classes = num_classes
         self.learn_sigma = learn_sigma
-        self.contract_version = CONTRACT_VERSION
+        self.contract_version = contract_version
         self.model_name = model_name
+        if contract_version >= 2:
+            self.prediction = FAMILIES[family]
+            self.model_family = family
+        self.reverse_time = family == "repa"
         tokens = (input_size // patch_size) ** 2
         self.x_embedder = PatchEmbed(in_channels, hidden_size, patch_size)
         self.t_embedder = TimestepEmbed(hidden_size)
@@ -195,21 +224,29 @@ class DiT(nn.Module):
 
     @torch.jit.export
     def embed(self, x: Tensor, t: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
-        """x (B, C, H, W), t (B,) int64 original timesteps, y (B,) int64 labels
-        (num_classes = null). Returns tokens (B, T, D) and conditioning c (B, D)."""
+        """x (B, C, H, W); t (B,) the time in the model's units (eps: the original DDPM
+        timestep 0..999, float32 or int64; velocity: float32 SiT time in [0, 1], 0 = noise);
+        y (B,) int64 labels (num_classes = null). Returns tokens (B, T, D) and conditioning
+        c (B, D)."""
+        if self.reverse_time:
+            t = 1.0 - t
         tokens = self.x_embedder(x) + self.pos_embed
         c = self.t_embedder(t) + self.y_embedder(y)
         return tokens, c
 
     @torch.jit.export
     def final(self, tokens: Tensor, c: Tensor) -> Tensor:
-        """Final adaLN layer and unpatchify: (B, T, D) -> (B, out_channels, H, W)."""
+        """Final adaLN layer and unpatchify: (B, T, D) -> (B, out_channels, H, W) (negated for
+        REPA, so that the output is SiT's velocity)."""
         out = self.final_layer(tokens, c)
         b = out.shape[0]
         p = self.patch_size
         h = self.input_size // p
         out = out.reshape(b, h, h, p, p, self.out_channels).permute(0, 5, 1, 3, 2, 4)
-        return out.reshape(b, self.out_channels, h * p, h * p)
+        out = out.reshape(b, self.out_channels, h * p, h * p)
+        if self.reverse_time:
+            out = -out
+        return out
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
         tokens, c = self.embed(x, t, y)
