@@ -3,13 +3,14 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <map>
 
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
 #include "eoc/base/stop.hpp"
+#include "eoc/base/stopwatch.hpp"
+#include "eoc/diffusion/image_quality.hpp"
 
 namespace eoc {
 namespace {
@@ -103,9 +104,9 @@ void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector
   const BlockLoop& loop = runs.loop();
   const int64_t c = loop.model().config().in_channels;
   auto truth = CacheSession::shadowing(plan);
-  at::Tensor x = runs.x_T();
   log::Progress progress("judging (local)", runs.steps(), "steps");
-  for (int64_t k = 0; k < runs.steps(); ++k) {
+  // The true trajectory; at each reused step the candidates run from its state first.
+  runs.run_steps(runs.x_T(), 0, runs.steps(), [&](const at::Tensor& x, int64_t k) {
     check_stop();
     std::vector<at::Tensor> candidates;
     if (plan.step_reuses_any(k))
@@ -115,7 +116,7 @@ void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector
         candidates.push_back(loop.run(x, k, runs.labels(), trial));
         runs.count_step_run();
       }
-    const auto out = loop.run(x, k, runs.labels(), truth);
+    auto out = loop.run(x, k, runs.labels(), truth);
     runs.count_step_run();
     if (!candidates.empty()) {
       StepJudgment s{k, 0.0, prior.thetas, {}, 1, {}};
@@ -127,9 +128,9 @@ void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector
       if (s.theta == 0.0) prior.step_order[k] = 0;
       prior.judged.push_back(s);
     }
-    x = runs.step(k, x, out);
     progress.advance();
-  }
+    return out;
+  });
   progress.finish();
 }
 
@@ -244,10 +245,8 @@ void check_settings(const CalibrationSettings& settings) {
              "a forecast order search up to ", settings.max_order, " for this form or judgment");
 }
 
-CalibrationCost cost_of(const JudgeRuns& runs, std::chrono::steady_clock::time_point begin) {
-  return {runs.step_runs(), runs.steps(),
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count(),
-          runs.reference_seconds()};
+CalibrationCost cost_of(const JudgeRuns& runs, const Stopwatch& watch) {
+  return {runs.step_runs(), runs.steps(), watch.seconds(), runs.reference_seconds()};
 }
 
 }  // namespace
@@ -259,15 +258,14 @@ Calibrated calibrate_eoc(const BlockLoop& loop, const SamplerOptions& sampler,
   EOC_ASSERT(!images.judge.empty() && plan.reused_total() > 0,
              "calibration without judge images or reused entries");
   c10::InferenceMode inference;
-  const auto begin = std::chrono::steady_clock::now();
+  const Stopwatch watch;
   const Calibration cal{loop, sampler, plan};
   Calibrated out{plan, initial_prior(settings, plan.steps(), reused_steps(plan)), std::nullopt, {}};
   if (form_has_vectors(settings.form)) fit_vectors(cal, images, out.prior);
-  EocCorrector corrector(out.prior, loop.guidance().batch_multiplier(), loop.model().device(),
-                         loop.model().dtype());
+  const auto corrector = make_eoc_corrector(out.prior, loop);
   JudgeRuns runs(loop, sampler, images.start(images.judge));
-  judge(plan, settings, runs, corrector, out.prior);
-  out.cost = cost_of(runs, begin);
+  judge(plan, settings, runs, *corrector, out.prior);
+  out.cost = cost_of(runs, watch);
   return out;
 }
 
@@ -281,21 +279,19 @@ Calibrated calibrate_eoc_with_budget(const BlockLoop& loop, const SamplerOptions
              "a budget search outside the taylor form's trajectory judgment");
   EOC_ASSERT(budget.max_order == settings.max_order, "search and judgment orders differ");
   c10::InferenceMode inference;
-  const auto begin = std::chrono::steady_clock::now();
+  const Stopwatch watch;
   const int64_t steps = loop.schedule().size(), depth = loop.model().config().depth;
   std::vector<int64_t> every(steps);
   for (int64_t k = 0; k < steps; ++k) every[k] = k;
   // The search's forecasts: theta 1 everywhere, series up to max_order.
-  EocCorrector forecast(initial_prior(settings, steps, every), loop.guidance().batch_multiplier(),
-                        loop.model().device(), loop.model().dtype());
+  const auto forecast = make_eoc_corrector(initial_prior(settings, steps, every), loop);
   JudgeRuns runs(loop, sampler, images.start(images.judge));
-  auto found = search_schedule(runs, depth, budget, forecast);
+  auto found = search_schedule(runs, depth, budget, *forecast);
   Calibrated out{found.plan, initial_prior(settings, steps, reused_steps(found.plan)),
                  std::move(found), {}};
-  EocCorrector corrector(out.prior, loop.guidance().batch_multiplier(), loop.model().device(),
-                         loop.model().dtype());
-  judge(out.plan, settings, runs, corrector, out.prior);
-  out.cost = cost_of(runs, begin);
+  const auto corrector = make_eoc_corrector(out.prior, loop);
+  judge(out.plan, settings, runs, *corrector, out.prior);
+  out.cost = cost_of(runs, watch);
   return out;
 }
 

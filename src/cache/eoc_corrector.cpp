@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "eoc/base/error.hpp"
+#include "eoc/cache/block_loop.hpp"
 
 namespace eoc {
 
@@ -73,6 +74,11 @@ Correction EocCorrector::correction(int64_t step, int64_t block, Branch b,
   if (form_ == EocForm::scale) c.scale_vec = it->second;
   else if (e.previous.defined()) c.trend_vec = it->second;
   return c;
+}
+
+std::unique_ptr<EocCorrector> make_eoc_corrector(const EocPrior& prior, const BlockLoop& loop) {
+  return std::make_unique<EocCorrector>(prior, loop.guidance().batch_multiplier(),
+                                        loop.model().device(), loop.model().dtype());
 }
 
 }  // namespace eoc

@@ -6,7 +6,7 @@
 #include "eoc/cli/flag_values.hpp"
 #include "eoc/model/device.hpp"
 #include "eoc/runs/commands.hpp"
-#include "eoc/runs/options.hpp"
+#include "eoc/setup/options.hpp"
 
 namespace eoc::cli {
 namespace {
@@ -67,13 +67,22 @@ void add_sampling_flags(CLI::App* cmd, SamplingOptions& o) {
                 "measuring the hook's overhead)");
 }
 
-void add_cache_flags(CLI::App* cmd, CacheOptions& o) {
-  add_parsed(cmd, "--cache", o.plan, parse_cache_spec,
-             "none | fora:N | mask:FILE.json (default: the prior's plan with --prior, else none)",
-             "none");
+// --cache and --warmup, the plan flags of sample, compare and calibrate.
+void add_plan_flags(CLI::App* cmd, PlanOptions& o, const std::string& cache_help,
+                    const std::string& shown) {
+  add_parsed(
+      cmd, "--cache", o.spec,
+      [](const std::string& t) { return std::optional<CacheSpec>(parse_cache_spec(t)); },
+      cache_help, shown);
   cmd->add_option("--warmup", o.warmup,
                   "Compute every branch of the first K steps whatever the cache plan says")
       ->capture_default_str();
+}
+
+void add_cache_flags(CLI::App* cmd, CacheOptions& o) {
+  add_plan_flags(cmd, o.plan,
+                 "none | fora:N | mask:FILE.json (default: the prior's plan with --prior, else none)",
+                 "none");
   add_parsed(cmd, "--correct", o.correct, parse_corrector,
              "What a reused feature becomes: none | taylor (first order) | taylor:O (TaylorSeer's "
              "forecast of order O = 1..4) | eoc (default: eoc with --prior, else none)",
@@ -166,10 +175,8 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
       "Extract caching differences and judge each cached step into an EOC prior", run_calibrate, cmd);
   add_model_flags(cmd, o->model);
   add_sampling_flags(cmd, o->sampling);
-  add_parsed(cmd, "--cache", o->cache, parse_cache_spec, "Cache plan the prior is for", "fora:3");
-  cmd->add_option("--warmup", o->warmup,
-                  "Compute every branch of the first K steps whatever the cache plan says")
-      ->capture_default_str();
+  add_plan_flags(cmd, o->plan, "Cache plan the prior is for (none with --budget)",
+                 CalibrateOptions::default_plan().text());
   add_choice(cmd, "--eoc-form", o->form, kEocFormNames, "scale | extrapolate | taylor");
   cmd->add_option("--eoc-thetas", o->thetas,
                   "Strengths: the local judgment's grid; the trajectory judgment's range "
@@ -178,14 +185,22 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
   add_choice(cmd, "--judgment", o->judgment, kJudgmentNames,
              "trajectory (each step's strength by the final images' error, greedily in step "
              "order) | local (the step's guided output error)");
-  cmd->add_option("--max-order", o->max_order,
-                  "Highest forecast order the judgment may choose per step (taylor form, "
-                  "trajectory judgment; default 4; 1 = the first-order forecast only)");
+  add_parsed(
+      cmd, "--max-order", o->max_order,
+      [](const std::string& t) { return std::optional<int>(parse_integer("--max-order", t)); },
+      "Highest forecast order the judgment may choose per step (taylor form, trajectory "
+      "judgment; default 4; 1 = the first-order forecast only)",
+      "")
+      ->type_name("INT");
   cmd->add_option("--judge-samples", o->judge_samples, "Samples held out from the fit for the judgment")
       ->capture_default_str();
-  cmd->add_option("--budget", o->budget,
-                  "Search the schedule instead of --cache: compute at most this fraction of the "
-                  "branch computations (e.g. 0.4), chosen on the judge images with the forecast");
+  add_parsed(
+      cmd, "--budget", o->budget,
+      [](const std::string& t) { return std::optional<double>(parse_number("--budget", t)); },
+      "Search the schedule instead of --cache: compute at most this fraction of the branch "
+      "computations (e.g. 0.4), chosen on the judge images with the forecast",
+      "")
+      ->type_name("FLOAT");
   cmd->add_option("--out", o->out, "Prior JSON to write")->required();
   cmd->add_option("--out-mask", o->out_mask,
                   "Also write the prior's cache plan as a mask file (for --cache mask:FILE)");

@@ -4,6 +4,8 @@
 
 #include "eoc/base/error.hpp"
 #include "eoc/base/stop.hpp"
+#include "eoc/base/stopwatch.hpp"
+#include "eoc/model/device.hpp"
 
 namespace eoc {
 namespace {
@@ -95,6 +97,25 @@ at::Tensor sample_batch(const RunSetup& run, const std::vector<int64_t>& indices
   if (run.check_finite && !finite.all().item<bool>())
     fail_non_finite(run, indices, session, (~finite).nonzero()[0].item<int64_t>());
   return x0;
+}
+
+BatchesRun sample_batches(const RunSetup& run, const std::vector<std::vector<int64_t>>& batches,
+                          const CachePlan& plan, const Corrector& corrector,
+                          log::Progress& progress, const BatchDoneFn& done) {
+  BatchesRun out{CacheStats(run.steps()), {}};
+  if (run.seed_mode == SeedMode::official) seed_global(run.seed);
+  for (const auto& batch : batches) {
+    const Stopwatch batch_time;
+    CacheSession session(plan, corrector);
+    auto images = sample_batch(run, batch, session, [&](int64_t) {
+      progress.advance(static_cast<long>(batch.size()));
+    });
+    out.stats.add(session.stats());
+    done(batch, std::move(images));
+    synchronize(run.device);  // so the batch's time, and the caller's, are complete
+    out.seconds.push_back(batch_time.seconds());
+  }
+  return out;
 }
 
 }  // namespace eoc

@@ -7,7 +7,7 @@
 #include "eoc/io/files.hpp"
 #include "eoc/io/npy.hpp"
 #include "eoc/io/png.hpp"
-#include "eoc/runs/out_dir.hpp"
+#include "eoc/files/run_record.hpp"
 
 namespace eoc {
 namespace {

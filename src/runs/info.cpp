@@ -8,7 +8,7 @@
 #include "eoc/model/dit_model.hpp"
 #include "eoc/model/runtime_env.hpp"
 #include "eoc/runs/commands.hpp"
-#include "eoc/runs/run_setup.hpp"
+#include "eoc/setup/run_setup.hpp"
 
 namespace eoc {
 namespace {

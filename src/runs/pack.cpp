@@ -13,7 +13,8 @@
 #include "eoc/io/png.hpp"
 #include "eoc/io/sha256.hpp"
 #include "eoc/runs/commands.hpp"
-#include "eoc/runs/out_dir.hpp"
+#include "eoc/files/run_record.hpp"
+#include "eoc/base/stopwatch.hpp"
 #include "eoc/runs/report.hpp"
 
 namespace eoc {

@@ -9,12 +9,13 @@
 #include "eoc/model/device.hpp"
 #include "eoc/model/vae.hpp"
 #include "eoc/runs/batch_sampling.hpp"
+#include "eoc/runs/cache_setup.hpp"
 #include "eoc/runs/commands.hpp"
 #include "eoc/runs/image_sinks.hpp"
 #include "eoc/runs/out_dir.hpp"
 #include "eoc/runs/report.hpp"
-#include "eoc/runs/run_settings.hpp"
-#include "eoc/runs/run_setup.hpp"
+#include "eoc/files/run_settings.hpp"
+#include "eoc/setup/run_setup.hpp"
 
 namespace eoc {
 namespace {
@@ -168,27 +169,22 @@ void run_sample(const SampleOptions& options) {
   const auto indices = plan_sample_indices(out, facts, shard);
   const int64_t count = static_cast<int64_t>(indices.size());
   const auto batches = make_batches(indices, run.batch_size);
-  CacheStats stats(run.steps());
   SampleTimes times;
-  if (run.seed_mode == SeedMode::official) seed_global(run.seed);
   log::Progress progress("sampling", count * run.steps(),
                          str("image-steps (", count, " images x ", run.steps(), " steps)"));
   Stopwatch sampling;
   CpuStopwatch sampling_cpu;
-  for (const auto& batch : batches) {
-    Stopwatch batch_time;
-    CacheSession session(cache.plan, *cache.corrector);
-    auto images = sample_batch(run, batch, session,
-                               [&](int64_t) { progress.advance(static_cast<long>(batch.size())); });
-    stats.add(session.stats());
-    if (vae) images = vae->decode(images, options.vae.scale);
-    sinks.add_batch(batch, images);
-    synchronize(run.device);  // so the batch's time, and the sampling phase's, are complete
-    times.batches.push_back(batch_time.seconds());
-  }
+  const auto sampled = sample_batches(
+      run, batches, cache.plan, *cache.corrector, progress,
+      [&](const std::vector<int64_t>& batch, at::Tensor images) {
+        if (vae) images = vae->decode(images, options.vae.scale);
+        sinks.add_batch(batch, images);
+      });
   progress.finish();
   times.sample = sampling.seconds();
   times.sample_cpu = sampling_cpu.seconds();
+  times.batches = sampled.seconds;
+  const CacheStats& stats = sampled.stats;
 
   Stopwatch writing;
   sinks.finish(run.num_samples);

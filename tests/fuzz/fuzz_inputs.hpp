@@ -26,11 +26,11 @@
 #include "eoc/io/files.hpp"
 #include "eoc/io/sha256.hpp"
 #include "eoc/runs/commands.hpp"
-#include "eoc/runs/mask_file.hpp"
-#include "eoc/runs/options.hpp"
-#include "eoc/runs/out_dir.hpp"
-#include "eoc/runs/prior_file.hpp"
-#include "eoc/runs/run_settings.hpp"
+#include "eoc/files/mask_file.hpp"
+#include "eoc/setup/options.hpp"
+#include "eoc/files/run_record.hpp"
+#include "eoc/files/prior_file.hpp"
+#include "eoc/files/run_settings.hpp"
 
 namespace eoc_fuzz {
 

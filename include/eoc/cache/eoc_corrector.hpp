@@ -108,4 +108,8 @@ class EocCorrector final : public Corrector {
   std::map<EntryKey, at::Tensor> coefs_;    // pre-scaled by theta (scale form: 1 + theta E)
 };
 
+// The corrector of `prior` for runs through `loop`: its CFG halves, device and dtype.
+class BlockLoop;
+std::unique_ptr<EocCorrector> make_eoc_corrector(const EocPrior& prior, const BlockLoop& loop);
+
 }  // namespace eoc

@@ -29,8 +29,16 @@ struct BudgetSearch {
   int max_order = 1;    // forecast orders tried, 1..max_order
 };
 
-// The number of steps a budget computes: floor(budget * steps), at least the forced steps.
-int64_t budget_steps(double budget, int64_t steps);
+// The steps a budget computes over `steps`: `total` = floor(budget * steps), of which the first
+// `forced` = max(1, warmup) are always computed. The search needs forced <= total < steps;
+// calibrate states these counts in its messages.
+struct BudgetSteps {
+  int64_t total = 0;
+  int64_t forced = 0;
+  int64_t steps = 0;
+  bool fits() const { return total >= forced && total < steps; }
+};
+BudgetSteps budget_steps(double budget, int64_t warmup, int64_t steps);
 
 struct ShapeTried {
   std::string name;                 // "even", "warp:1.5", "fora:3", "warp-end:0.75", ...
@@ -52,9 +60,5 @@ struct SearchedSchedule {
 // theta 1 everywhere and series up to max_order) forecasts; its step orders are changed here.
 SearchedSchedule search_schedule(JudgeRuns& runs, int64_t depth, const BudgetSearch& settings,
                                  class EocCorrector& corrector);
-
-// The plan that computes exactly `computed` (every block and branch) and reuses the rest.
-CachePlan plan_computing(int64_t steps, int64_t depth, const std::vector<int64_t>& computed,
-                         const std::string& spec);
 
 }  // namespace eoc

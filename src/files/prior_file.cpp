@@ -1,4 +1,4 @@
-#include "eoc/runs/prior_file.hpp"
+#include "eoc/files/prior_file.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -6,9 +6,10 @@
 #include <filesystem>
 
 #include "eoc/base/error.hpp"
+#include "eoc/io/base64.hpp"
 #include "eoc/io/files.hpp"
 #include "eoc/io/sha256.hpp"
-#include "eoc/runs/run_settings.hpp"
+#include "eoc/files/run_settings.hpp"
 
 namespace eoc {
 namespace {
@@ -18,53 +19,6 @@ using nlohmann::json;
 // A correction whose factor exceeds this is not a correction but a blow-up; refuse the prior.
 constexpr double kMaxCorrection = 50.0;
 constexpr double kMaxTheta = 10.0;
-
-const char* kB64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64_encode(const std::string& in) {
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out += kB64[(v >> s) & 63];
-  }
-  if (i + 1 == in.size()) {
-    const uint32_t v = uint8_t(in[i]) << 16;
-    out += kB64[(v >> 18) & 63];
-    out += kB64[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    for (int s = 18; s >= 6; s -= 6) out += kB64[(v >> s) & 63];
-    out += '=';
-  }
-  return out;
-}
-
-bool base64_decode(const std::string& in, std::string& out) {
-  if (in.size() % 4 != 0) return false;
-  out.clear();
-  for (size_t i = 0; i < in.size(); i += 4) {
-    uint32_t v = 0;
-    int pad = 0;
-    for (int j = 0; j < 4; ++j) {
-      const char ch = in[i + j];
-      const char* p = ch ? std::strchr(kB64, ch) : nullptr;
-      if (ch == '=' && i + 4 == in.size() && j >= 2) {
-        ++pad;
-        v <<= 6;
-      } else if (p && pad == 0) {
-        v = (v << 6) | static_cast<uint32_t>(p - kB64);
-      } else {
-        return false;
-      }
-    }
-    out += static_cast<char>((v >> 16) & 0xff);
-    if (pad < 2) out += static_cast<char>((v >> 8) & 0xff);
-    if (pad < 1) out += static_cast<char>(v & 0xff);
-  }
-  return true;
-}
 
 // float32 little-endian bytes (x86 and every CUDA host are little-endian).
 std::string tensor_b64(const at::Tensor& t) {
@@ -223,9 +177,10 @@ PriorFile read_prior_document(const std::string& path) {
   using T = json::value_t;
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) fail("prior file '", path, "' does not exist");
+  const std::string text = read_file(path);
   json doc;
   try {
-    doc = json::parse(read_file(path));
+    doc = json::parse(text);
   } catch (const json::exception&) {
     fail("prior '", path, "' is not valid JSON (truncated or corrupt; re-run eoc calibrate)");
   }
@@ -243,6 +198,7 @@ PriorFile read_prior_document(const std::string& path) {
   if (sha256_hex(body.dump()) != checksum) r.bad("its checksum does not match its content (edited?)");
 
   PriorFile file;
+  file.sha256 = sha256_hex(text);
   file.assumes = r.field(doc, "assumes", T::object, "");
   const PriorSizes sizes = read_assumptions(r, file.assumes);
   EocPrior& p = file.prior;
@@ -303,20 +259,7 @@ std::optional<CachePlan> plan_in_prior(const PriorFile& file, int64_t steps, int
   const json* spec = field_at(file.assumes, "cache.spec");
   const json* layout = field_at(file.assumes, "cache.layout");
   if (!spec || !spec->is_string() || !layout || !layout->is_string()) return std::nullopt;
-  const auto text = layout->get<std::string>();
-  if (static_cast<int64_t>(text.size()) != steps * (depth * 2 + 1) - 1) return std::nullopt;
-  CachePlan plan(steps, depth, spec->get<std::string>());
-  size_t i = 0;
-  for (int64_t k = 0; k < steps; ++k, ++i) {  // ++i skips the '|' between steps
-    for (int64_t l = 0; l < depth; ++l)
-      for (Branch b : {Branch::attn, Branch::mlp}) {
-        const char c = text[i++];
-        if (c != 'c' && c != 'r') return std::nullopt;
-        plan.set_reuse(k, l, b, c == 'r');
-      }
-    if (k + 1 < steps && text[i] != '|') return std::nullopt;
-  }
-  return plan;
+  return CachePlan::from_layout(steps, depth, layout->get<std::string>(), spec->get<std::string>());
 }
 
 void check_prior_matches(const PriorFile& file, const json& run, const std::string& prior_path) {

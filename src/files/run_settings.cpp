@@ -1,4 +1,4 @@
-#include "eoc/runs/run_settings.hpp"
+#include "eoc/files/run_settings.hpp"
 
 #include <functional>
 #include <sstream>
@@ -94,11 +94,6 @@ json::json_pointer pointer(const std::string& dotted) {
 }
 
 }  // namespace
-
-RunFacts run_facts(const RunSetup& run, const CacheSetup& cache, const VaeDecoder* vae,
-                   double vae_scale) {
-  return RunFacts{run, cache.plan, cache.corrector_name, cache.prior_sha256, vae, vae_scale};
-}
 
 json run_settings(const RunFacts& facts, SettingUse use) {
   json doc = json::object();

@@ -22,6 +22,7 @@ struct PriorFile {
   nlohmann::json assumes;      // what a run must match to use it
   EocPrior prior;
   nlohmann::json calibration;  // the calibration settings, recorded verbatim
+  std::string sha256;          // of the file's bytes as read (load_prior); run reports cite it
 };
 
 // Writes atomically.

@@ -1,4 +1,4 @@
-#include "eoc/runs/shard.hpp"
+#include "eoc/setup/shard.hpp"
 
 #include "eoc/base/error.hpp"
 
