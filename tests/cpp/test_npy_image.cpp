@@ -224,4 +224,26 @@ TEST(AtomicWrite, SyncHelpers) {
   EXPECT_NE(msg.find(lost), std::string::npos) << msg;
 }
 
+TEST(Npy, HeaderIsAlignedVersion1) {
+  const std::string h = eoc::npy_header("|u1", {50000, 256, 256, 3});
+  EXPECT_EQ(h.size() % 64, 0u);
+  EXPECT_EQ(h.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
+  EXPECT_NE(h.find("'shape': (50000, 256, 256, 3)"), std::string::npos);
+  EXPECT_EQ(h.back(), '\n');
+  EXPECT_NE(eoc::npy_header("<f4", {7}).find("(7,)"), std::string::npos);
+}
+
+TEST(Png, CompleteOnlyWithSignatureAndEnd) {
+  eoc_test::TempDir dir;
+  const std::string path = dir.file("x.png");
+  EXPECT_FALSE(eoc::png_is_complete(path));
+  eoc::write_png(path, at::zeros({4, 5, 3}, at::kByte));
+  EXPECT_TRUE(eoc::png_is_complete(path));
+  const auto size = std::filesystem::file_size(path);
+  std::filesystem::resize_file(path, size - 1);
+  EXPECT_FALSE(eoc::png_is_complete(path));
+  eoc::write_file_atomic(path, "not a png at all, but long enough to be checked at both ends");
+  EXPECT_FALSE(eoc::png_is_complete(path));
+}
+
 }  // namespace
