@@ -15,7 +15,6 @@ double CpuStopwatch::process_cpu_seconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
-
 std::string utc_now() {
   const std::time_t now = std::time(nullptr);
   std::tm tm{};

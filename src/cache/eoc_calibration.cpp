@@ -81,8 +81,8 @@ void fit_vectors(const Calibration& cal, const CalibrationImages& images, EocPri
   const int64_t d = cal.loop.model().config().hidden_size;
   for (const auto& [key, s] : sums) {
     // Least squares per channel: Delta ~ coef * basis.
-    auto coef = at::where(s.second > 1e-12, s.first / s.second.clamp_min(1e-12),
-                          at::zeros_like(s.first));
+    auto coef =
+        at::where(s.second > 1e-12, s.first / s.second.clamp_min(1e-12), at::zeros_like(s.first));
     coef = coef.clamp(-kMaxCoefficient, kMaxCoefficient).to(at::kFloat).cpu();
     // Without guidance only the conditional half exists; store it in both rows.
     prior.vectors[key] = halves == 2 ? coef : at::cat({coef, coef}).reshape({2, d});
@@ -99,8 +99,7 @@ std::vector<int64_t> reused_steps(const CachePlan& plan) {
 // Local judgment (the specification's baseline): at each reused step, from the TRUE state and
 // the true cached features, the guided output under each candidate strength against the
 // uncached output.
-void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector,
-                 EocPrior& prior) {
+void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector, EocPrior& prior) {
   const BlockLoop& loop = runs.loop();
   const int64_t c = loop.model().config().in_channels;
   auto truth = CacheSession::shadowing(plan);
@@ -200,7 +199,8 @@ void judge_trajectory(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corr
     const auto d = finals[far] - finals[0], r = runs.reference() - finals[0];
     const double dd = (d * d).sum().item<double>();
     const double best = dd > 0 ? std::clamp((r * d).sum().item<double>() / dd, lo, hi) : 1.0;
-    if (std::fabs(best) > 1e-3 && std::fabs(best - 1.0) > 1e-3) add(best, far_order, final_with(best, far_order));
+    if (std::fabs(best) > 1e-3 && std::fabs(best - 1.0) > 1e-3)
+      add(best, far_order, final_with(best, far_order));
     const size_t pick = std::min_element(s.errors.begin(), s.errors.end()) - s.errors.begin();
     s.theta = s.candidates[pick];
     s.order = s.orders[pick];
@@ -233,8 +233,10 @@ EocPrior initial_prior(const CalibrationSettings& settings, int64_t steps,
 
 void judge(const CachePlan& plan, const CalibrationSettings& settings, JudgeRuns& runs,
            EocCorrector& corrector, EocPrior& prior) {
-  if (settings.judgment == Judgment::local) judge_local(plan, runs, corrector, prior);
-  else judge_trajectory(plan, runs, corrector, settings.max_order, prior);
+  if (settings.judgment == Judgment::local)
+    judge_local(plan, runs, corrector, prior);
+  else
+    judge_trajectory(plan, runs, corrector, settings.max_order, prior);
 }
 
 void check_settings(const CalibrationSettings& settings) {
@@ -287,8 +289,8 @@ Calibrated calibrate_eoc_with_budget(const BlockLoop& loop, const SamplerOptions
   const auto forecast = make_eoc_corrector(initial_prior(settings, steps, every), loop);
   JudgeRuns runs(loop, sampler, images.start(images.judge));
   auto found = search_schedule(runs, depth, budget, *forecast);
-  Calibrated out{found.plan, initial_prior(settings, steps, reused_steps(found.plan)),
-                 std::move(found), {}};
+  Calibrated out{
+      found.plan, initial_prior(settings, steps, reused_steps(found.plan)), std::move(found), {}};
   const auto corrector = make_eoc_corrector(out.prior, loop);
   judge(out.plan, settings, runs, *corrector, out.prior);
   out.cost = cost_of(runs, watch);

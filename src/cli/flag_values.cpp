@@ -98,7 +98,8 @@ CorrectorSpec parse_corrector(const std::string& text) {
   if (text.rfind("taylor:", 0) == 0) {
     long long order = 0;
     if (!parse_int(text.substr(7), order) || order < 1 || order > kMaxTaylorOrder)
-      fail("--correct '", text, "': the Taylor order must be 1..", kMaxTaylorOrder, " (e.g. taylor:2)");
+      fail("--correct '", text, "': the Taylor order must be 1..", kMaxTaylorOrder,
+           " (e.g. taylor:2)");
     spec.kind = CorrectorChoice::taylor;
     spec.order = static_cast<int>(order);
     return spec;

@@ -11,12 +11,12 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "eoc/cli/commands.hpp"
-#include "eoc/cli/config_file.hpp"
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
 #include "eoc/base/process.hpp"
 #include "eoc/base/stop.hpp"
+#include "eoc/cli/commands.hpp"
+#include "eoc/cli/config_file.hpp"
 #include "eoc/model/runtime_env.hpp"
 
 namespace {

@@ -68,8 +68,8 @@ CachePlan plan_from_mask_json(const std::string& text, const std::string& source
     fail("cache mask '", source, "' is for ", doc.value("steps", json()).dump(),
          " steps, this run has ", steps, " (--steps)");
   if (doc.contains("depth") && (!doc["depth"].is_number_integer() || doc["depth"] != depth))
-    fail("cache mask '", source, "' is for depth ", doc["depth"].dump(), ", the model has ",
-         depth, " blocks");
+    fail("cache mask '", source, "' is for depth ", doc["depth"].dump(), ", the model has ", depth,
+         " blocks");
   if (!doc.contains("schedule") || !doc["schedule"].is_array() ||
       static_cast<int64_t>(doc["schedule"].size()) != steps)
     fail("cache mask '", source, "' needs a \"schedule\" list of ", steps, " entries");
@@ -80,7 +80,8 @@ CachePlan plan_from_mask_json(const std::string& text, const std::string& source
   MaskFlags flags{depth, std::vector<bool>(static_cast<size_t>(steps * depth * 2), false)};
   for (int64_t k = 0; k < steps; ++k) {
     if (doc["schedule"][k].is_object() && !doc.contains("depth"))
-      fail("cache mask '", source, "': schedule[", k, "] is per block, so the mask must give "
+      fail("cache mask '", source, "': schedule[", k,
+           "] is per block, so the mask must give "
            "\"depth\" (the model's block count)");
     apply_mask_entry(flags, doc["schedule"][k], k, source);
   }
@@ -105,7 +106,9 @@ std::string mask_json_text(const CachePlan& plan, const std::string& description
     }
     schedule.push_back(entry);
   }
-  json doc = {{"format", "eoc-cache-mask"}, {"version", 1}, {"steps", plan.steps()},
+  json doc = {{"format", "eoc-cache-mask"},
+              {"version", 1},
+              {"steps", plan.steps()},
               {"description", description}};
   if (per_block) doc["depth"] = plan.depth();
   doc["schedule"] = schedule;

@@ -38,8 +38,8 @@ void check_run_record(const RunRecord& r) {
   const auto n = settings.find("num_samples");
   if (n == settings.end() || !n->is_number_integer() || n->get<int64_t>() < 1 ||
       n->get<int64_t>() > kMaxSamples)
-    fail("run record '", r.path, "': settings.num_samples is ", field_text(d["settings"], "num_samples"),
-         " (expected an integer 1..", kMaxSamples, ")");
+    fail("run record '", r.path, "': settings.num_samples is ",
+         field_text(d["settings"], "num_samples"), " (expected an integer 1..", kMaxSamples, ")");
 }
 
 }  // namespace
@@ -57,7 +57,9 @@ std::string run_record_name(const Shard& shard) {
 void write_run_record(const std::string& dir, const Shard& shard, const nlohmann::json& settings,
                       const nlohmann::json& info) {
   nlohmann::json record = {
-      {"format", kRunRecordFormat}, {"version", kRunRecordVersion}, {"settings", settings},
+      {"format", kRunRecordFormat},
+      {"version", kRunRecordVersion},
+      {"settings", settings},
       {"shard", {{"index", shard.index}, {"count", shard.count}, {"source", shard.source}}},
       {"info", info}};
   record["info"]["started"] = utc_now();

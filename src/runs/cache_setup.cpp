@@ -55,9 +55,8 @@ CachePlan plan_for_run(const RunSetup& run, const PlanOptions& o,
 }  // namespace
 
 CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
-  const CorrectorChoice choice =
-      o.correct.kind != CorrectorChoice::automatic ? o.correct.kind
-      : o.prior.empty()                            ? CorrectorChoice::none
+  const CorrectorChoice choice = o.correct.kind != CorrectorChoice::automatic ? o.correct.kind
+                                 : o.prior.empty() ? CorrectorChoice::none
                                                    : CorrectorChoice::eoc;
   const std::string name = kCorrectorNames.name(choice);
   if (choice == CorrectorChoice::eoc && o.prior.empty())
@@ -71,9 +70,7 @@ CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
     fail("--whole-forward runs the module's forward and cannot cache: use it with --cache none");
   switch (choice) {
     case CorrectorChoice::automatic:
-    case CorrectorChoice::none:
-      c.corrector = make_plain_corrector();
-      break;
+    case CorrectorChoice::none: c.corrector = make_plain_corrector(); break;
     case CorrectorChoice::taylor:
       c.corrector = make_taylor_corrector(o.correct.order);
       c.corrector_name = c.corrector->name();

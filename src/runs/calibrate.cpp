@@ -9,14 +9,14 @@
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
 #include "eoc/cache/eoc_calibration.hpp"
+#include "eoc/files/mask_file.hpp"
+#include "eoc/files/prior_file.hpp"
+#include "eoc/files/run_settings.hpp"
 #include "eoc/io/files.hpp"
 #include "eoc/runs/batch_sampling.hpp"
 #include "eoc/runs/cache_setup.hpp"
 #include "eoc/runs/commands.hpp"
-#include "eoc/files/mask_file.hpp"
-#include "eoc/files/prior_file.hpp"
 #include "eoc/runs/report.hpp"
-#include "eoc/files/run_settings.hpp"
 #include "eoc/setup/run_setup.hpp"
 
 namespace eoc {
@@ -56,8 +56,9 @@ void check_calibrate_options(const CalibrateOptions& o, const std::vector<double
       fail("--budget searches the cache plan: give it without --cache (got --cache ",
            o.plan.spec->text(), ")");
     if (o.form != EocForm::taylor || o.judgment != Judgment::trajectory)
-      fail("--budget searches with the forecast and the trajectory judgment: use --eoc-form "
-           "taylor --judgment trajectory (the defaults)");
+      fail(
+          "--budget searches with the forecast and the trajectory judgment: use --eoc-form "
+          "taylor --judgment trajectory (the defaults)");
   }
   check_writable_parent(o.out, "--out");  // fail now, not after the calibration
   if (!o.out_mask.empty()) check_writable_parent(o.out_mask, "--out-mask");
@@ -88,15 +89,19 @@ CachePlan plan_to_calibrate(const PlanOptions& o, int64_t steps, int64_t depth) 
 nlohmann::json search_json(const SearchedSchedule& s) {
   nlohmann::json shapes = nlohmann::json::array();
   for (const auto& t : s.shapes)
-    shapes.push_back({{"name", t.name}, {"computed_steps", t.computed}, {"order", t.order},
-                      {"error", t.error}});
-  return {{"computed_steps", s.computed}, {"order", s.order}, {"error", s.error},
-          {"shapes", shapes}, {"refinement", {{"passes", s.passes}, {"moves_tried", s.moves_tried},
-                                               {"moves_taken", s.moves_taken}}}};
+    shapes.push_back(
+        {{"name", t.name}, {"computed_steps", t.computed}, {"order", t.order}, {"error", t.error}});
+  return {{"computed_steps", s.computed},
+          {"order", s.order},
+          {"error", s.error},
+          {"shapes", shapes},
+          {"refinement",
+           {{"passes", s.passes}, {"moves_tried", s.moves_tried}, {"moves_taken", s.moves_taken}}}};
 }
 
 nlohmann::json cost_json(const CalibrationCost& c) {
-  return {{"judge_step_runs", c.step_runs}, {"uncached_judge_steps", c.reference_step_runs},
+  return {{"judge_step_runs", c.step_runs},
+          {"uncached_judge_steps", c.reference_step_runs},
           {"multiple_of_uncached_judge_sampling", c.multiple()},
           {"uncached_judge_seconds", c.reference_seconds}};
 }
@@ -168,13 +173,18 @@ void run_calibrate(const CalibrateOptions& o) {
   file.assumes = run_settings(RunFacts{run, done.plan}, kInPrior);
   int64_t fitted = 0;
   for (const auto& batch : images.fit_batches) fitted += static_cast<int64_t>(batch.size());
-  file.calibration = {
-      {"eoc_version", EOC_VERSION}, {"num_samples", run.num_samples}, {"fit_samples", fitted},
-      {"judge_samples", images.judge.size()}, {"seed", run.seed},
-      {"seed_mode", seed_mode_name(run.seed_mode)}, {"classes", classes_json(o.sampling.classes)},
-      {"batch_size", run.batch_size}, {"max_order", settings.max_order},
-      {"budget", o.budget ? nlohmann::json(*o.budget) : nlohmann::json(nullptr)},
-      {"cost", cost_json(done.cost)}, {"seconds", total.seconds()}};
+  file.calibration = {{"eoc_version", EOC_VERSION},
+                      {"num_samples", run.num_samples},
+                      {"fit_samples", fitted},
+                      {"judge_samples", images.judge.size()},
+                      {"seed", run.seed},
+                      {"seed_mode", seed_mode_name(run.seed_mode)},
+                      {"classes", classes_json(o.sampling.classes)},
+                      {"batch_size", run.batch_size},
+                      {"max_order", settings.max_order},
+                      {"budget", o.budget ? nlohmann::json(*o.budget) : nlohmann::json(nullptr)},
+                      {"cost", cost_json(done.cost)},
+                      {"seconds", total.seconds()}};
   if (done.search) file.calibration["search"] = search_json(*done.search);
   save_prior(o.out, file);
   if (!o.out_mask.empty())

@@ -38,11 +38,11 @@ void remove_stale_temps(const std::string& dir, const Shard& shard) {
       if (fs::remove(entry.path(), ec)) ++removed;
     }
   }
-  if (removed > 0) log::info(str("removed ", removed, " temp file(s) of an interrupted run in ", dir));
+  if (removed > 0)
+    log::info(str("removed ", removed, " temp file(s) of an interrupted run in ", dir));
 }
 
 }  // namespace
-
 
 OutDirWork prepare_out_dir_work(const std::string& dir, const Shard& shard, int64_t num_samples,
                                 const nlohmann::json& settings, const nlohmann::json& info,
@@ -60,8 +60,10 @@ OutDirWork prepare_out_dir_work(const std::string& dir, const Shard& shard, int6
 
   OutDirWork work;
   for (int64_t i : shard.indices(num_samples)) {
-    if (resume && png_is_complete(image_path(dir, i))) ++work.present;
-    else work.todo.push_back(i);
+    if (resume && png_is_complete(image_path(dir, i)))
+      ++work.present;
+    else
+      work.todo.push_back(i);
   }
   return work;
 }

@@ -18,8 +18,10 @@ constexpr const char* kDefaultModelFile = "fmnist-dit-s4.ts";
 std::vector<int64_t> image_labels(const ClassChoice& classes, int64_t num_classes, int64_t n) {
   std::vector<int64_t> cycle = classes.labels;
   if (classes.kind == ClassChoice::Kind::spread) {
-    if (num_classes == 1000) cycle = {207, 360, 387, 974, 88, 979, 417, 279};  // sample.py's
-    else for (int64_t c = 0; c < num_classes; ++c) cycle.push_back(c);
+    if (num_classes == 1000)
+      cycle = {207, 360, 387, 974, 88, 979, 417, 279};  // sample.py's
+    else
+      for (int64_t c = 0; c < num_classes; ++c) cycle.push_back(c);
   }
   EOC_ASSERT(!cycle.empty(), "no labels to cycle (the CLI refuses an empty --classes)");
   for (int64_t v : cycle)
@@ -32,7 +34,8 @@ std::vector<int64_t> image_labels(const ClassChoice& classes, int64_t num_classe
 }
 
 void check_sampling(const SamplingOptions& so) {
-  if (so.steps < 1 || so.steps > 1000) fail("--steps ", so.steps, " is out of range (expected 1..1000)");
+  if (so.steps < 1 || so.steps > 1000)
+    fail("--steps ", so.steps, " is out of range (expected 1..1000)");
   if (!(so.eta >= 0.0 && so.eta <= 1.0)) fail("--eta ", so.eta, " is out of range (expected 0..1)");
   if (so.eta > 0.0 && so.sampler != SamplerKind::ddim) fail("--eta applies to --sampler ddim only");
   if (!(so.cfg_scale >= 1.0))

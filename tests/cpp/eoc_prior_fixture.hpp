@@ -14,9 +14,7 @@ namespace eoc_test {
 constexpr int64_t kD = 4;  // hidden size
 
 // A (2, kD) vector: the conditional row, then the unconditional one.
-inline at::Tensor vec(std::vector<float> v) {
-  return at::tensor(v, at::kFloat).reshape({2, kD});
-}
+inline at::Tensor vec(std::vector<float> v) { return at::tensor(v, at::kFloat).reshape({2, kD}); }
 
 // Three steps, two blocks: step 1 reused at theta 1, scale form, with one vector per branch.
 inline eoc::EocPrior sample_eoc_prior() {

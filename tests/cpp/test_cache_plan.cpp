@@ -167,15 +167,15 @@ TEST(ParseCachePlan, Errors) {
 }
 
 std::string mask_doc(const std::string& schedule, int steps = 3, const std::string& extra = "") {
-  return R"({"format": "eoc-cache-mask", "version": 1, "steps": )" + std::to_string(steps) +
-         extra + R"(, "schedule": )" + schedule + "}";
+  return R"({"format": "eoc-cache-mask", "version": 1, "steps": )" + std::to_string(steps) + extra +
+         R"(, "schedule": )" + schedule + "}";
 }
 
 TEST(CacheMask, StringAndPerBlockEntries) {
-  const auto p = eoc::plan_from_mask_json(
-      mask_doc(R"(["compute", "reuse", {"attn": [1, 0], "mlp": [0, 1]}])", 3,
-               R"(, "depth": 2, "description": "hand-made")"),
-      "m.json", 3, 2);
+  const auto p =
+      eoc::plan_from_mask_json(mask_doc(R"(["compute", "reuse", {"attn": [1, 0], "mlp": [0, 1]}])",
+                                        3, R"(, "depth": 2, "description": "hand-made")"),
+                               "m.json", 3, 2);
   // Per block 1 = compute, 0 = reuse. Block 0: attn c, mlp r; block 1: attn r, mlp c.
   EXPECT_EQ(p.layout(), "cccc|rrrr|crrc");
   EXPECT_EQ(p.spec(), "mask:m.json");
@@ -208,15 +208,12 @@ TEST(CacheMask, RejectsMalformedDocuments) {
                 R"(, "depth": 2)"),
        "attn"},
       {"per-block value 2",
-       mask_doc(R"(["compute", {"attn": [1, 2], "mlp": [0, 1]}, "compute"])", 3,
-                R"(, "depth": 2)"),
+       mask_doc(R"(["compute", {"attn": [1, 2], "mlp": [0, 1]}, "compute"])", 3, R"(, "depth": 2)"),
        "0 or 1"},
-      {"per-block missing mlp", mask_doc(R"(["compute", {"attn": [1, 0]}, "compute"])", 3,
-                                         R"(, "depth": 2)"),
-       "mlp"},
-      {"unknown top-level key", mask_doc(R"(["compute", "reuse", "compute"])", 3,
-                                         R"(, "interval": 2)"),
-       "interval"},
+      {"per-block missing mlp",
+       mask_doc(R"(["compute", {"attn": [1, 0]}, "compute"])", 3, R"(, "depth": 2)"), "mlp"},
+      {"unknown top-level key",
+       mask_doc(R"(["compute", "reuse", "compute"])", 3, R"(, "interval": 2)"), "interval"},
       {"unknown entry key",
        mask_doc(R"(["compute", {"attn": [1, 0], "mlp": [0, 1], "gate": [1, 1]}, "compute"])", 3,
                 R"(, "depth": 2)"),
@@ -228,12 +225,13 @@ TEST(CacheMask, RejectsMalformedDocuments) {
        mask_doc(R"([{"attn": [1, 1], "mlp": [1, 0]}, "compute", "compute"])", 3, R"(, "depth": 2)"),
        "block 1 mlp"},
       {"invalid JSON", R"({"format": "eoc-cache-mask", "version": 1,)", "JSON"},
-      {"missing format", R"({"version": 1, "steps": 3, "schedule": ["compute", "compute", "compute"]})",
-       "format"},
+      {"missing format",
+       R"({"version": 1, "steps": 3, "schedule": ["compute", "compute", "compute"]})", "format"},
       {"wrong format", R"({"format": "eoc-prior", "version": 1, "steps": 3, "schedule": []})",
        "format"},
       {"version 2",
-       R"({"format": "eoc-cache-mask", "version": 2, "steps": 3, "schedule": ["compute", "compute", "compute"]})",
+       R"({"format": "eoc-cache-mask", "version": 2, "steps": 3, )"
+       R"("schedule": ["compute", "compute", "compute"]})",
        "version"},
       {"not an object", R"(["compute", "reuse", "compute"])", "format"},
   };
@@ -249,7 +247,7 @@ TEST(CacheMask, NonStringFormatIsAnEocError) {
   // A mistyped field must still give eoc's one-line error, not a JSON library exception.
   const auto msg = error_message([] {
     eoc::plan_from_mask_json(R"({"format": 5, "version": 1, "steps": 1, "schedule": ["compute"]})",
-                              "typed.json", 1, 2);
+                             "typed.json", 1, 2);
   });
   EXPECT_NE(msg.find("typed.json"), std::string::npos) << msg;
 }
@@ -258,7 +256,7 @@ TEST(CacheMask, PerBlockEntriesRequireDepth) {
   // docs/CACHE_MASKS.md: `depth` is required when any entry is per-block.
   const auto msg = error_message([] {
     eoc::plan_from_mask_json(mask_doc(R"(["compute", {"attn": [1, 0], "mlp": [0, 1]}, "compute"])"),
-                              "nodepth.json", 3, 2);
+                             "nodepth.json", 3, 2);
   });
   EXPECT_NE(msg.find("depth"), std::string::npos) << msg;
 }
@@ -303,9 +301,9 @@ TEST(BudgetPlans, ForcedStepsAndWhetherTheBudgetFits) {
   n = eoc::budget_steps(0.2, 5, 20);
   EXPECT_EQ(n.total, 4);
   EXPECT_EQ(n.forced, 5);
-  EXPECT_FALSE(n.fits());  // fewer computed steps than the warm-up
+  EXPECT_FALSE(n.fits());                              // fewer computed steps than the warm-up
   EXPECT_TRUE(eoc::budget_steps(0.99, 0, 20).fits());  // 19 of 20 steps
-  EXPECT_FALSE(eoc::budget_steps(1.0, 0, 20).fits());   // computes everything
+  EXPECT_FALSE(eoc::budget_steps(1.0, 0, 20).fits());  // computes everything
 }
 
 TEST(BudgetPlans, BudgetStepsRoundDown) {

@@ -119,11 +119,12 @@ TEST(EocCorrector, ExtrapolateAddsThetaWDelta) {
   }();
   const auto W = p.vectors.at({1, 0, 0});
   const auto out = c->correct(1, 0, Branch::attn, with_delta);
-  const auto expected =
-      at::cat({with_delta.value.narrow(0, 0, 2) +
-                   0.75 * W[0].view({1, 1, kD}) * (with_delta.value - with_delta.previous).narrow(0, 0, 2),
-               with_delta.value.narrow(0, 2, 2) +
-                   0.75 * W[1].view({1, 1, kD}) * (with_delta.value - with_delta.previous).narrow(0, 2, 2)});
+  const auto expected = at::cat(
+      {with_delta.value.narrow(0, 0, 2) +
+           0.75 * W[0].view({1, 1, kD}) * (with_delta.value - with_delta.previous).narrow(0, 0, 2),
+       with_delta.value.narrow(0, 2, 2) +
+           0.75 * W[1].view({1, 1, kD}) *
+               (with_delta.value - with_delta.previous).narrow(0, 2, 2)});
   EXPECT_TRUE(at::allclose(out, expected, 1e-5, 1e-5));
   // No previous value yet: plain.
   EXPECT_TRUE(at::equal(c->correct(1, 0, Branch::attn, e), e.value));
@@ -165,7 +166,8 @@ TEST(EocCorrector, TaylorOrdersScaleTheSeries) {
   EXPECT_EQ(c->history().order, 3);
   EXPECT_FALSE(c->history().previous);
   CachedFeature e = cfg_entry(0, -1);
-  e.derivatives = {at::full_like(e.value, 1.0), at::full_like(e.value, 10.0), at::full_like(e.value, 100.0)};
+  e.derivatives = {at::full_like(e.value, 1.0), at::full_like(e.value, 10.0),
+                   at::full_like(e.value, 100.0)};
   // Step 2 from r = 0: dt = 2, order 3: F + 2 (2 D1 + 2 D2 + 4/3 D3).
   const auto at2 = c->correct(2, 0, Branch::mlp, e);
   EXPECT_TRUE(at::allclose(at2, e.value + 2.0 * (2.0 + 20.0 + 400.0 / 3.0), 1e-5, 1e-4));

@@ -10,8 +10,8 @@
 
 #include "eoc/base/error.hpp"
 #include "eoc/io/files.hpp"
-#include "eoc/io/png.hpp"
 #include "eoc/io/npy.hpp"
+#include "eoc/io/png.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -80,8 +80,18 @@ TEST(Npy, RejectsBadFiles) {
 
 TEST(Pixels, DitConversion) {
   // clamp(127.5 x + 128, 0, 255) then truncation.
-  const std::vector<float> xs = {-1.0f, 1.0f, 0.0f, -2.0f, 3.0f, 0.5f, -0.5f, 0.25f, 0.998f,
-                                 72.9f / 127.5f, -127.1f / 127.5f, -126.1f / 127.5f};
+  const std::vector<float> xs = {-1.0f,
+                                 1.0f,
+                                 0.0f,
+                                 -2.0f,
+                                 3.0f,
+                                 0.5f,
+                                 -0.5f,
+                                 0.25f,
+                                 0.998f,
+                                 72.9f / 127.5f,
+                                 -127.1f / 127.5f,
+                                 -126.1f / 127.5f};
   const std::vector<int> expected = {0,    // 0.5 -> 0
                                      255,  // 255.5 -> clamped 255
                                      128,  // 128
@@ -150,7 +160,8 @@ TEST(Grid, NrowLargerThanCount) {
 
 TEST(Png, EncodeAndReadBack) {
   TempDir dir;
-  const auto rgb = at::arange(0, 4 * 6 * 3, at::kInt).remainder(256).to(at::kByte).reshape({4, 6, 3});
+  const auto rgb =
+      at::arange(0, 4 * 6 * 3, at::kInt).remainder(256).to(at::kByte).reshape({4, 6, 3});
   const auto bytes = eoc::encode_png(rgb);
   ASSERT_GE(bytes.size(), 8u);
   EXPECT_EQ(bytes.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));

@@ -10,10 +10,10 @@
 #include <limits>
 #include <string>
 
-#include "eoc/cache/plan.hpp"
-#include "eoc/cache/eoc_corrector.hpp"
-#include "eoc/files/prior_file.hpp"
 #include "eoc/base/error.hpp"
+#include "eoc/cache/eoc_corrector.hpp"
+#include "eoc/cache/plan.hpp"
+#include "eoc/files/prior_file.hpp"
 #include "eoc/io/files.hpp"
 #include "eoc/io/sha256.hpp"
 #include "eoc_prior_fixture.hpp"
@@ -35,10 +35,11 @@ using eoc_test::vec;
 
 // The run settings a prior assumes (files/run_settings.hpp, rows for the prior).
 json assumptions() {
-  return {{"model", {{"sha256", std::string(32, 'a') + std::string(32, 'b')},
-                     {"name", "DiT-S/4"},
-                     {"depth", 2},
-                     {"hidden_size", kD}}},
+  return {{"model",
+           {{"sha256", std::string(32, 'a') + std::string(32, 'b')},
+            {"name", "DiT-S/4"},
+            {"depth", 2},
+            {"hidden_size", kD}}},
           {"sampler", "ddim"},
           {"steps", 3},
           {"respacing", "even"},
@@ -224,13 +225,31 @@ TEST(Prior, BadOrdersAreRefused) {
   const auto path = dir.file("p.json");
   // sample_prior: scale form, theta 1 at step 1 only.
   const std::vector<std::pair<std::function<void(json&)>, std::string>> cases = {
-      {[](json& d) { d["step_order"] = {0, 5, 0}; }, "step_order holds 5"},
-      {[](json& d) { d["step_order"] = {0, -1, 0}; }, "step_order holds -1"},
-      {[](json& d) { d["step_order"] = {0, 1}; }, "step_order has 2 entries for 3 steps"},
-      {[](json& d) { d["step_order"] = {0, 0, 0}; }, "step_order is 0 at step 1"},
-      {[](json& d) { d["step_order"] = {0, 2, 0}; }, "the scale form has order 1 only"},
+      {[](json& d) {
+         d["step_order"] = {0, 5, 0};
+       },
+       "step_order holds 5"},
+      {[](json& d) {
+         d["step_order"] = {0, -1, 0};
+       },
+       "step_order holds -1"},
+      {[](json& d) {
+         d["step_order"] = {0, 1};
+       },
+       "step_order has 2 entries for 3 steps"},
+      {[](json& d) {
+         d["step_order"] = {0, 0, 0};
+       },
+       "step_order is 0 at step 1"},
+      {[](json& d) {
+         d["step_order"] = {0, 2, 0};
+       },
+       "the scale form has order 1 only"},
       {[](json& d) { d.erase("step_order"); }, "step_order is missing"},
-      {[](json& d) { d["judged"][0]["orders"] = {0, 1}; d["judged"][0]["order"] = 1; },
+      {[](json& d) {
+         d["judged"][0]["orders"] = {0, 1};
+         d["judged"][0]["order"] = 1;
+       },
        "candidates and orders differ in length"},
   };
   for (const auto& [edit, want] : cases) {

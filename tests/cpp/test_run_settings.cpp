@@ -28,10 +28,10 @@ bool has(const std::vector<std::string>& keys, const std::string& key) {
 
 TEST(RunSettings, EachDocumentTakesItsRows) {
   // The prior's assumptions: what changes the features a prior corrects, nothing else.
-  const std::vector<std::string> prior{"model.sha256", "model.name",  "model.depth",
-                                       "model.hidden_size", "sampler", "steps",
-                                       "respacing",    "eta",         "cfg_scale",
-                                       "cfg_channels", "cache.spec",  "cache.layout"};
+  const std::vector<std::string> prior{"model.sha256",      "model.name", "model.depth",
+                                       "model.hidden_size", "sampler",    "steps",
+                                       "respacing",         "eta",        "cfg_scale",
+                                       "cfg_channels",      "cache.spec", "cache.layout"};
   EXPECT_EQ(eoc::setting_keys(eoc::kInPrior), prior);
   const auto record = eoc::setting_keys(eoc::kInRecord);
   const auto report = eoc::setting_keys(eoc::kInReport);
@@ -88,8 +88,8 @@ TEST(RunSettings, BatchSizeStaysOutOfTheRecordWhileGuidanceIsIn) {
 }
 
 TEST(RunSettings, FirstDifferenceNamesTheField) {
-  const nlohmann::json a = {{"steps", 3}, {"cache", {{"spec", "none"}, {"layout", "cc"}}},
-                            {"vae", nullptr}};
+  const nlohmann::json a = {
+      {"steps", 3}, {"cache", {{"spec", "none"}, {"layout", "cc"}}}, {"vae", nullptr}};
   auto b = a;
   EXPECT_EQ(eoc::first_difference(a, b), "");
   b["cache"]["layout"] = "cr";

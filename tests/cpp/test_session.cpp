@@ -107,7 +107,7 @@ TEST(CacheSession, ReplannedKeepsFeaturesAndCountsUnderTheNewPlan) {
   EXPECT_EQ(run_step(s, 1), (std::vector<float>{0, 0}));
   auto moved = s.replanned(CachePlan::computing(5, 1, {0, 3}, "b"));
   EXPECT_EQ(moved.plan().spec(), "b");
-  EXPECT_EQ(moved.stats().reused[1], 2);  // counts so far carried over
+  EXPECT_EQ(moved.stats().reused[1], 2);                      // counts so far carried over
   EXPECT_EQ(run_step(moved, 2), (std::vector<float>{0, 0}));  // step 2 reused under the new plan
   EXPECT_TRUE(run_step(moved, 3).empty());
   EXPECT_EQ(run_step(moved, 4), (std::vector<float>{30, 30}));

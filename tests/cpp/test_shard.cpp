@@ -28,8 +28,11 @@ TEST(Shard, ParsesFlag) {
 }
 
 TEST(Shard, ReadsTorchrunThenSlurm) {
-  auto s = eoc::shard_from_env(env_of({{"RANK", "1"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"},
-                                       {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}}));
+  auto s = eoc::shard_from_env(env_of({{"RANK", "1"},
+                                       {"WORLD_SIZE", "4"},
+                                       {"LOCAL_RANK", "1"},
+                                       {"SLURM_PROCID", "0"},
+                                       {"SLURM_NTASKS", "2"}}));
   EXPECT_EQ(s.index, 1);
   EXPECT_EQ(s.count, 4);
   EXPECT_EQ(s.source, "torchrun");
@@ -60,8 +63,9 @@ TEST(Shard, FlagWinsAndEnvironmentOnlyWhenAsked) {
   EXPECT_EQ(eoc::device_for_shard("cuda", s, 1), "cuda:0");  // one visible GPU per process
   EXPECT_EQ(eoc::device_for_shard("cuda:0", s, 8), "cuda:0");
   EXPECT_EQ(eoc::device_for_shard("cpu", s, 8), "cpu");
-  s = eoc::resolve_shard(std::nullopt, true, env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"},
-                                            {"SLURM_LOCALID", "3"}}));
+  s = eoc::resolve_shard(
+      std::nullopt, true,
+      env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "3"}}));
   EXPECT_EQ(eoc::device_for_shard("cuda", s, 4), "cuda:3");
 }
 

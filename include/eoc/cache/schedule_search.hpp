@@ -6,8 +6,9 @@
 //
 //  1. Shapes: the computed steps spread by power warps of an even spacing (denser early, even,
 //     denser late): over the steps after the warm-up from the first of them or up to the last
-//     step, or over all steps from step 0; and FORA's own schedule where its count fits. The even spread is tried at every order up to
-//     max_order; the others at its best order; the best shape then at every order.
+//     step, or over all steps from step 0; and FORA's own schedule where its count fits. The even
+//     spread is tried at every order up to max_order; the others at its best order; the best shape
+//     then at every order.
 //  2. Refinement: coordinate descent moving one computed step at a time by d steps (d = half
 //     the mean gap, halved each pass down to 1), each move scored from the step it changes on,
 //     accepted when the final images get closer; until a pass changes nothing.
@@ -41,18 +42,18 @@ struct BudgetSteps {
 BudgetSteps budget_steps(double budget, int64_t warmup, int64_t steps);
 
 struct ShapeTried {
-  std::string name;                 // "even", "warp:1.5", "fora:3", "warp-end:0.75", ...
-  std::vector<int64_t> computed;    // computed steps
+  std::string name;               // "even", "warp:1.5", "fora:3", "warp-end:0.75", ...
+  std::vector<int64_t> computed;  // computed steps
   int order = 1;
-  double error = 0.0;               // final-image MSE of the judge images
+  double error = 0.0;  // final-image MSE of the judge images
 };
 
 struct SearchedSchedule {
-  CachePlan plan;                   // spec "budget:F" (+warmup:K)
+  CachePlan plan;  // spec "budget:F" (+warmup:K)
   std::vector<int64_t> computed;
-  int order = 1;                    // the forecast order the schedule was judged with
+  int order = 1;  // the forecast order the schedule was judged with
   double error = 0.0;
-  std::vector<ShapeTried> shapes;   // phase 1, in the order tried
+  std::vector<ShapeTried> shapes;  // phase 1, in the order tried
   int64_t moves_tried = 0, moves_taken = 0, passes = 0;
 };
 

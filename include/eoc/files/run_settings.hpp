@@ -2,7 +2,8 @@
 // derived from it, each taking the rows marked for it:
 //  - the run report (`--report`):                    what the run was, for people and scripts;
 //  - the out-dir run record (eoc-run-I-of-N.json):   what every process writing one folder, and
-//                                                    a resumed run, must agree on (files/run_record);
+//                                                    a resumed run, must agree on
+//                                                    (files/run_record);
 //  - the prior's assumptions (files/prior_file):     what a run must match to use the prior.
 // Each is a JSON object nested at the rows' dotted keys ("model.sha256" -> {"model": {"sha256"}}),
 // compared key by key. Adding a sampling flag: its option (setup/options.hpp), its parser

@@ -31,8 +31,8 @@ at::Tensor sample_batch(const RunSetup& run, const std::vector<int64_t>& indices
 
 // What sample_batches measured.
 struct BatchesRun {
-  CacheStats stats;              // every batch's counts added
-  std::vector<double> seconds;   // per batch: sampling, `done` and a device sync
+  CacheStats stats;             // every batch's counts added
+  std::vector<double> seconds;  // per batch: sampling, `done` and a device sync
 };
 
 // Samples `batches` in order, each through a fresh session of `plan` and `corrector`, and hands

@@ -23,8 +23,7 @@ void check_warmup(int64_t warmup, int64_t steps);
 // The plan `spec` asks for over `steps` x `depth`, with every branch of the first `warmup`
 // steps computed (--warmup), validated (nothing reused before it was computed). Error naming the
 // mask file when it is missing or malformed.
-CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth,
-                          int64_t warmup = 0);
+CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, int64_t warmup = 0);
 
 struct CacheSetup {
   CachePlan plan;

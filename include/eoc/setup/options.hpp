@@ -26,7 +26,8 @@ namespace eoc {
 // seeds on the CPU).
 enum class BatchInvariance { automatic, on, off };
 inline constexpr Names<BatchInvariance, 3> kBatchInvarianceNames{
-    {{{BatchInvariance::automatic, "auto"}, {BatchInvariance::on, "on"},
+    {{{BatchInvariance::automatic, "auto"},
+      {BatchInvariance::on, "on"},
       {BatchInvariance::off, "off"}}}};
 
 struct ModelOptions {
@@ -56,7 +57,7 @@ struct SamplingOptions {
   int64_t batch_size = 16;
   uint64_t seed = 0;
   SeedMode seed_mode = SeedMode::per_image;
-  bool check_finite = true;   // stop on NaN/Inf model output
+  bool check_finite = true;    // stop on NaN/Inf model output
   bool whole_forward = false;  // uncached via the module's forward (hook overhead)
 };
 
@@ -85,9 +86,9 @@ struct PlanOptions {
 
 // --correct: what a reused feature becomes (automatic: eoc with a prior, else none).
 enum class CorrectorChoice { automatic, none, taylor, eoc };
-inline constexpr Names<CorrectorChoice, 3> kCorrectorNames{
-    {{{CorrectorChoice::none, "none"}, {CorrectorChoice::taylor, "taylor"},
-      {CorrectorChoice::eoc, "eoc"}}}};
+inline constexpr Names<CorrectorChoice, 3> kCorrectorNames{{{{CorrectorChoice::none, "none"},
+                                                             {CorrectorChoice::taylor, "taylor"},
+                                                             {CorrectorChoice::eoc, "eoc"}}}};
 
 struct CorrectorSpec {
   CorrectorChoice kind = CorrectorChoice::automatic;
@@ -110,7 +111,7 @@ struct OutputOptions {
 };
 
 struct VaeOptions {
-  std::string path;        // TorchScript decoder from scripts/tools/export_vae.py ("" = pixel model)
+  std::string path;  // TorchScript decoder from scripts/tools/export_vae.py ("" = pixel model)
   double scale = 0.18215;  // latents are divided by this before decoding (DiT / SD's VAE)
 };
 
@@ -160,7 +161,7 @@ struct CalibrateOptions {
   // Set: search the schedule (no --cache), computing at most this fraction.
   std::optional<double> budget;
   std::string out;
-  std::string out_mask;        // also write the plan as a cache mask file
+  std::string out_mask;  // also write the plan as a cache mask file
 };
 
 struct InfoOptions {
