@@ -64,16 +64,16 @@ void Progress::advance(long n) {
   if (tty_) {
     const int width = 30;
     const int filled = static_cast<int>(width * done_ / total_);
-    std::fprintf(stderr, "\r%s [%.*s%*s] %ld/%ld %s  %.1fs elapsed, ~%.0fs left ",
-                 label_.c_str(), filled, "##############################", width - filled, "",
-                 done_, total_, unit_.c_str(), elapsed, eta);
+    std::fprintf(stderr, "\r%s [%.*s%*s] %ld/%ld %s  %.1fs elapsed, ~%.0fs left ", label_.c_str(),
+                 filled, "##############################", width - filled, "", done_, total_,
+                 unit_.c_str(), elapsed, eta);
     std::fflush(stderr);
   } else {
     const int decile = static_cast<int>(10 * done_ / total_);
     if (decile != last_decile_) {
       last_decile_ = decile;
-      std::fprintf(stderr, "%s: %ld/%ld %s (%.1fs elapsed, ~%.0fs left)\n", label_.c_str(),
-                   done_, total_, unit_.c_str(), elapsed, eta);
+      std::fprintf(stderr, "%s: %ld/%ld %s (%.1fs elapsed, ~%.0fs left)\n", label_.c_str(), done_,
+                   total_, unit_.c_str(), elapsed, eta);
     }
   }
 }

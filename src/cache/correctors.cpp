@@ -8,7 +8,9 @@ namespace {
 class PlainCorrector final : public Corrector {
  public:
   std::string name() const override { return "none"; }
-  Correction correction(int64_t, int64_t, Branch, const CachedFeature&) const override { return {}; }
+  Correction correction(int64_t, int64_t, Branch, const CachedFeature&) const override {
+    return {};
+  }
 };
 
 // Order 1 keeps F[p] and forms the difference inside the fused update (its long-standing
@@ -21,11 +23,15 @@ class TaylorCorrector final : public Corrector {
   std::string name() const override {
     return order_ == 1 ? "taylor" : "taylor:" + std::to_string(order_);
   }
-  History history() const override { return order_ == 1 ? History{true, 0} : History{false, order_}; }
+  History history() const override {
+    return order_ == 1 ? History{true, 0} : History{false, order_};
+  }
   Correction correction(int64_t step, int64_t, Branch, const CachedFeature& e) const override {
     Correction c;
-    if (order_ == 1) c.trend = taylor_tau(step, e);
-    else c.series = taylor_series(step, e, e.derivatives.size());
+    if (order_ == 1)
+      c.trend = taylor_tau(step, e);
+    else
+      c.series = taylor_series(step, e, e.derivatives.size());
     return c;
   }
 
@@ -47,8 +53,10 @@ at::Tensor Corrector::correct(int64_t step, int64_t block, Branch b, const Cache
 
 at::Tensor corrected_feature(const Correction& c, const CachedFeature& e) {
   at::Tensor out = e.value;
-  if (c.scale_vec.defined()) out = (by_halves(out, c.scale_vec) * c.scale_vec).view_as(e.value);
-  else if (c.scale != 1.0) out = out * c.scale;
+  if (c.scale_vec.defined())
+    out = (by_halves(out, c.scale_vec) * c.scale_vec).view_as(e.value);
+  else if (c.scale != 1.0)
+    out = out * c.scale;
   EOC_ASSERT(c.series.size() <= e.derivatives.size(), c.series.size(),
              " series terms for an entry with ", e.derivatives.size(), " derivatives");
   for (size_t i = 0; i < c.series.size(); ++i) out = at::add(out, e.derivatives[i], c.series[i]);

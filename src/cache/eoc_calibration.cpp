@@ -3,13 +3,14 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <map>
 
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
 #include "eoc/base/stop.hpp"
+#include "eoc/base/stopwatch.hpp"
+#include "eoc/diffusion/image_quality.hpp"
 
 namespace eoc {
 namespace {
@@ -80,8 +81,8 @@ void fit_vectors(const Calibration& cal, const CalibrationImages& images, EocPri
   const int64_t d = cal.loop.model().config().hidden_size;
   for (const auto& [key, s] : sums) {
     // Least squares per channel: Delta ~ coef * basis.
-    auto coef = at::where(s.second > 1e-12, s.first / s.second.clamp_min(1e-12),
-                          at::zeros_like(s.first));
+    auto coef =
+        at::where(s.second > 1e-12, s.first / s.second.clamp_min(1e-12), at::zeros_like(s.first));
     coef = coef.clamp(-kMaxCoefficient, kMaxCoefficient).to(at::kFloat).cpu();
     // Without guidance only the conditional half exists; store it in both rows.
     prior.vectors[key] = halves == 2 ? coef : at::cat({coef, coef}).reshape({2, d});
@@ -98,14 +99,13 @@ std::vector<int64_t> reused_steps(const CachePlan& plan) {
 // Local judgment (the specification's baseline): at each reused step, from the TRUE state and
 // the true cached features, the guided output under each candidate strength against the
 // uncached output.
-void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector,
-                 EocPrior& prior) {
+void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector, EocPrior& prior) {
   const BlockLoop& loop = runs.loop();
   const int64_t c = loop.model().config().in_channels;
   auto truth = CacheSession::shadowing(plan);
-  at::Tensor x = runs.x_T();
   log::Progress progress("judging (local)", runs.steps(), "steps");
-  for (int64_t k = 0; k < runs.steps(); ++k) {
+  // The true trajectory; at each reused step the candidates run from its state first.
+  runs.run_steps(runs.x_T(), 0, runs.steps(), [&](const at::Tensor& x, int64_t k) {
     check_stop();
     std::vector<at::Tensor> candidates;
     if (plan.step_reuses_any(k))
@@ -115,7 +115,7 @@ void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector
         candidates.push_back(loop.run(x, k, runs.labels(), trial));
         runs.count_step_run();
       }
-    const auto out = loop.run(x, k, runs.labels(), truth);
+    auto out = loop.run(x, k, runs.labels(), truth);
     runs.count_step_run();
     if (!candidates.empty()) {
       StepJudgment s{k, 0.0, prior.thetas, {}, 1, {}};
@@ -127,9 +127,9 @@ void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector
       if (s.theta == 0.0) prior.step_order[k] = 0;
       prior.judged.push_back(s);
     }
-    x = runs.step(k, x, out);
     progress.advance();
-  }
+    return out;
+  });
   progress.finish();
 }
 
@@ -199,7 +199,8 @@ void judge_trajectory(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corr
     const auto d = finals[far] - finals[0], r = runs.reference() - finals[0];
     const double dd = (d * d).sum().item<double>();
     const double best = dd > 0 ? std::clamp((r * d).sum().item<double>() / dd, lo, hi) : 1.0;
-    if (std::fabs(best) > 1e-3 && std::fabs(best - 1.0) > 1e-3) add(best, far_order, final_with(best, far_order));
+    if (std::fabs(best) > 1e-3 && std::fabs(best - 1.0) > 1e-3)
+      add(best, far_order, final_with(best, far_order));
     const size_t pick = std::min_element(s.errors.begin(), s.errors.end()) - s.errors.begin();
     s.theta = s.candidates[pick];
     s.order = s.orders[pick];
@@ -232,8 +233,10 @@ EocPrior initial_prior(const CalibrationSettings& settings, int64_t steps,
 
 void judge(const CachePlan& plan, const CalibrationSettings& settings, JudgeRuns& runs,
            EocCorrector& corrector, EocPrior& prior) {
-  if (settings.judgment == Judgment::local) judge_local(plan, runs, corrector, prior);
-  else judge_trajectory(plan, runs, corrector, settings.max_order, prior);
+  if (settings.judgment == Judgment::local)
+    judge_local(plan, runs, corrector, prior);
+  else
+    judge_trajectory(plan, runs, corrector, settings.max_order, prior);
 }
 
 void check_settings(const CalibrationSettings& settings) {
@@ -244,10 +247,8 @@ void check_settings(const CalibrationSettings& settings) {
              "a forecast order search up to ", settings.max_order, " for this form or judgment");
 }
 
-CalibrationCost cost_of(const JudgeRuns& runs, std::chrono::steady_clock::time_point begin) {
-  return {runs.step_runs(), runs.steps(),
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count(),
-          runs.reference_seconds()};
+CalibrationCost cost_of(const JudgeRuns& runs, const Stopwatch& watch) {
+  return {runs.step_runs(), runs.steps(), watch.seconds(), runs.reference_seconds()};
 }
 
 }  // namespace
@@ -259,15 +260,14 @@ Calibrated calibrate_eoc(const BlockLoop& loop, const SamplerOptions& sampler,
   EOC_ASSERT(!images.judge.empty() && plan.reused_total() > 0,
              "calibration without judge images or reused entries");
   c10::InferenceMode inference;
-  const auto begin = std::chrono::steady_clock::now();
+  const Stopwatch watch;
   const Calibration cal{loop, sampler, plan};
   Calibrated out{plan, initial_prior(settings, plan.steps(), reused_steps(plan)), std::nullopt, {}};
   if (form_has_vectors(settings.form)) fit_vectors(cal, images, out.prior);
-  EocCorrector corrector(out.prior, loop.guidance().batch_multiplier(), loop.model().device(),
-                         loop.model().dtype());
+  const auto corrector = make_eoc_corrector(out.prior, loop);
   JudgeRuns runs(loop, sampler, images.start(images.judge));
-  judge(plan, settings, runs, corrector, out.prior);
-  out.cost = cost_of(runs, begin);
+  judge(plan, settings, runs, *corrector, out.prior);
+  out.cost = cost_of(runs, watch);
   return out;
 }
 
@@ -281,21 +281,19 @@ Calibrated calibrate_eoc_with_budget(const BlockLoop& loop, const SamplerOptions
              "a budget search outside the taylor form's trajectory judgment");
   EOC_ASSERT(budget.max_order == settings.max_order, "search and judgment orders differ");
   c10::InferenceMode inference;
-  const auto begin = std::chrono::steady_clock::now();
+  const Stopwatch watch;
   const int64_t steps = loop.schedule().size(), depth = loop.model().config().depth;
   std::vector<int64_t> every(steps);
   for (int64_t k = 0; k < steps; ++k) every[k] = k;
   // The search's forecasts: theta 1 everywhere, series up to max_order.
-  EocCorrector forecast(initial_prior(settings, steps, every), loop.guidance().batch_multiplier(),
-                        loop.model().device(), loop.model().dtype());
+  const auto forecast = make_eoc_corrector(initial_prior(settings, steps, every), loop);
   JudgeRuns runs(loop, sampler, images.start(images.judge));
-  auto found = search_schedule(runs, depth, budget, forecast);
-  Calibrated out{found.plan, initial_prior(settings, steps, reused_steps(found.plan)),
-                 std::move(found), {}};
-  EocCorrector corrector(out.prior, loop.guidance().batch_multiplier(), loop.model().device(),
-                         loop.model().dtype());
-  judge(out.plan, settings, runs, corrector, out.prior);
-  out.cost = cost_of(runs, begin);
+  auto found = search_schedule(runs, depth, budget, *forecast);
+  Calibrated out{
+      found.plan, initial_prior(settings, steps, reused_steps(found.plan)), std::move(found), {}};
+  const auto corrector = make_eoc_corrector(out.prior, loop);
+  judge(out.plan, settings, runs, *corrector, out.prior);
+  out.cost = cost_of(runs, watch);
   return out;
 }
 

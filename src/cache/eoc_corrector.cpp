@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "eoc/base/error.hpp"
+#include "eoc/cache/block_loop.hpp"
 
 namespace eoc {
 
@@ -21,10 +22,11 @@ EocCorrector::EocCorrector(const EocPrior& prior, int64_t halves, const at::Devi
   EOC_ASSERT(halves == 1 || halves == 2, "a CFG batch multiplier of ", halves);
   EOC_ASSERT(prior.step_order.empty() || prior.step_order.size() == theta_.size(),
              "step orders for ", prior.step_order.size(), " of ", theta_.size(), " steps");
-  for (int64_t k = 0; k < static_cast<int64_t>(theta_.size()); ++k) order_.push_back(prior.order_at(k));
+  for (int64_t k = 0; k < static_cast<int64_t>(theta_.size()); ++k)
+    order_.push_back(prior.order_at(k));
   const int highest = prior.highest_order();
-  EOC_ASSERT(highest <= kMaxTaylorOrder && (highest <= 1 || form_ == EocForm::taylor),
-             "order ", highest, " for the ", eoc_form_name(form_), " form");
+  EOC_ASSERT(highest <= kMaxTaylorOrder && (highest <= 1 || form_ == EocForm::taylor), "order ",
+             highest, " for the ", eoc_form_name(form_), " form");
   series_order_ = highest >= 2 ? highest : 0;
   for (const auto& [key, v] : prior.vectors)
     vectors_[key] = v.narrow(0, 0, halves_).reshape({halves_, 1, 1, v.size(1)}).to(device, dtype);
@@ -70,9 +72,16 @@ Correction EocCorrector::correction(int64_t step, int64_t block, Branch b,
   const auto it = coefs_.find({step, block, static_cast<int>(b)});
   if (it == coefs_.end()) return c;  // an entry the fit left plain
   // Rows are [conditional; unconditional] halves; each half has its own vector.
-  if (form_ == EocForm::scale) c.scale_vec = it->second;
-  else if (e.previous.defined()) c.trend_vec = it->second;
+  if (form_ == EocForm::scale)
+    c.scale_vec = it->second;
+  else if (e.previous.defined())
+    c.trend_vec = it->second;
   return c;
+}
+
+std::unique_ptr<EocCorrector> make_eoc_corrector(const EocPrior& prior, const BlockLoop& loop) {
+  return std::make_unique<EocCorrector>(prior, loop.guidance().batch_multiplier(),
+                                        loop.model().device(), loop.model().dtype());
 }
 
 }  // namespace eoc

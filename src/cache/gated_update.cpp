@@ -129,7 +129,8 @@ void fused_terms(float* tokens, const std::vector<FusedTerm>& terms, int64_t row
 }
 
 bool usable(const at::Tensor& t) {
-  return !t.defined() || (t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous());
+  return !t.defined() ||
+         (t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous());
 }
 
 // (halves, 1, 1, D) coefficient vector -> its data, checked against the feature's shape.
@@ -199,8 +200,8 @@ FusedTerm fused_term(const GatedTerm& term) {
 // fused loop matches operation for operation.
 at::Tensor aten_feature(const GatedTerm& term) {
   const auto& c = term.correction;
-  const bool plain_forecast = c.has_trend() && !c.trend_vec.defined() &&
-                              !c.scale_vec.defined() && c.scale == 1.0;
+  const bool plain_forecast =
+      c.has_trend() && !c.trend_vec.defined() && !c.scale_vec.defined() && c.scale == 1.0;
   if (plain_forecast) return at::lerp(term.entry.previous, term.entry.value, 1.0 + c.trend);
   return corrected_feature(c, term.entry);
 }

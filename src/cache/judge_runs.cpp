@@ -1,36 +1,36 @@
 #include "eoc/cache/judge_runs.hpp"
 
-#include <chrono>
+#include <algorithm>
 
 #include "eoc/base/stop.hpp"
+#include "eoc/base/stopwatch.hpp"
+#include "eoc/diffusion/image_quality.hpp"
 
 namespace eoc {
-
-double mse(const at::Tensor& a, const at::Tensor& b) {
-  return (a - b).pow(2).mean().item<double>();
-}
 
 JudgeRuns::JudgeRuns(const BlockLoop& loop, const SamplerOptions& sampler, const BatchStart& start)
     : loop_(loop), sampler_(sampler), x_T_(start.x), labels_(start.labels) {
   for (int64_t k = 0; k < steps(); ++k) noise_.push_back(start.noise->step(draws_noise(sampler)));
-  const auto begin = std::chrono::steady_clock::now();
+  const Stopwatch watch;
   reference_ = finish(this->start(CacheSession::uncached(steps(), loop.model().config().depth)));
-  reference_seconds_ =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  reference_seconds_ = watch.seconds();
+}
+
+at::Tensor JudgeRuns::run_steps(at::Tensor x, int64_t first, int64_t last,
+                                const DenoiseFn& denoise) const {
+  return sample_steps(sampler_, loop_.schedule(), std::move(x), first, last, denoise,
+                      [this](int64_t k) { return noise_[k]; });
 }
 
 TrajectoryState JudgeRuns::advance(TrajectoryState s, int64_t until) {
-  for (; s.step < until; ++s.step) {
+  s.x = run_steps(std::move(s.x), s.step, until, [&](const at::Tensor& x, int64_t k) {
     check_stop();
-    const auto out = loop_.run(s.x, s.step, labels_, s.session);
+    auto out = loop_.run(x, k, labels_, s.session);
     ++step_runs_;
-    s.x = step(s.step, s.x, out);
-  }
+    return out;
+  });
+  s.step = std::max(s.step, until);
   return s;
-}
-
-at::Tensor JudgeRuns::step(int64_t k, const at::Tensor& x, const at::Tensor& out) const {
-  return sampler_step(sampler_, loop_.schedule(), k, x, out, noise_[k]);
 }
 
 double JudgeRuns::error(const at::Tensor& final) const { return mse(final, reference_); }

@@ -25,6 +25,44 @@ CachePlan CachePlan::fora(int64_t steps, int64_t depth, int64_t interval) {
   return plan;
 }
 
+CachePlan CachePlan::computing(int64_t steps, int64_t depth, const std::vector<int64_t>& computed,
+                               std::string spec) {
+  CachePlan plan(steps, depth, std::move(spec));
+  std::fill(plan.reuse_.begin(), plan.reuse_.end(), 1);
+  for (int64_t k : computed) {
+    EOC_ASSERT(k >= 0 && k < steps, "computed step ", k, " of ", steps);
+    std::fill(plan.reuse_.begin() + k * depth * 2, plan.reuse_.begin() + (k + 1) * depth * 2, 0);
+  }
+  return plan;
+}
+
+CachePlan CachePlan::masked(int64_t steps, int64_t depth, const std::vector<bool>& reuse,
+                            std::string spec) {
+  EOC_ASSERT(static_cast<int64_t>(reuse.size()) == steps * depth * 2, "a mask of ", reuse.size(),
+             " flags for ", steps, " x ", depth, " x 2 entries");
+  CachePlan plan(steps, depth, std::move(spec));
+  std::copy(reuse.begin(), reuse.end(), plan.reuse_.begin());
+  plan.validate();
+  return plan;
+}
+
+std::optional<CachePlan> CachePlan::from_layout(int64_t steps, int64_t depth,
+                                                const std::string& layout, std::string spec) {
+  if (static_cast<int64_t>(layout.size()) != steps * (depth * 2 + 1) - 1) return std::nullopt;
+  CachePlan plan(steps, depth, std::move(spec));
+  size_t i = 0;
+  for (int64_t k = 0; k < steps; ++k, ++i) {  // ++i skips the '|' between steps
+    for (int64_t l = 0; l < depth; ++l)
+      for (Branch b : {Branch::attn, Branch::mlp}) {
+        const char c = layout[i++];
+        if (c != 'c' && c != 'r') return std::nullopt;
+        plan.set_reuse(k, l, b, c == 'r');
+      }
+    if (k + 1 < steps && layout[i] != '|') return std::nullopt;
+  }
+  return plan;
+}
+
 void CachePlan::set_reuse(int64_t step, int64_t block, Branch b, bool reuse) {
   reuse_[index(step, block, b)] = reuse ? 1 : 0;
 }

@@ -68,7 +68,7 @@ struct Searcher {
   }
 
   CachePlan plan_of(const std::vector<int64_t>& computed) const {
-    return plan_computing(steps(), depth, computed, "budget-search");
+    return CachePlan::computing(steps(), depth, computed, "budget-search");
   }
 
   double score(const std::vector<int64_t>& computed, int order) {
@@ -181,34 +181,23 @@ struct Searcher {
 
 }  // namespace
 
-int64_t budget_steps(double budget, int64_t steps) {
-  return static_cast<int64_t>(std::floor(budget * static_cast<double>(steps) + 1e-9));
-}
-
-CachePlan plan_computing(int64_t steps, int64_t depth, const std::vector<int64_t>& computed,
-                         const std::string& spec) {
-  CachePlan plan(steps, depth, spec);
-  std::vector<bool> compute(steps, false);
-  for (int64_t k : computed) compute[k] = true;
-  for (int64_t k = 0; k < steps; ++k)
-    for (int64_t l = 0; l < depth && !compute[k]; ++l)
-      for (Branch b : {Branch::attn, Branch::mlp}) plan.set_reuse(k, l, b, true);
-  return plan;
+BudgetSteps budget_steps(double budget, int64_t warmup, int64_t steps) {
+  return {static_cast<int64_t>(std::floor(budget * static_cast<double>(steps) + 1e-9)),
+          std::max<int64_t>(1, warmup), steps};
 }
 
 SearchedSchedule search_schedule(JudgeRuns& runs, int64_t depth, const BudgetSearch& settings,
                                  EocCorrector& corrector) {
   const int64_t steps = runs.steps();
-  const int64_t forced = std::max<int64_t>(1, settings.warmup);
-  const int64_t total = budget_steps(settings.budget, steps);
-  EOC_ASSERT(total >= forced && total < steps, "a budget of ", total, " computed steps of ",
-             steps, " with ", forced, " forced");
-  Searcher s{runs, depth, settings, corrector, forced, total};
+  const BudgetSteps n = budget_steps(settings.budget, settings.warmup, steps);
+  EOC_ASSERT(n.fits(), "a budget of ", n.total, " computed steps of ", steps, " with ", n.forced,
+             " forced");
+  Searcher s{runs, depth, settings, corrector, n.forced, n.total};
   SearchedSchedule out{CachePlan(steps, depth, ""), {}, 1, 0.0, {}, 0, 0, 0};
   s.try_shapes(out);
   log::info(str("budget search: best shape error ", out.error, " at order ", out.order));
   s.refine(out);
-  out.plan = plan_computing(steps, depth, out.computed, str("budget:", settings.budget));
+  out.plan = CachePlan::computing(steps, depth, out.computed, str("budget:", settings.budget));
   if (settings.warmup > 0) out.plan.compute_first(settings.warmup);
   return out;
 }

@@ -44,8 +44,8 @@ CacheSession::CacheSession(Kind kind, CachePlan plan, const Corrector& corrector
       stores_(kind_ == Kind::shadowing || (kind_ == Kind::cached && plan_.reused_total() > 0)) {}
 
 CacheSession::CacheSession(CachePlan plan, const Corrector& corrector)
-    : CacheSession(Kind::cached, plan, corrector,
-                   FeatureCache(plan.depth(), corrector.history())) {}
+    : CacheSession(Kind::cached, plan, corrector, FeatureCache(plan.depth(), corrector.history())) {
+}
 
 CacheSession CacheSession::uncached(int64_t steps, int64_t depth) {
   return CacheSession(Kind::uncached, CachePlan::none(steps, depth), plain_corrector(),
@@ -65,8 +65,9 @@ CacheSession CacheSession::cached_from_here(const Corrector& corrector) const {
 }
 
 CacheSession CacheSession::replanned(CachePlan plan) const {
-  EOC_ASSERT(kind_ == Kind::cached && plan.steps() == plan_.steps() && plan.depth() == plan_.depth(),
-             "replanning a session that is not cached, or to another shape");
+  EOC_ASSERT(
+      kind_ == Kind::cached && plan.steps() == plan_.steps() && plan.depth() == plan_.depth(),
+      "replanning a session that is not cached, or to another shape");
   CacheSession next(Kind::cached, std::move(plan), *corrector_, cache_);
   next.stats_ = stats_;
   next.observer_ = observer_;

@@ -6,7 +6,7 @@
 #include "eoc/cli/flag_values.hpp"
 #include "eoc/model/device.hpp"
 #include "eoc/runs/commands.hpp"
-#include "eoc/runs/options.hpp"
+#include "eoc/setup/options.hpp"
 
 namespace eoc::cli {
 namespace {
@@ -26,8 +26,9 @@ template <typename E, std::size_t N>
 CLI::Option* add_choice(CLI::App* cmd, const char* name, E& target, const Names<E, N>& names,
                         const std::string& help) {
   return add_parsed(
-      cmd, name, target, [name, &names](const std::string& t) { return parse_choice(name, t, names); },
-      help, names.name(target));
+      cmd, name, target,
+      [name, &names](const std::string& t) { return parse_choice(name, t, names); }, help,
+      names.name(target));
 }
 
 void add_model_flags(CLI::App* cmd, ModelOptions& o) {
@@ -67,13 +68,22 @@ void add_sampling_flags(CLI::App* cmd, SamplingOptions& o) {
                 "measuring the hook's overhead)");
 }
 
-void add_cache_flags(CLI::App* cmd, CacheOptions& o) {
-  add_parsed(cmd, "--cache", o.plan, parse_cache_spec,
-             "none | fora:N | mask:FILE.json (default: the prior's plan with --prior, else none)",
-             "none");
+// --cache and --warmup, the plan flags of sample, compare and calibrate.
+void add_plan_flags(CLI::App* cmd, PlanOptions& o, const std::string& cache_help,
+                    const std::string& shown) {
+  add_parsed(
+      cmd, "--cache", o.spec,
+      [](const std::string& t) { return std::optional<CacheSpec>(parse_cache_spec(t)); },
+      cache_help, shown);
   cmd->add_option("--warmup", o.warmup,
                   "Compute every branch of the first K steps whatever the cache plan says")
       ->capture_default_str();
+}
+
+void add_cache_flags(CLI::App* cmd, CacheOptions& o) {
+  add_plan_flags(
+      cmd, o.plan,
+      "none | fora:N | mask:FILE.json (default: the prior's plan with --prior, else none)", "none");
   add_parsed(cmd, "--correct", o.correct, parse_corrector,
              "What a reused feature becomes: none | taylor (first order) | taylor:O (TaylorSeer's "
              "forecast of order O = 1..4) | eoc (default: eoc with --prior, else none)",
@@ -88,12 +98,14 @@ void add_fid_flags(CLI::App* cmd, SampleOptions& o) {
                   "are decode(latent / --vae-scale)");
   cmd->add_option("--vae-scale", o.vae.scale, "Latent scale of the VAE")->capture_default_str();
   add_parsed(
-      cmd, "--shard", o.shard, [](const std::string& t) { return std::optional<Shard>(parse_shard(t)); },
+      cmd, "--shard", o.shard,
+      [](const std::string& t) { return std::optional<Shard>(parse_shard(t)); },
       "I/N: make the indices i with i % N == I (default with --out-dir: from torchrun's "
       "RANK/WORLD_SIZE or Slurm's SLURM_PROCID/SLURM_NTASKS)",
       "");
   cmd->add_option("--latent-size", o.latent_size,
-                  "Expected model input size (0 = any; configs set it)")->capture_default_str();
+                  "Expected model input size (0 = any; configs set it)")
+      ->capture_default_str();
   cmd->add_option("--image-size", o.image_size,
                   "Expected side of the written images (0 = any; configs set it)")
       ->capture_default_str();
@@ -103,7 +115,8 @@ void add_output_flags(CLI::App* cmd, OutputOptions& o) {
   cmd->add_option("--out", o.grid, "PNG grid (default samples.png when no other output is given)");
   cmd->add_option("--nrow", o.nrow, "Images per grid row")->capture_default_str();
   cmd->add_option("--out-dir", o.dir, "Folder for {index:06d}.png files (RGB)");
-  cmd->add_option("--out-raw", o.raw, "float32 .npy (N, C, H, W) of the samples before quantisation");
+  cmd->add_option("--out-raw", o.raw,
+                  "float32 .npy (N, C, H, W) of the samples before quantisation");
   cmd->add_option("--report", o.report, "JSON run report");
 }
 
@@ -135,8 +148,8 @@ void add_info_command(CLI::App& app, const Action& action) {
 
 void add_sample_command(CLI::App& app, const Action& action) {
   CLI::App* cmd = nullptr;
-  auto o = add_command<SampleOptions>(app, action, "sample",
-                                      "Sample images to a PNG grid, PNG files or .npy", run_sample, cmd);
+  auto o = add_command<SampleOptions>(
+      app, action, "sample", "Sample images to a PNG grid, PNG files or .npy", run_sample, cmd);
   add_model_flags(cmd, o->model);
   add_sampling_flags(cmd, o->sampling);
   add_cache_flags(cmd, o->cache);
@@ -149,13 +162,15 @@ void add_compare_command(CLI::App& app, const Action& action) {
   CLI::App* cmd = nullptr;
   auto o = add_command<CompareOptions>(
       app, action, "compare",
-      "Sample the same seeds uncached and cached; report paired quality and times", run_compare, cmd);
+      "Sample the same seeds uncached and cached; report paired quality and times", run_compare,
+      cmd);
   add_model_flags(cmd, o->model);
   add_sampling_flags(cmd, o->sampling);
   add_cache_flags(cmd, o->cache);
   cmd->add_flag("--json", o->json, "Print JSON instead of a table");
   cmd->add_option("--report", o->report, "Also write the JSON here");
-  cmd->add_option("--repeats", o->repeats, "Timed runs of each; medians reported")->capture_default_str();
+  cmd->add_option("--repeats", o->repeats, "Timed runs of each; medians reported")
+      ->capture_default_str();
   add_config_flags(cmd);
 }
 
@@ -163,13 +178,12 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
   CLI::App* cmd = nullptr;
   auto o = add_command<CalibrateOptions>(
       app, action, "calibrate",
-      "Extract caching differences and judge each cached step into an EOC prior", run_calibrate, cmd);
+      "Extract caching differences and judge each cached step into an EOC prior", run_calibrate,
+      cmd);
   add_model_flags(cmd, o->model);
   add_sampling_flags(cmd, o->sampling);
-  add_parsed(cmd, "--cache", o->cache, parse_cache_spec, "Cache plan the prior is for", "fora:3");
-  cmd->add_option("--warmup", o->warmup,
-                  "Compute every branch of the first K steps whatever the cache plan says")
-      ->capture_default_str();
+  add_plan_flags(cmd, o->plan, "Cache plan the prior is for (none with --budget)",
+                 CalibrateOptions::default_plan().text());
   add_choice(cmd, "--eoc-form", o->form, kEocFormNames, "scale | extrapolate | taylor");
   cmd->add_option("--eoc-thetas", o->thetas,
                   "Strengths: the local judgment's grid; the trajectory judgment's range "
@@ -178,14 +192,23 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
   add_choice(cmd, "--judgment", o->judgment, kJudgmentNames,
              "trajectory (each step's strength by the final images' error, greedily in step "
              "order) | local (the step's guided output error)");
-  cmd->add_option("--max-order", o->max_order,
-                  "Highest forecast order the judgment may choose per step (taylor form, "
-                  "trajectory judgment; default 4; 1 = the first-order forecast only)");
-  cmd->add_option("--judge-samples", o->judge_samples, "Samples held out from the fit for the judgment")
+  add_parsed(
+      cmd, "--max-order", o->max_order,
+      [](const std::string& t) { return std::optional<int>(parse_integer("--max-order", t)); },
+      "Highest forecast order the judgment may choose per step (taylor form, trajectory "
+      "judgment; default 4; 1 = the first-order forecast only)",
+      "")
+      ->type_name("INT");
+  cmd->add_option("--judge-samples", o->judge_samples,
+                  "Samples held out from the fit for the judgment")
       ->capture_default_str();
-  cmd->add_option("--budget", o->budget,
-                  "Search the schedule instead of --cache: compute at most this fraction of the "
-                  "branch computations (e.g. 0.4), chosen on the judge images with the forecast");
+  add_parsed(
+      cmd, "--budget", o->budget,
+      [](const std::string& t) { return std::optional<double>(parse_number("--budget", t)); },
+      "Search the schedule instead of --cache: compute at most this fraction of the branch "
+      "computations (e.g. 0.4), chosen on the judge images with the forecast",
+      "")
+      ->type_name("FLOAT");
   cmd->add_option("--out", o->out, "Prior JSON to write")->required();
   cmd->add_option("--out-mask", o->out_mask,
                   "Also write the prior's cache plan as a mask file (for --cache mask:FILE)");
@@ -195,18 +218,21 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
 void add_pack_command(CLI::App& app, const Action& action) {
   CLI::App* cmd = nullptr;
   auto o = add_command<PackOptions>(
-      app, action, "pack", "Pack an --out-dir folder into samples.npz (arr_0) for the ADM FID evaluator",
+      app, action, "pack",
+      "Pack an --out-dir folder into samples.npz (arr_0) for the ADM FID evaluator",
       +[](const PackOptions& p) {
 #ifdef EOC_HAVE_LIBZIP
         run_pack(p);
 #else
         (void)p;
-        fail("this build has no libzip: `eoc pack` is unavailable (install libzip-dev and rebuild)");
+        fail(
+            "this build has no libzip: `eoc pack` is unavailable (install libzip-dev and rebuild)");
 #endif
       },
       cmd);
   cmd->add_option("dir", o->dir, "Folder written by eoc sample --out-dir")->required();
-  cmd->add_option("-o,--out", o->out, "npz to write; its settings and checksum go to a .json beside it")
+  cmd->add_option("-o,--out", o->out,
+                  "npz to write; its settings and checksum go to a .json beside it")
       ->capture_default_str();
   cmd->add_option("--num", o->num,
                   "Images to pack, indices 0..N-1 (default: num_samples of the run records)");

@@ -143,9 +143,12 @@ bool print_dry_run(CLI::App& app) {
     const auto& results = opt->results();
     if (opt->get_expected_min() == 0)  // a flag: whether it is on (given bare, or true in the file)
       options[name] = !results.empty() && results.front() == opt->get_flag_value(name, "");
-    else if (results.empty()) options[name] = opt->get_default_str();
-    else if (results.size() == 1) options[name] = results.front();
-    else options[name] = results;
+    else if (results.empty())
+      options[name] = opt->get_default_str();
+    else if (results.size() == 1)
+      options[name] = results.front();
+    else
+      options[name] = results;
   }
   const CLI::Option* config = cmd->get_option_no_throw("--config");
   json doc = {{"subcommand", cmd->get_name()},

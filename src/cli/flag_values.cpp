@@ -1,6 +1,8 @@
 #include "eoc/cli/flag_values.hpp"
 
 #include <cctype>
+#include <climits>
+#include <cmath>
 #include <sstream>
 
 namespace eoc::cli {
@@ -18,6 +20,26 @@ bool parse_int(const std::string& text, long long& value) {
 }
 
 }  // namespace
+
+int parse_integer(const char* flag, const std::string& text) {
+  long long v = 0;
+  if (!parse_int(text, v) || v < INT_MIN || v > INT_MAX)
+    fail(flag, " '", text, "' is not an integer");
+  return static_cast<int>(v);
+}
+
+double parse_number(const char* flag, const std::string& text) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (text.empty() || used != text.size() || !std::isfinite(v))
+    fail(flag, " '", text, "' is not a number");
+  return v;
+}
 
 at::Device parse_device(const std::string& text) {
   if (text == "cpu") return at::Device(at::kCPU);
@@ -53,7 +75,6 @@ ClassChoice parse_classes(const std::string& text) {
 
 CacheSpec parse_cache_spec(const std::string& text) {
   CacheSpec spec;
-  spec.given = true;
   if (text == "none") return spec;
   if (text.rfind("fora:", 0) == 0) {
     const std::string n = text.substr(5);
@@ -77,7 +98,8 @@ CorrectorSpec parse_corrector(const std::string& text) {
   if (text.rfind("taylor:", 0) == 0) {
     long long order = 0;
     if (!parse_int(text.substr(7), order) || order < 1 || order > kMaxTaylorOrder)
-      fail("--correct '", text, "': the Taylor order must be 1..", kMaxTaylorOrder, " (e.g. taylor:2)");
+      fail("--correct '", text, "': the Taylor order must be 1..", kMaxTaylorOrder,
+           " (e.g. taylor:2)");
     spec.kind = CorrectorChoice::taylor;
     spec.order = static_cast<int>(order);
     return spec;

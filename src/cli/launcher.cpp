@@ -1,27 +1,24 @@
 // eoc: the command users run. It puts the CPU runtime settings into the environment
-// (src/runtime_env.cpp), then runs the LibTorch program `eoc-torch`, which sits beside it, with the
-// same arguments. The settings only work in a process that starts with them, and starting a
-// program linked to LibTorch costs 0.5 to 0.9 s here (loading and relocating it); this small
-// launcher, which links no LibTorch, lets that happen once (eoc-torch used to re-execute itself).
+// (src/model/runtime_env.cpp), then runs the LibTorch program `eoc-torch`, which sits beside it,
+// with the same arguments. The settings only work in a process that starts with them, and
+// starting a program linked to LibTorch costs 0.5 to 0.9 s (loading and relocating it;
+// docs/BENCHMARKS.md); this small launcher links no LibTorch, so that cost is paid once.
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "eoc/base/process.hpp"
 #include "eoc/model/runtime_env.hpp"
 
 namespace {
 
 // The folder of this executable ("." if the kernel does not say).
 std::string own_folder() {
-  char self[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n <= 0) return ".";
-  const std::string path(self, static_cast<size_t>(n));
+  const std::string path = eoc::executable_path();
   const auto slash = path.rfind('/');
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }

@@ -11,11 +11,12 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "eoc/cli/commands.hpp"
-#include "eoc/cli/config_file.hpp"
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
+#include "eoc/base/process.hpp"
 #include "eoc/base/stop.hpp"
+#include "eoc/cli/commands.hpp"
+#include "eoc/cli/config_file.hpp"
 #include "eoc/model/runtime_env.hpp"
 
 namespace {
@@ -34,9 +35,10 @@ std::string first_line(const std::string& text) { return text.substr(0, text.fin
 // threshold to the kernel, so each op's output (a few MiB) would be page-faulted in anew:
 // freed memory stays in the heap instead.
 void tune_cpu_runtime(char** argv) {
-  if (!std::getenv(eoc::kRuntimeEnvApplied) && eoc::set_cpu_runtime_env()) {
+  const std::string self = eoc::executable_path();
+  if (!self.empty() && !std::getenv(eoc::kRuntimeEnvApplied) && eoc::set_cpu_runtime_env()) {
     ::setenv(eoc::kRuntimeEnvApplied, "1", 1);  // never loop, whatever the child does
-    ::execv("/proc/self/exe", argv);
+    ::execv(self.c_str(), argv);
   }
   ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 1 << 30);

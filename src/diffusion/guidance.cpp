@@ -15,7 +15,8 @@ at::Tensor guidance_labels(const at::Tensor& y, int64_t null_label, const Guidan
 at::Tensor apply_guidance(const at::Tensor& out, const Guidance& g) {
   if (!g.active()) return out;
   const int64_t b = out.size(0) / 2;
-  const int64_t guided = g.channels == CfgChannels::all ? out.size(1) : std::min<int64_t>(3, out.size(1));
+  const int64_t guided =
+      g.channels == CfgChannels::all ? out.size(1) : std::min<int64_t>(3, out.size(1));
   const auto cond = out.narrow(0, 0, b);
   const auto uncond = out.narrow(0, b, b);
   const auto mixed = uncond.narrow(1, 0, guided) +

@@ -21,8 +21,8 @@ Prediction predict(const DiffusionSchedule& s, int64_t j, const at::Tensor& x,
   const int64_t c = x.size(1);
   Prediction p;
   p.eps = model_out.narrow(1, 0, c);
-  p.pred_xstart = f32(s.sqrt_recip_alphas_cumprod[j]) * x -
-                  f32(s.sqrt_recipm1_alphas_cumprod[j]) * p.eps;
+  p.pred_xstart =
+      f32(s.sqrt_recip_alphas_cumprod[j]) * x - f32(s.sqrt_recipm1_alphas_cumprod[j]) * p.eps;
   if (!need_variance) return p;
   if (model_out.size(1) == 2 * c) {
     // Learned range: interpolate between the clipped posterior and beta in log space.
@@ -40,14 +40,13 @@ Prediction predict(const DiffusionSchedule& s, int64_t j, const at::Tensor& x,
 
 }  // namespace
 
-
 bool draws_noise(const SamplerOptions& o) { return o.kind == SamplerKind::ddpm || o.eta > 0.0; }
 
 at::Tensor ddpm_step(const DiffusionSchedule& s, int64_t j, const at::Tensor& x,
                      const at::Tensor& model_out, const at::Tensor& noise) {
   const auto p = predict(s, j, x, model_out, true);
-  const auto mean = f32(s.posterior_mean_coef1[j]) * p.pred_xstart +
-                    f32(s.posterior_mean_coef2[j]) * x;
+  const auto mean =
+      f32(s.posterior_mean_coef1[j]) * p.pred_xstart + f32(s.posterior_mean_coef2[j]) * x;
   if (j == 0) return mean;  // the official loop masks the last step's noise
   return mean + at::exp(0.5 * p.log_variance) * noise;
 }
@@ -61,8 +60,8 @@ at::Tensor ddim_step(const DiffusionSchedule& s, int64_t j, const at::Tensor& x,
   const float ab_prev = f32(s.alphas_cumprod_prev[j]);
   const float sigma = static_cast<float>(eta) * std::sqrt((1.0f - ab_prev) / (1.0f - ab)) *
                       std::sqrt(1.0f - ab / ab_prev);
-  const auto mean = p.pred_xstart * std::sqrt(ab_prev) +
-                    std::sqrt(1.0f - ab_prev - sigma * sigma) * eps;
+  const auto mean =
+      p.pred_xstart * std::sqrt(ab_prev) + std::sqrt(1.0f - ab_prev - sigma * sigma) * eps;
   if (j == 0 || sigma == 0.0f) return mean;
   EOC_ASSERT(noise.defined(), "DDIM with eta > 0 got no noise");
   return mean + sigma * noise;

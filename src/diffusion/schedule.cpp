@@ -28,8 +28,8 @@ std::vector<int64_t> respaced_timesteps(int64_t train_steps, int64_t steps, Resp
       if ((train_steps + stride - 1) / stride == steps)
         for (int64_t t = 0; t < train_steps; t += stride) kept.insert(t);
     if (kept.empty())
-      fail(steps, " steps have no exact DDIM spacing of ", train_steps,
-           " steps (no stride gives ", steps, " steps); use even respacing");
+      fail(steps, " steps have no exact DDIM spacing of ", train_steps, " steps (no stride gives ",
+           steps, " steps); use even respacing");
   } else if (steps == 1) {
     kept.insert(0);
   } else {

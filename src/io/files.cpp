@@ -54,7 +54,9 @@ void write_file_atomic(const std::string& path, const std::string& bytes, Folder
 
 void sync_file(const std::string& path, const std::string& target) {
   FILE* f = open_for_sync(path);
-  if (!f) fail("cannot write '", target, "': cannot open '", path, "' to sync it: ", std::strerror(errno));
+  if (!f)
+    fail("cannot write '", target, "': cannot open '", path,
+         "' to sync it: ", std::strerror(errno));
   const int err = fsync_fd(::fileno(f));
   std::fclose(f);
   if (err != 0) fail("cannot write '", target, "': fsync: ", std::strerror(err));
@@ -68,7 +70,8 @@ void sync_parent_folder(const std::string& path) {
   FILE* f = open_for_sync(dir);
   if (!f) {
     if (errno == EACCES) return;
-    fail("cannot write '", path, "': cannot open its folder '", dir, "' to sync it: ", std::strerror(errno));
+    fail("cannot write '", path, "': cannot open its folder '", dir,
+         "' to sync it: ", std::strerror(errno));
   }
   const int err = fsync_fd(::fileno(f));
   std::fclose(f);

@@ -11,8 +11,10 @@ namespace eoc {
 std::string npy_header(const std::string& descr, const std::vector<int64_t>& shape) {
   std::string dims = "(";
   for (int64_t d : shape) dims += std::to_string(d) + ", ";
-  if (shape.size() > 1) dims.resize(dims.size() - 2);
-  else if (shape.size() == 1) dims.resize(dims.size() - 1);
+  if (shape.size() > 1)
+    dims.resize(dims.size() - 2);
+  else if (shape.size() == 1)
+    dims.resize(dims.size() - 1);
   dims += ")";
   std::string header =
       "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + dims + ", }";
@@ -29,9 +31,12 @@ std::string npy_header(const std::string& descr, const std::vector<int64_t>& sha
 std::string npy_bytes(const at::Tensor& tensor) {
   const auto t = tensor.contiguous().cpu();
   std::string descr;
-  if (t.scalar_type() == at::kFloat) descr = "<f4";
-  else if (t.scalar_type() == at::kByte) descr = "|u1";
-  else EOC_ASSERT(false, ".npy writer asked for ", t.scalar_type(), " (float32 and uint8 only)");
+  if (t.scalar_type() == at::kFloat)
+    descr = "<f4";
+  else if (t.scalar_type() == at::kByte)
+    descr = "|u1";
+  else
+    EOC_ASSERT(false, ".npy writer asked for ", t.scalar_type(), " (float32 and uint8 only)");
   std::string out = npy_header(descr, t.sizes().vec());
   out.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
   return out;
@@ -55,15 +60,17 @@ std::vector<int64_t> parse_npy_shape(const std::string& header, const std::strin
   for (size_t pos = 0;;) {
     const auto comma = std::min(dims.find(',', pos), dims.size());
     const auto first = dims.find_first_not_of(' ', pos);
-    items.push_back(first < comma ? dims.substr(first, dims.find_last_not_of(' ', comma - 1) - first + 1)
-                                  : std::string());
+    items.push_back(first < comma
+                        ? dims.substr(first, dims.find_last_not_of(' ', comma - 1) - first + 1)
+                        : std::string());
     if (comma == dims.size()) break;
     pos = comma + 1;
   }
   if (items.back().empty()) items.pop_back();  // "(3,)" and "()"
   std::vector<int64_t> shape;
   for (const auto& item : items) {
-    if (item.empty() || item.size() > 15 || item.find_first_not_of("0123456789") != std::string::npos)
+    if (item.empty() || item.size() > 15 ||
+        item.find_first_not_of("0123456789") != std::string::npos)
       fail("'", path, "' has a bad dimension '", item, "' in its shape '(", dims,
            ")' (expected integers 0..10^15)");
     shape.push_back(std::stoll(item));
@@ -82,9 +89,12 @@ at::Tensor read_npy(const std::string& path) {
   if (bytes.size() < 10 + header_len) fail("'", path, "' is truncated");
   const std::string header = bytes.substr(10, header_len);
   at::ScalarType type;
-  if (header.find("'<f4'") != std::string::npos) type = at::kFloat;
-  else if (header.find("'|u1'") != std::string::npos) type = at::kByte;
-  else fail("'", path, "' holds a dtype other than float32/uint8");
+  if (header.find("'<f4'") != std::string::npos)
+    type = at::kFloat;
+  else if (header.find("'|u1'") != std::string::npos)
+    type = at::kByte;
+  else
+    fail("'", path, "' holds a dtype other than float32/uint8");
   if (header.find("'fortran_order': False") == std::string::npos)
     fail("'", path, "' is in Fortran order");
   const auto shape = parse_npy_shape(header, path);

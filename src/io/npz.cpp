@@ -24,13 +24,18 @@ class RecordStream {
  public:
   RecordStream(std::string header, int64_t count, uint64_t record_bytes, const NpzRecordFill& fill,
                bool force_zip64)
-      : header_(std::move(header)), count_(count), record_bytes_(record_bytes), fill_(fill),
+      : header_(std::move(header)),
+        count_(count),
+        record_bytes_(record_bytes),
+        fill_(fill),
         force_zip64_(force_zip64) {
     zip_error_init(&error_);
   }
   ~RecordStream() { zip_error_fini(&error_); }
 
-  uint64_t total_bytes() const { return header_.size() + static_cast<uint64_t>(count_) * record_bytes_; }
+  uint64_t total_bytes() const {
+    return header_.size() + static_cast<uint64_t>(count_) * record_bytes_;
+  }
   // The exception that stopped the stream, or null.
   std::exception_ptr failure() const { return failure_; }
 
@@ -53,22 +58,16 @@ class RecordStream {
         pos_ = 0;
         next_ = 0;
         return 0;
-      case ZIP_SOURCE_READ:
-        return read(static_cast<char*>(data), len);
+      case ZIP_SOURCE_READ: return read(static_cast<char*>(data), len);
       case ZIP_SOURCE_CLOSE:
-      case ZIP_SOURCE_FREE:
-        return 0;
-      case ZIP_SOURCE_STAT:
-        return stat(data, len);
-      case ZIP_SOURCE_ERROR:
-        return zip_error_to_data(&error_, data, len);
+      case ZIP_SOURCE_FREE: return 0;
+      case ZIP_SOURCE_STAT: return stat(data, len);
+      case ZIP_SOURCE_ERROR: return zip_error_to_data(&error_, data, len);
       case ZIP_SOURCE_SUPPORTS:
         return zip_source_make_command_bitmap(ZIP_SOURCE_OPEN, ZIP_SOURCE_READ, ZIP_SOURCE_CLOSE,
                                               ZIP_SOURCE_STAT, ZIP_SOURCE_ERROR, ZIP_SOURCE_FREE,
                                               ZIP_SOURCE_SUPPORTS, -1);
-      default:
-        zip_error_set(&error_, ZIP_ER_OPNOTSUPP, 0);
-        return -1;
+      default: zip_error_set(&error_, ZIP_ER_OPNOTSUPP, 0); return -1;
     }
   }
 

@@ -8,10 +8,20 @@
 #define STBI_ONLY_PNG
 #include <stb_image.h>
 
+#include <cstdio>
+#include <cstring>
+
 #include "eoc/base/error.hpp"
 #include "eoc/io/files.hpp"
 
 namespace eoc {
+namespace {
+
+constexpr unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+// An empty IEND chunk: length 0, type "IEND", CRC-32 of "IEND".
+constexpr unsigned char kPngEnd[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+
+}  // namespace
 
 at::Tensor to_uint8_hwc(const at::Tensor& images) {
   // DiT: clamp(127.5 x + 128, 0, 255) then truncation to uint8.
@@ -59,6 +69,17 @@ at::Tensor read_png(const std::string& path) {
   auto out = at::from_blob(data, {h, w, c}, at::kByte).clone();
   stbi_image_free(data);
   return out;
+}
+
+bool png_is_complete(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  unsigned char head[8], tail[12];
+  bool ok = std::fread(head, 1, 8, f) == 8 && std::memcmp(head, kPngSignature, 8) == 0 &&
+            std::fseek(f, -12, SEEK_END) == 0 && std::ftell(f) >= 8 + 25 &&
+            std::fread(tail, 1, 12, f) == 12 && std::memcmp(tail, kPngEnd, 12) == 0;
+  std::fclose(f);
+  return ok;
 }
 
 }  // namespace eoc

@@ -22,7 +22,8 @@ void set_cpu_threads(int threads) {
   // many threads to use, so OpenBLAS keeps a pool of its own beside LibTorch's; on a busy
   // machine the two spin against each other. Give OpenBLAS the same count when it is the BLAS.
   using SetThreads = void (*)(int);
-  if (auto set_blas = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+  if (auto set_blas =
+          reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
     set_blas(threads);
 }
 

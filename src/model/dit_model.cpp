@@ -50,11 +50,11 @@ ModelConfig read_config(const torch::jit::Module& m, const std::string& path) {
                : std::string("unnamed");
   const bool sane = c.input_size > 0 && c.patch_size > 0 && c.input_size % c.patch_size == 0 &&
                     c.in_channels > 0 && c.hidden_size > 0 && c.depth > 0 && c.num_heads > 0 &&
-                    c.num_classes > 0 &&
-                    c.out_channels == c.in_channels * (c.learn_sigma ? 2 : 1);
+                    c.num_classes > 0 && c.out_channels == c.in_channels * (c.learn_sigma ? 2 : 1);
   if (!sane)
     fail("model '", path, "' has an inconsistent configuration (input ", c.input_size, ", patch ",
-         c.patch_size, ", channels ", c.in_channels, "->", c.out_channels, ", depth ", c.depth, ")");
+         c.patch_size, ", channels ", c.in_channels, "->", c.out_channels, ", depth ", c.depth,
+         ")");
   return c;
 }
 

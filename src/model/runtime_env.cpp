@@ -29,7 +29,8 @@ const std::array<EnvSetting, 3> kCpuRuntimeEnv = {{
 bool set_cpu_runtime_env() {
   bool changed = false;
   for (const auto& [name, value] : kCpuRuntimeEnv) {
-    const bool spin_chosen = std::string_view(name) == "OMP_WAIT_POLICY" && std::getenv("GOMP_SPINCOUNT");
+    const bool spin_chosen =
+        std::string_view(name) == "OMP_WAIT_POLICY" && std::getenv("GOMP_SPINCOUNT");
     if (std::getenv(name) || spin_chosen) continue;
     ::setenv(name, value, 1);
     changed = true;

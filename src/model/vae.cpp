@@ -41,7 +41,8 @@ std::shared_ptr<const VaeDecoder> VaeDecoder::load(const std::string& path,
   try {
     vae->impl_->module = torch::jit::load(path, device);
   } catch (const c10::Error&) {
-    fail("VAE file '", path, "' is not a TorchScript module (expected a file written by "
+    fail("VAE file '", path,
+         "' is not a TorchScript module (expected a file written by "
          "scripts/tools/export_vae.py)");
   }
   const auto& m = vae->impl_->module;
@@ -69,8 +70,8 @@ at::Tensor VaeDecoder::decode(const at::Tensor& latents, double scale) const {
   if (latents.dim() != 4 || latents.size(1) != latent_channels_) {
     std::ostringstream shape;
     shape << latents.sizes();
-    fail("VAE '", path_, "' decodes ", latent_channels_, "-channel latents (B, C, h, w), got shape ",
-         shape.str());
+    fail("VAE '", path_, "' decodes ", latent_channels_,
+         "-channel latents (B, C, h, w), got shape ", shape.str());
   }
   EOC_ASSERT(scale > 0.0, "a VAE scale of ", scale, " (the run set-up refuses it)");
   c10::InferenceMode inference;

@@ -4,6 +4,8 @@
 
 #include "eoc/base/error.hpp"
 #include "eoc/base/stop.hpp"
+#include "eoc/base/stopwatch.hpp"
+#include "eoc/model/device.hpp"
 
 namespace eoc {
 namespace {
@@ -34,9 +36,9 @@ at::Tensor run_steps(const RunSetup& run, const std::vector<int64_t>& indices,
     if (finite) (*finite)[k].copy_(at::isfinite(out).all());
     return out;
   };
-  return sample_steps(run.sampler, run.schedule, start.x, 0, last, denoise,
-                      [&](int64_t) { return start.noise->step(draws_noise(run.sampler)); },
-                      step_done);
+  return sample_steps(
+      run.sampler, run.schedule, start.x, 0, last, denoise,
+      [&](int64_t) { return start.noise->step(draws_noise(run.sampler)); }, step_done);
 }
 
 // Names where step `bad` first went non-finite: replays the batch up to that step (sampling is
@@ -51,11 +53,12 @@ at::Tensor run_steps(const RunSetup& run, const std::vector<int64_t>& indices,
     run_steps(run, indices, replay, bad + 1, {}, nullptr);
   }
   const std::string where =
-      finder.block >= 0 ? str(" after block ", finder.block, "'s ", branch_name(finder.branch), " branch")
+      finder.block >= 0
+          ? str(" after block ", finder.block, "'s ", branch_name(finder.branch), " branch")
       : run.whole_forward ? std::string(" (--whole-forward: blocks not checked)")
                           : std::string(" in the final layer");
-  fail("the model output holds NaN or Inf at sampling step ", bad, " (t = ",
-       run.block_loop().timestep(bad), ")", where, ", cache '", batch.plan().spec(),
+  fail("the model output holds NaN or Inf at sampling step ", bad,
+       " (t = ", run.block_loop().timestep(bad), ")", where, ", cache '", batch.plan().spec(),
        "'; check the model and prior, or pass --no-check-finite to skip this check");
 }
 
@@ -95,6 +98,24 @@ at::Tensor sample_batch(const RunSetup& run, const std::vector<int64_t>& indices
   if (run.check_finite && !finite.all().item<bool>())
     fail_non_finite(run, indices, session, (~finite).nonzero()[0].item<int64_t>());
   return x0;
+}
+
+BatchesRun sample_batches(const RunSetup& run, const std::vector<std::vector<int64_t>>& batches,
+                          const CachePlan& plan, const Corrector& corrector,
+                          log::Progress& progress, const BatchDoneFn& done) {
+  BatchesRun out{CacheStats(run.steps()), {}};
+  if (run.seed_mode == SeedMode::official) seed_global(run.seed);
+  for (const auto& batch : batches) {
+    const Stopwatch batch_time;
+    CacheSession session(plan, corrector);
+    auto images = sample_batch(run, batch, session,
+                               [&](int64_t) { progress.advance(static_cast<long>(batch.size())); });
+    out.stats.add(session.stats());
+    done(batch, std::move(images));
+    synchronize(run.device);  // so the batch's time, and the caller's, are complete
+    out.seconds.push_back(batch_time.seconds());
+  }
+  return out;
 }
 
 }  // namespace eoc

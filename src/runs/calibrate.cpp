@@ -9,14 +9,15 @@
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
 #include "eoc/cache/eoc_calibration.hpp"
+#include "eoc/files/mask_file.hpp"
+#include "eoc/files/prior_file.hpp"
+#include "eoc/files/run_settings.hpp"
 #include "eoc/io/files.hpp"
 #include "eoc/runs/batch_sampling.hpp"
+#include "eoc/runs/cache_setup.hpp"
 #include "eoc/runs/commands.hpp"
-#include "eoc/runs/mask_file.hpp"
-#include "eoc/runs/prior_file.hpp"
 #include "eoc/runs/report.hpp"
-#include "eoc/runs/run_settings.hpp"
-#include "eoc/runs/run_setup.hpp"
+#include "eoc/setup/run_setup.hpp"
 
 namespace eoc {
 namespace {
@@ -25,20 +26,20 @@ std::vector<double> default_thetas() { return {0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 
 
 // --max-order's value, its default resolved.
 int max_order(const CalibrateOptions& o) {
-  if (o.max_order != 0) return o.max_order;
+  if (o.max_order) return *o.max_order;
   const bool searches = o.form == EocForm::taylor && o.judgment == Judgment::trajectory;
   return searches ? kMaxTaylorOrder : 1;
 }
 
 // The options that need no model, checked before it loads.
 void check_calibrate_options(const CalibrateOptions& o, const std::vector<double>& thetas) {
-  if (o.max_order < 0 || o.max_order > kMaxTaylorOrder)
-    fail("--max-order ", o.max_order, " is out of range (expected 1..", kMaxTaylorOrder, ")");
+  if (o.max_order && (*o.max_order < 1 || *o.max_order > kMaxTaylorOrder))
+    fail("--max-order ", *o.max_order, " is out of range (expected 1..", kMaxTaylorOrder, ")");
   if (max_order(o) > 1 && o.form != EocForm::taylor)
-    fail("--max-order ", o.max_order, ": the ", eoc_form_name(o.form),
+    fail("--max-order ", max_order(o), ": the ", eoc_form_name(o.form),
          " form has no forecast orders (only --eoc-form taylor does)");
   if (max_order(o) > 1 && o.judgment != Judgment::trajectory)
-    fail("--max-order ", o.max_order, ": orders are chosen by the trajectory judgment only");
+    fail("--max-order ", max_order(o), ": orders are chosen by the trajectory judgment only");
   for (double t : thetas)
     if (!std::isfinite(t) || t < 0.0 || t > 4.0)
       fail("--eoc-thetas: ", t, " is out of range (expected 0..4)");
@@ -47,45 +48,60 @@ void check_calibrate_options(const CalibrateOptions& o, const std::vector<double
   if (o.judge_samples < 1 || o.judge_samples > n - (fits ? 1 : 0))
     fail("--judge-samples ", o.judge_samples, " must be 1..", n - (fits ? 1 : 0), " for ", n,
          " calibration samples", fits ? " (at least one is needed for the fit)" : "");
-  if (!std::isnan(o.budget)) {
-    if (!(o.budget > 0.0 && o.budget < 1.0))
-      fail("--budget ", o.budget, " is out of range (expected a fraction of computations in (0, 1))");
-    if (o.cache.given)
+  if (o.budget) {
+    if (!(*o.budget > 0.0 && *o.budget < 1.0))
+      fail("--budget ", *o.budget,
+           " is out of range (expected a fraction of computations in (0, 1))");
+    if (o.plan.spec)
       fail("--budget searches the cache plan: give it without --cache (got --cache ",
-           o.cache.text(), ")");
+           o.plan.spec->text(), ")");
     if (o.form != EocForm::taylor || o.judgment != Judgment::trajectory)
-      fail("--budget searches with the forecast and the trajectory judgment: use --eoc-form "
-           "taylor --judgment trajectory (the defaults)");
+      fail(
+          "--budget searches with the forecast and the trajectory judgment: use --eoc-form "
+          "taylor --judgment trajectory (the defaults)");
   }
   check_writable_parent(o.out, "--out");  // fail now, not after the calibration
   if (!o.out_mask.empty()) check_writable_parent(o.out_mask, "--out-mask");
 }
 
-// --budget's step count checked against the run's steps and warm-up.
-BudgetSearch budget_search(const CalibrateOptions& o, int64_t steps, int max_order) {
-  check_warmup(o.warmup, steps);
-  const int64_t n = budget_steps(o.budget, steps);
-  const int64_t forced = std::max<int64_t>(1, o.warmup);
-  if (n < forced)
-    fail("--budget ", o.budget, " computes ", n, " of ", steps, " steps, fewer than the ", forced,
-         o.warmup > 1 ? " warm-up steps" : " first step", " that are always computed");
-  if (n >= steps)
-    fail("--budget ", o.budget, " computes all ", steps, " steps: there is nothing to reuse");
-  return BudgetSearch{o.budget, o.warmup, max_order};
+// --budget's search, its step counts (cache/schedule_search.hpp) checked against the run's steps
+// and warm-up.
+BudgetSearch budget_search(double budget, int64_t warmup, int64_t steps, int max_order) {
+  check_warmup(warmup, steps);
+  const BudgetSteps n = budget_steps(budget, warmup, steps);
+  if (n.total < n.forced)
+    fail("--budget ", budget, " computes ", n.total, " of ", steps, " steps, fewer than the ",
+         n.forced, warmup > 1 ? " warm-up steps" : " first step", " that are always computed");
+  if (n.total >= steps)
+    fail("--budget ", budget, " computes all ", steps, " steps: there is nothing to reuse");
+  return BudgetSearch{budget, warmup, max_order};
+}
+
+// The plan --cache (default fora:3) and --warmup ask for; Error when it reuses nothing.
+CachePlan plan_to_calibrate(const PlanOptions& o, int64_t steps, int64_t depth) {
+  const CacheSpec spec = o.spec.value_or(CalibrateOptions::default_plan());
+  auto plan = make_cache_plan(spec, steps, depth, o.warmup);
+  if (plan.reused_total() == 0)
+    fail("--cache '", spec.text(), "' reuses nothing: there is nothing to calibrate");
+  return plan;
 }
 
 nlohmann::json search_json(const SearchedSchedule& s) {
   nlohmann::json shapes = nlohmann::json::array();
   for (const auto& t : s.shapes)
-    shapes.push_back({{"name", t.name}, {"computed_steps", t.computed}, {"order", t.order},
-                      {"error", t.error}});
-  return {{"computed_steps", s.computed}, {"order", s.order}, {"error", s.error},
-          {"shapes", shapes}, {"refinement", {{"passes", s.passes}, {"moves_tried", s.moves_tried},
-                                               {"moves_taken", s.moves_taken}}}};
+    shapes.push_back(
+        {{"name", t.name}, {"computed_steps", t.computed}, {"order", t.order}, {"error", t.error}});
+  return {{"computed_steps", s.computed},
+          {"order", s.order},
+          {"error", s.error},
+          {"shapes", shapes},
+          {"refinement",
+           {{"passes", s.passes}, {"moves_tried", s.moves_tried}, {"moves_taken", s.moves_taken}}}};
 }
 
 nlohmann::json cost_json(const CalibrationCost& c) {
-  return {{"judge_step_runs", c.step_runs}, {"uncached_judge_steps", c.reference_step_runs},
+  return {{"judge_step_runs", c.step_runs},
+          {"uncached_judge_steps", c.reference_step_runs},
           {"multiple_of_uncached_judge_sampling", c.multiple()},
           {"uncached_judge_seconds", c.reference_seconds}};
 }
@@ -136,32 +152,39 @@ void run_calibrate(const CalibrateOptions& o) {
 
   const RunSetup run = prepare_run(o.model, o.sampling);
   const int64_t depth = run.model->config().depth;
+  const BlockLoop loop = run.block_loop();
+  // Everything checked before any image is sampled.
   std::optional<BudgetSearch> budget;
-  if (!std::isnan(o.budget)) budget = budget_search(o, run.steps(), settings.max_order);
-  const auto plan = budget ? CachePlan::none(run.steps(), depth)
-                           : make_cache_plan(o.cache, run.steps(), depth, o.warmup);
-  if (!budget && plan.reused_total() == 0)
-    fail("--cache '", o.cache.text(), "' reuses nothing: there is nothing to calibrate");
+  std::optional<CachePlan> plan;
+  if (o.budget)
+    budget = budget_search(*o.budget, o.plan.warmup, run.steps(), settings.max_order);
+  else
+    plan = plan_to_calibrate(o.plan, run.steps(), depth);
   const bool fits = form_has_vectors(o.form);
   const CalibrationImages images = calibration_images(run, o.judge_samples, fits);
   // The official stream is seeded once per run, as sample and compare do: the fit batches, then
   // the judge batch, draw from it in that order.
   if (run.seed_mode == SeedMode::official) seed_global(run.seed);
 
-  auto done = budget ? calibrate_eoc_with_budget(run.block_loop(), run.sampler, *budget, settings, images)
-                     : calibrate_eoc(run.block_loop(), run.sampler, plan, settings, images);
+  auto done = budget ? calibrate_eoc_with_budget(loop, run.sampler, *budget, settings, images)
+                     : calibrate_eoc(loop, run.sampler, *plan, settings, images);
   PriorFile file;
   file.prior = std::move(done.prior);
   file.assumes = run_settings(RunFacts{run, done.plan}, kInPrior);
   int64_t fitted = 0;
   for (const auto& batch : images.fit_batches) fitted += static_cast<int64_t>(batch.size());
-  file.calibration = {
-      {"eoc_version", EOC_VERSION}, {"num_samples", run.num_samples}, {"fit_samples", fitted},
-      {"judge_samples", images.judge.size()}, {"seed", run.seed},
-      {"seed_mode", seed_mode_name(run.seed_mode)}, {"classes", classes_json(o.sampling.classes)},
-      {"batch_size", run.batch_size}, {"max_order", settings.max_order},
-      {"budget", budget ? nlohmann::json(o.budget) : nlohmann::json(nullptr)},
-      {"cost", cost_json(done.cost)}, {"seconds", total.seconds()}};
+  file.calibration = {{"eoc_version", EOC_VERSION},
+                      {"num_samples", run.num_samples},
+                      {"fit_samples", fitted},
+                      {"judge_samples", images.judge.size()},
+                      {"seed", run.seed},
+                      {"seed_mode", seed_mode_name(run.seed_mode)},
+                      {"classes", classes_json(o.sampling.classes)},
+                      {"batch_size", run.batch_size},
+                      {"max_order", settings.max_order},
+                      {"budget", o.budget ? nlohmann::json(*o.budget) : nlohmann::json(nullptr)},
+                      {"cost", cost_json(done.cost)},
+                      {"seconds", total.seconds()}};
   if (done.search) file.calibration["search"] = search_json(*done.search);
   save_prior(o.out, file);
   if (!o.out_mask.empty())
@@ -170,7 +193,7 @@ void run_calibrate(const CalibrateOptions& o) {
                                                     done.plan.spec(), ")")));
   print_summary(file.prior);
   if (done.search)
-    log::info(str("budget ", o.budget, ": computes ", done.search->computed.size(), " of ",
+    log::info(str("budget ", *o.budget, ": computes ", done.search->computed.size(), " of ",
                   run.steps(), " steps (", 100.0 * (1.0 - done.plan.caching_level()),
                   "% of the branch computations)"));
   log::info(str("calibration cost: ", done.cost.step_runs, " model steps on the judge batch = ",

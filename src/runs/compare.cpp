@@ -5,14 +5,15 @@
 
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
+#include "eoc/diffusion/image_quality.hpp"
+#include "eoc/files/run_settings.hpp"
 #include "eoc/io/files.hpp"
 #include "eoc/model/device.hpp"
 #include "eoc/runs/batch_sampling.hpp"
+#include "eoc/runs/cache_setup.hpp"
 #include "eoc/runs/commands.hpp"
-#include "eoc/runs/image_quality.hpp"
 #include "eoc/runs/report.hpp"
-#include "eoc/runs/run_settings.hpp"
-#include "eoc/runs/run_setup.hpp"
+#include "eoc/setup/run_setup.hpp"
 
 namespace eoc {
 namespace {
@@ -34,26 +35,21 @@ Timed sample_all(const RunSetup& run, const CachePlan& plan, const Corrector& co
       str("image-steps (", run.num_samples, " images x ", run.steps(), " steps)");
   std::vector<int64_t> indices(run.num_samples);
   for (int64_t i = 0; i < run.num_samples; ++i) indices[i] = i;
+  const auto batches = make_batches(indices, run.batch_size);
   Timed t;
   for (int r = 0; r < repeats; ++r) {
-    CacheStats stats(run.steps());
     std::vector<at::Tensor> parts;
     log::Progress progress(label, run.num_samples * run.steps(), unit);
-    if (run.seed_mode == SeedMode::official) seed_global(run.seed);
     Stopwatch watch;
-    for (const auto& batch : make_batches(indices, run.batch_size)) {
-      CacheSession session(plan, corrector);
-      parts.push_back(sample_batch(run, batch, session, [&](int64_t) {
-        progress.advance(static_cast<long>(batch.size()));
-      }));
-      stats.add(session.stats());
-    }
-    synchronize(run.device);
+    const auto sampled = sample_batches(run, batches, plan, corrector, progress,
+                                        [&](const std::vector<int64_t>&, at::Tensor images) {
+                                          parts.push_back(std::move(images));
+                                        });
     t.seconds.push_back(watch.seconds());
     progress.finish();
     if (r == 0) {
       t.images = at::cat(parts).to(at::kFloat).cpu();
-      t.stats = stats;
+      t.stats = sampled.stats;
     }
   }
   return t;
@@ -92,8 +88,10 @@ void run_compare(const CompareOptions& options) {
       {"settings", run_settings(run_facts(run, cache), kInReport)},
       {"paths", {{"model", run.model->path()}, {"prior", cache.prior_path}}},
       {"uncached", {{"seconds", base.seconds}, {"median_s", base.median()}}},
-      {"cached", {{"seconds", cached.seconds}, {"median_s", cached.median()},
-                  {"cache_stats", cache_stats_json(cached.stats, run.model->config())}}},
+      {"cached",
+       {{"seconds", cached.seconds},
+        {"median_s", cached.median()},
+        {"cache_stats", cache_stats_json(cached.stats, run.model->config())}}},
       {"time_ratio", cached.median() / base.median()},
       {"speedup", speedup},
       {"mse", q.mse},
@@ -107,8 +105,8 @@ void run_compare(const CompareOptions& options) {
     return;
   }
   std::cout << "images           " << run.num_samples << " (" << sampler_name(run.sampler.kind)
-            << "-" << run.steps() << ", cfg " << run.guidance.scale << ", seed "
-            << run.seed << ")\n"
+            << "-" << run.steps() << ", cfg " << run.guidance.scale << ", seed " << run.seed
+            << ")\n"
             << "                 uncached      " << label << "\n"
             << "wall time (s)    " << fixed(base.median(), 3) << "         "
             << fixed(cached.median(), 3) << "\n"

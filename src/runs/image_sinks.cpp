@@ -4,10 +4,10 @@
 
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
+#include "eoc/files/run_record.hpp"
 #include "eoc/io/files.hpp"
 #include "eoc/io/npy.hpp"
 #include "eoc/io/png.hpp"
-#include "eoc/runs/out_dir.hpp"
 
 namespace eoc {
 namespace {

@@ -8,7 +8,7 @@
 #include "eoc/model/dit_model.hpp"
 #include "eoc/model/runtime_env.hpp"
 #include "eoc/runs/commands.hpp"
-#include "eoc/runs/run_setup.hpp"
+#include "eoc/setup/run_setup.hpp"
 
 namespace eoc {
 namespace {
@@ -32,14 +32,23 @@ void run_info(const InfoOptions& options) {
       options.model.model_path.empty() ? default_model_path() : options.model.model_path;
   const auto model = DitModel::load(path, device, options.model.dtype);
   const auto& c = model->config();
-  nlohmann::json j = {
-      {"path", path}, {"sha256", model->sha256()}, {"name", c.name},
-      {"contract_version", c.contract_version}, {"input_size", c.input_size},
-      {"patch_size", c.patch_size}, {"tokens", c.tokens()}, {"in_channels", c.in_channels},
-      {"out_channels", c.out_channels}, {"hidden_size", c.hidden_size}, {"depth", c.depth},
-      {"num_heads", c.num_heads}, {"num_classes", c.num_classes}, {"learn_sigma", c.learn_sigma},
-      {"parameters", model->parameter_count()}, {"gflops_per_forward", c.gflops_per_forward()},
-      {"runtime_env", runtime_env()}};
+  nlohmann::json j = {{"path", path},
+                      {"sha256", model->sha256()},
+                      {"name", c.name},
+                      {"contract_version", c.contract_version},
+                      {"input_size", c.input_size},
+                      {"patch_size", c.patch_size},
+                      {"tokens", c.tokens()},
+                      {"in_channels", c.in_channels},
+                      {"out_channels", c.out_channels},
+                      {"hidden_size", c.hidden_size},
+                      {"depth", c.depth},
+                      {"num_heads", c.num_heads},
+                      {"num_classes", c.num_classes},
+                      {"learn_sigma", c.learn_sigma},
+                      {"parameters", model->parameter_count()},
+                      {"gflops_per_forward", c.gflops_per_forward()},
+                      {"runtime_env", runtime_env()}};
   if (options.json) {
     std::cout << j.dump(2) << "\n";
     return;

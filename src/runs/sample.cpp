@@ -6,15 +6,16 @@
 
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
+#include "eoc/files/run_settings.hpp"
 #include "eoc/model/device.hpp"
 #include "eoc/model/vae.hpp"
 #include "eoc/runs/batch_sampling.hpp"
+#include "eoc/runs/cache_setup.hpp"
 #include "eoc/runs/commands.hpp"
 #include "eoc/runs/image_sinks.hpp"
 #include "eoc/runs/out_dir.hpp"
 #include "eoc/runs/report.hpp"
-#include "eoc/runs/run_settings.hpp"
-#include "eoc/runs/run_setup.hpp"
+#include "eoc/setup/run_setup.hpp"
 
 namespace eoc {
 namespace {
@@ -27,7 +28,8 @@ Shard sample_shard(const SampleOptions& o, const OutputOptions& out) {
   if (o.shard && !dir)
     fail("--shard ", o.shard->index, "/", o.shard->count,
          " needs --out-dir (shards write one folder of per-image PNGs)");
-  const Shard shard = resolve_shard(o.shard, dir, [](const char* name) { return std::getenv(name); });
+  const Shard shard =
+      resolve_shard(o.shard, dir, [](const char* name) { return std::getenv(name); });
   if (shard.count == 1) return shard;
   if (o.sampling.seed_mode == SeedMode::official)
     fail("--seed-mode official cannot be sharded (", shard.describe(),
@@ -60,8 +62,8 @@ std::shared_ptr<const VaeDecoder> prepare_vae(const SampleOptions& o, const Outp
     if (!(o.vae.scale > 0.0)) fail("--vae-scale ", o.vae.scale, " must be > 0 (DiT: 0.18215)");
     vae = VaeDecoder::load(o.vae.path, run.device);
     if (vae->latent_channels() != cfg.in_channels)
-      fail("--vae '", o.vae.path, "' decodes ", vae->latent_channels(), "-channel latents, but model '",
-           model, "' has in_channels ", cfg.in_channels);
+      fail("--vae '", o.vae.path, "' decodes ", vae->latent_channels(),
+           "-channel latents, but model '", model, "' has in_channels ", cfg.in_channels);
   }
   const int64_t side = cfg.input_size * (vae ? vae->upscale() : 1);
   if (o.image_size > 0 && side != o.image_size)
@@ -69,7 +71,8 @@ std::shared_ptr<const VaeDecoder> prepare_vae(const SampleOptions& o, const Outp
          " makes ", side, "x", side, " images");
   const int64_t channels = vae ? 3 : cfg.in_channels;
   if (!out.dir.empty() && channels != 1 && channels != 3)
-    fail("--out-dir: model '", model, "' makes ", channels, "-channel samples (a latent DiT); give "
+    fail("--out-dir: model '", model, "' makes ", channels,
+         "-channel samples (a latent DiT); give "
          "--vae VAE.ts (from scripts/tools/export_vae.py) to decode them to RGB images");
   return vae;
 }
@@ -84,10 +87,13 @@ std::vector<int64_t> plan_sample_indices(const OutputOptions& out, const RunFact
   const bool resume = run.seed_mode != SeedMode::official && out.grid.empty() && out.raw.empty();
   char host[256] = "";
   ::gethostname(host, sizeof(host) - 1);
-  const nlohmann::json info = {
-      {"eoc_version", EOC_VERSION}, {"model_path", run.model->path()},
-      {"vae_path", facts.vae ? facts.vae->path() : std::string()}, {"device", run.device.str()},
-      {"batch_size", run.batch_size}, {"host", host}, {"pid", static_cast<int64_t>(::getpid())}};
+  const nlohmann::json info = {{"eoc_version", EOC_VERSION},
+                               {"model_path", run.model->path()},
+                               {"vae_path", facts.vae ? facts.vae->path() : std::string()},
+                               {"device", run.device.str()},
+                               {"batch_size", run.batch_size},
+                               {"host", host},
+                               {"pid", static_cast<int64_t>(::getpid())}};
   const auto work = prepare_out_dir_work(out.dir, shard, run.num_samples,
                                          run_settings(facts, kInRecord), info, resume);
   const int64_t owned = static_cast<int64_t>(shard.indices(run.num_samples).size());
@@ -117,7 +123,8 @@ nlohmann::json steady_images_per_second(const std::vector<std::vector<int64_t>>&
 }
 
 nlohmann::json sample_report(const RunFacts& facts, const CacheSetup& cache, const Shard& shard,
-                             const CacheStats& stats, const std::vector<std::vector<int64_t>>& batches,
+                             const CacheStats& stats,
+                             const std::vector<std::vector<int64_t>>& batches,
                              const SampleTimes& times, const ImageSinks& sinks) {
   int64_t count = 0;
   for (const auto& batch : batches) count += static_cast<int64_t>(batch.size());
@@ -125,18 +132,24 @@ nlohmann::json sample_report(const RunFacts& facts, const CacheSetup& cache, con
       {"command", "sample"},
       {"eoc_version", EOC_VERSION},
       {"settings", run_settings(facts, kInReport)},
-      {"paths", {{"model", facts.run.model->path()},
-                 {"vae", facts.vae ? facts.vae->path() : std::string()},
-                 {"prior", cache.prior_path}}},
+      {"paths",
+       {{"model", facts.run.model->path()},
+        {"vae", facts.vae ? facts.vae->path() : std::string()},
+        {"prior", cache.prior_path}}},
       {"shard", {{"index", shard.index}, {"count", shard.count}, {"source", shard.source}}},
       {"cache_stats", cache_stats_json(stats, facts.run.model->config())},
-      {"timings_s", {{"load", facts.run.load_seconds}, {"sample", times.sample},
-                     {"sample_cpu", times.sample_cpu}, {"write", times.write},
-                     {"total", times.total}, {"batches", times.batches}}},
+      {"timings_s",
+       {{"load", facts.run.load_seconds},
+        {"sample", times.sample},
+        {"sample_cpu", times.sample_cpu},
+        {"write", times.write},
+        {"total", times.total},
+        {"batches", times.batches}}},
       {"images_per_second", count > 0 ? count / times.sample : 0.0},
       {"steady_images_per_second", steady_images_per_second(batches, times.batches)},
-      {"memory", {{"peak_host_bytes", peak_host_memory_bytes()},
-                  {"peak_cache_bytes", stats.peak_cache_bytes}}},
+      {"memory",
+       {{"peak_host_bytes", peak_host_memory_bytes()},
+        {"peak_cache_bytes", stats.peak_cache_bytes}}},
       {"outputs", sinks.summary()},
   };
 }
@@ -168,27 +181,21 @@ void run_sample(const SampleOptions& options) {
   const auto indices = plan_sample_indices(out, facts, shard);
   const int64_t count = static_cast<int64_t>(indices.size());
   const auto batches = make_batches(indices, run.batch_size);
-  CacheStats stats(run.steps());
   SampleTimes times;
-  if (run.seed_mode == SeedMode::official) seed_global(run.seed);
   log::Progress progress("sampling", count * run.steps(),
                          str("image-steps (", count, " images x ", run.steps(), " steps)"));
   Stopwatch sampling;
   CpuStopwatch sampling_cpu;
-  for (const auto& batch : batches) {
-    Stopwatch batch_time;
-    CacheSession session(cache.plan, *cache.corrector);
-    auto images = sample_batch(run, batch, session,
-                               [&](int64_t) { progress.advance(static_cast<long>(batch.size())); });
-    stats.add(session.stats());
-    if (vae) images = vae->decode(images, options.vae.scale);
-    sinks.add_batch(batch, images);
-    synchronize(run.device);  // so the batch's time, and the sampling phase's, are complete
-    times.batches.push_back(batch_time.seconds());
-  }
+  const auto sampled = sample_batches(run, batches, cache.plan, *cache.corrector, progress,
+                                      [&](const std::vector<int64_t>& batch, at::Tensor images) {
+                                        if (vae) images = vae->decode(images, options.vae.scale);
+                                        sinks.add_batch(batch, images);
+                                      });
   progress.finish();
   times.sample = sampling.seconds();
   times.sample_cpu = sampling_cpu.seconds();
+  times.batches = sampled.seconds;
+  const CacheStats& stats = sampled.stats;
 
   Stopwatch writing;
   sinks.finish(run.num_samples);
@@ -196,9 +203,11 @@ void run_sample(const SampleOptions& options) {
   times.total = total.seconds();
   if (!out.report.empty())
     write_json(out.report, sample_report(facts, cache, shard, stats, batches, times, sinks));
-  if (count == 0) log::info("every image was already there: nothing sampled");
-  else log::info(str("sampled ", count, " images in ", times.sample, " s (",
-                     count / times.sample, " images/s)"));
+  if (count == 0)
+    log::info("every image was already there: nothing sampled");
+  else
+    log::info(str("sampled ", count, " images in ", times.sample, " s (", count / times.sample,
+                  " images/s)"));
 }
 
 }  // namespace eoc

@@ -1,4 +1,6 @@
-// Cache plans: FORA's interval rule, mask documents, and the shipped paper-setup masks.
+// Cache plans (cache/plan.hpp) and every way a run makes one: FORA's interval rule, computed-step
+// lists, layout strings, --cache specs (runs/cache_setup.hpp), mask documents
+// (files/mask_file.hpp) and the shipped paper-setup masks, and the budget search's step counts.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -8,7 +10,8 @@
 #include "eoc/cache/plan.hpp"
 #include "eoc/cache/schedule_search.hpp"
 #include "eoc/cli/flag_values.hpp"
-#include "eoc/runs/mask_file.hpp"
+#include "eoc/files/mask_file.hpp"
+#include "eoc/runs/cache_setup.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -110,6 +113,35 @@ TEST(CachePlan, LayoutString) {
   EXPECT_EQ(q.layout(), "cccc|ccrc");
 }
 
+TEST(CachePlan, LayoutReadsBack) {
+  auto q = CachePlan::fora(5, 3, 2);
+  q.set_reuse(3, 1, Branch::attn, true);
+  const auto back = CachePlan::from_layout(5, 3, q.layout(), "x");
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->layout(), q.layout());
+  EXPECT_EQ(back->spec(), "x");
+  // Not a layout of 5 x 3: nothing.
+  EXPECT_FALSE(CachePlan::from_layout(5, 2, q.layout(), "x"));
+  EXPECT_FALSE(CachePlan::from_layout(4, 3, q.layout(), "x"));
+  auto text = q.layout();
+  text[2] = 'x';
+  EXPECT_FALSE(CachePlan::from_layout(5, 3, text, "x"));
+  text = q.layout();
+  text[6] = 'c';  // the '|' between steps 0 and 1
+  EXPECT_FALSE(CachePlan::from_layout(5, 3, text, "x"));
+}
+
+TEST(CachePlan, MaskedTakesFlagsInEntryOrderAndValidates) {
+  // (step, block, branch) order: step 1 reuses block 0's mlp and block 1's attn.
+  std::vector<bool> reuse(2 * 2 * 2, false);
+  reuse[(1 * 2 + 0) * 2 + 1] = true;
+  reuse[(1 * 2 + 1) * 2 + 0] = true;
+  EXPECT_EQ(CachePlan::masked(2, 2, reuse, "m").layout(), "cccc|crrc");
+  reuse[0] = true;  // step 0 reuses: nothing was computed yet
+  const auto msg = error_message([&] { CachePlan::masked(2, 2, reuse, "mask:m.json"); });
+  EXPECT_NE(msg.find("mask:m.json"), std::string::npos) << msg;
+}
+
 TEST(CachePlan, ValidateRejectsReuseBeforeCompute) {
   auto p = CachePlan::none(3, 4);
   p.set_reuse(0, 2, Branch::mlp, true);
@@ -135,15 +167,15 @@ TEST(ParseCachePlan, Errors) {
 }
 
 std::string mask_doc(const std::string& schedule, int steps = 3, const std::string& extra = "") {
-  return R"({"format": "eoc-cache-mask", "version": 1, "steps": )" + std::to_string(steps) +
-         extra + R"(, "schedule": )" + schedule + "}";
+  return R"({"format": "eoc-cache-mask", "version": 1, "steps": )" + std::to_string(steps) + extra +
+         R"(, "schedule": )" + schedule + "}";
 }
 
 TEST(CacheMask, StringAndPerBlockEntries) {
-  const auto p = eoc::plan_from_mask_json(
-      mask_doc(R"(["compute", "reuse", {"attn": [1, 0], "mlp": [0, 1]}])", 3,
-               R"(, "depth": 2, "description": "hand-made")"),
-      "m.json", 3, 2);
+  const auto p =
+      eoc::plan_from_mask_json(mask_doc(R"(["compute", "reuse", {"attn": [1, 0], "mlp": [0, 1]}])",
+                                        3, R"(, "depth": 2, "description": "hand-made")"),
+                               "m.json", 3, 2);
   // Per block 1 = compute, 0 = reuse. Block 0: attn c, mlp r; block 1: attn r, mlp c.
   EXPECT_EQ(p.layout(), "cccc|rrrr|crrc");
   EXPECT_EQ(p.spec(), "mask:m.json");
@@ -176,15 +208,12 @@ TEST(CacheMask, RejectsMalformedDocuments) {
                 R"(, "depth": 2)"),
        "attn"},
       {"per-block value 2",
-       mask_doc(R"(["compute", {"attn": [1, 2], "mlp": [0, 1]}, "compute"])", 3,
-                R"(, "depth": 2)"),
+       mask_doc(R"(["compute", {"attn": [1, 2], "mlp": [0, 1]}, "compute"])", 3, R"(, "depth": 2)"),
        "0 or 1"},
-      {"per-block missing mlp", mask_doc(R"(["compute", {"attn": [1, 0]}, "compute"])", 3,
-                                         R"(, "depth": 2)"),
-       "mlp"},
-      {"unknown top-level key", mask_doc(R"(["compute", "reuse", "compute"])", 3,
-                                         R"(, "interval": 2)"),
-       "interval"},
+      {"per-block missing mlp",
+       mask_doc(R"(["compute", {"attn": [1, 0]}, "compute"])", 3, R"(, "depth": 2)"), "mlp"},
+      {"unknown top-level key",
+       mask_doc(R"(["compute", "reuse", "compute"])", 3, R"(, "interval": 2)"), "interval"},
       {"unknown entry key",
        mask_doc(R"(["compute", {"attn": [1, 0], "mlp": [0, 1], "gate": [1, 1]}, "compute"])", 3,
                 R"(, "depth": 2)"),
@@ -196,12 +225,13 @@ TEST(CacheMask, RejectsMalformedDocuments) {
        mask_doc(R"([{"attn": [1, 1], "mlp": [1, 0]}, "compute", "compute"])", 3, R"(, "depth": 2)"),
        "block 1 mlp"},
       {"invalid JSON", R"({"format": "eoc-cache-mask", "version": 1,)", "JSON"},
-      {"missing format", R"({"version": 1, "steps": 3, "schedule": ["compute", "compute", "compute"]})",
-       "format"},
+      {"missing format",
+       R"({"version": 1, "steps": 3, "schedule": ["compute", "compute", "compute"]})", "format"},
       {"wrong format", R"({"format": "eoc-prior", "version": 1, "steps": 3, "schedule": []})",
        "format"},
       {"version 2",
-       R"({"format": "eoc-cache-mask", "version": 2, "steps": 3, "schedule": ["compute", "compute", "compute"]})",
+       R"({"format": "eoc-cache-mask", "version": 2, "steps": 3, )"
+       R"("schedule": ["compute", "compute", "compute"]})",
        "version"},
       {"not an object", R"(["compute", "reuse", "compute"])", "format"},
   };
@@ -217,7 +247,7 @@ TEST(CacheMask, NonStringFormatIsAnEocError) {
   // A mistyped field must still give eoc's one-line error, not a JSON library exception.
   const auto msg = error_message([] {
     eoc::plan_from_mask_json(R"({"format": 5, "version": 1, "steps": 1, "schedule": ["compute"]})",
-                              "typed.json", 1, 2);
+                             "typed.json", 1, 2);
   });
   EXPECT_NE(msg.find("typed.json"), std::string::npos) << msg;
 }
@@ -226,7 +256,7 @@ TEST(CacheMask, PerBlockEntriesRequireDepth) {
   // docs/CACHE_MASKS.md: `depth` is required when any entry is per-block.
   const auto msg = error_message([] {
     eoc::plan_from_mask_json(mask_doc(R"(["compute", {"attn": [1, 0], "mlp": [0, 1]}, "compute"])"),
-                              "nodepth.json", 3, 2);
+                             "nodepth.json", 3, 2);
   });
   EXPECT_NE(msg.find("depth"), std::string::npos) << msg;
 }
@@ -264,17 +294,29 @@ TEST(CacheMask, ShippedPaperMasks) {
 // The budget search's plans (cache/schedule_search.hpp) and the mask files that carry them.
 namespace {
 
+TEST(BudgetPlans, ForcedStepsAndWhetherTheBudgetFits) {
+  auto n = eoc::budget_steps(0.4, 0, 20);
+  EXPECT_EQ(n.forced, 1);  // step 0 is always computed
+  EXPECT_TRUE(n.fits());
+  n = eoc::budget_steps(0.2, 5, 20);
+  EXPECT_EQ(n.total, 4);
+  EXPECT_EQ(n.forced, 5);
+  EXPECT_FALSE(n.fits());                              // fewer computed steps than the warm-up
+  EXPECT_TRUE(eoc::budget_steps(0.99, 0, 20).fits());  // 19 of 20 steps
+  EXPECT_FALSE(eoc::budget_steps(1.0, 0, 20).fits());  // computes everything
+}
+
 TEST(BudgetPlans, BudgetStepsRoundDown) {
-  EXPECT_EQ(eoc::budget_steps(0.4, 20), 8);
-  EXPECT_EQ(eoc::budget_steps(0.55, 20), 11);
-  EXPECT_EQ(eoc::budget_steps(0.3, 250), 75);  // 0.3 * 250 is 74.99999... in binary
-  EXPECT_EQ(eoc::budget_steps(0.39, 20), 7);
-  EXPECT_EQ(eoc::budget_steps(0.04, 20), 0);
+  EXPECT_EQ(eoc::budget_steps(0.4, 0, 20).total, 8);
+  EXPECT_EQ(eoc::budget_steps(0.55, 0, 20).total, 11);
+  EXPECT_EQ(eoc::budget_steps(0.3, 0, 250).total, 75);  // 0.3 * 250 is 74.99999... in binary
+  EXPECT_EQ(eoc::budget_steps(0.39, 0, 20).total, 7);
+  EXPECT_EQ(eoc::budget_steps(0.04, 0, 20).total, 0);
 }
 
 TEST(BudgetPlans, PlanComputingComputesExactlyThoseSteps) {
   const std::vector<int64_t> c{0, 1, 3, 6, 9, 12, 15, 18};
-  const auto p = eoc::plan_computing(20, 3, c, "budget:0.4");
+  const auto p = CachePlan::computing(20, 3, c, "budget:0.4");
   EXPECT_EQ(computed_steps(p), c);
   expect_whole_steps(p);
   EXPECT_EQ(p.spec(), "budget:0.4");
@@ -284,7 +326,7 @@ TEST(BudgetPlans, PlanComputingComputesExactlyThoseSteps) {
 
 TEST(BudgetPlans, MaskTextReadsBackToTheSameLayout) {
   // Whole steps: "compute"/"reuse" entries, no depth needed.
-  const auto whole = eoc::plan_computing(10, 2, {0, 2, 5, 9}, "budget:0.4");
+  const auto whole = CachePlan::computing(10, 2, {0, 2, 5, 9}, "budget:0.4");
   const auto text = eoc::mask_json_text(whole, "test");
   EXPECT_EQ(text.find("\"depth\""), std::string::npos);
   EXPECT_EQ(eoc::plan_from_mask_json(text, "m.json", 10, 2).layout(), whole.layout());

@@ -4,8 +4,8 @@
 #include <ATen/ATen.h>
 
 #include "eoc/cache/correctors.hpp"
-#include "eoc/cache/gated_update.hpp"
 #include "eoc/cache/feature_cache.hpp"
+#include "eoc/cache/gated_update.hpp"
 
 namespace {
 
@@ -92,8 +92,8 @@ TEST(Correctors, FusedGatedAddMatchesAtenFormula) {
   const auto base = at::randn({rows, tokens, d}, at::kDouble);
   CachedFeature ed{fr.to(at::kDouble), fp.to(at::kDouble), 3, 1};
   const auto got = eoc::add_gated_terms(base, {eoc::GatedTerm{gate.to(at::kDouble), cases[3], ed}});
-  EXPECT_TRUE(at::allclose(got, base + gate.to(at::kDouble).unsqueeze(1) *
-                                          eoc::corrected_feature(cases[3], ed)));
+  EXPECT_TRUE(at::allclose(
+      got, base + gate.to(at::kDouble).unsqueeze(1) * eoc::corrected_feature(cases[3], ed)));
 }
 
 // Several pending terms in one pass equal adding them one at a time: bit for bit for plain
@@ -122,12 +122,13 @@ TEST(Correctors, GatedTermsInOnePassEqualTermByTerm) {
   auto want_corrected = base.clone();
   for (size_t k = 0; k < plain.size(); ++k) {
     want_plain = want_plain + plain[k].gate.unsqueeze(1) * plain[k].entry.value;
-    want_corrected = want_corrected + corrected[k].gate.unsqueeze(1) *
-                                          eoc::corrected_feature(corrected[k].correction,
-                                                                 corrected[k].entry);
+    want_corrected =
+        want_corrected + corrected[k].gate.unsqueeze(1) *
+                             eoc::corrected_feature(corrected[k].correction, corrected[k].entry);
   }
   EXPECT_TRUE(at::equal(eoc::add_gated_terms(base.clone(), plain), want_plain));
-  EXPECT_TRUE(at::allclose(eoc::add_gated_terms(base.clone(), corrected), want_corrected, 1e-5, 1e-5));
+  EXPECT_TRUE(
+      at::allclose(eoc::add_gated_terms(base.clone(), corrected), want_corrected, 1e-5, 1e-5));
   EXPECT_TRUE(at::equal(eoc::add_gated_terms(base.clone(), {}), base));
   // Tokens in the embedding's layout, (rows, D, T) viewed as (rows, T, D), take the one pass
   // too: the same values, returned contiguous (the ATen path would keep the transposed layout),

@@ -6,9 +6,9 @@
 #include <cmath>
 #include <vector>
 
-#include "eoc/diffusion/schedule.hpp"
 #include "eoc/base/error.hpp"
 #include "eoc/cli/flag_values.hpp"
+#include "eoc/diffusion/schedule.hpp"
 
 namespace {
 
@@ -127,10 +127,10 @@ TEST(Schedule, FullScheduleEqualsBaseProcess) {
   ASSERT_EQ(s.size(), 1000);
   const auto base_betas = eoc::linear_betas(1000);
   const auto abar = base_alphas_cumprod();
-  for (const auto* v : {&s.betas, &s.alphas_cumprod, &s.alphas_cumprod_prev,
-                        &s.sqrt_recip_alphas_cumprod, &s.sqrt_recipm1_alphas_cumprod,
-                        &s.posterior_variance, &s.posterior_log_variance_clipped,
-                        &s.posterior_mean_coef1, &s.posterior_mean_coef2, &s.log_betas})
+  for (const auto* v :
+       {&s.betas, &s.alphas_cumprod, &s.alphas_cumprod_prev, &s.sqrt_recip_alphas_cumprod,
+        &s.sqrt_recipm1_alphas_cumprod, &s.posterior_variance, &s.posterior_log_variance_clipped,
+        &s.posterior_mean_coef1, &s.posterior_mean_coef2, &s.log_betas})
     ASSERT_EQ(v->size(), 1000u);
   for (int64_t j = 0; j < 1000; ++j) {
     EXPECT_EQ(s.timesteps[j], j);
@@ -152,8 +152,7 @@ TEST(Schedule, DerivedCoefficientsFollowDefinitions) {
     expect_rel_near(s.sqrt_recipm1_alphas_cumprod[j], std::sqrt(1.0 / ab - 1.0), 1e-12,
                     "sqrt_recipm1", j);
     expect_rel_near(s.posterior_variance[j], b * (1.0 - prev) / (1.0 - ab), 1e-12, "post var", j);
-    expect_rel_near(s.posterior_mean_coef1[j], b * std::sqrt(prev) / (1.0 - ab), 1e-12, "coef1",
-                    j);
+    expect_rel_near(s.posterior_mean_coef1[j], b * std::sqrt(prev) / (1.0 - ab), 1e-12, "coef1", j);
     expect_rel_near(s.posterior_mean_coef2[j], (1.0 - prev) * std::sqrt(1.0 - b) / (1.0 - ab),
                     1e-12, "coef2", j);
     expect_rel_near(s.log_betas[j], std::log(b), 1e-12, "log_beta", j);

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <memory>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <typeinfo>
 #include <vector>

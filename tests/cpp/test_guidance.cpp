@@ -97,8 +97,10 @@ TEST(Guidance, DoubledInputAndNullLabels) {
 }
 
 TEST(Guidance, ParseChannels) {
-  EXPECT_EQ(eoc::cli::parse_choice("--cfg-channels", "3", eoc::kCfgChannelsNames), CfgChannels::first3);
-  EXPECT_EQ(eoc::cli::parse_choice("--cfg-channels", "all", eoc::kCfgChannelsNames), CfgChannels::all);
+  EXPECT_EQ(eoc::cli::parse_choice("--cfg-channels", "3", eoc::kCfgChannelsNames),
+            CfgChannels::first3);
+  EXPECT_EQ(eoc::cli::parse_choice("--cfg-channels", "all", eoc::kCfgChannelsNames),
+            CfgChannels::all);
   EXPECT_STREQ(eoc::cfg_channels_name(CfgChannels::first3), "3");
   EXPECT_STREQ(eoc::cfg_channels_name(CfgChannels::all), "all");
   EXPECT_THROW(eoc::cli::parse_choice("--cfg-channels", "4", eoc::kCfgChannelsNames), eoc::Error);

@@ -10,8 +10,8 @@
 
 #include "eoc/base/error.hpp"
 #include "eoc/io/files.hpp"
-#include "eoc/io/png.hpp"
 #include "eoc/io/npy.hpp"
+#include "eoc/io/png.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -80,8 +80,18 @@ TEST(Npy, RejectsBadFiles) {
 
 TEST(Pixels, DitConversion) {
   // clamp(127.5 x + 128, 0, 255) then truncation.
-  const std::vector<float> xs = {-1.0f, 1.0f, 0.0f, -2.0f, 3.0f, 0.5f, -0.5f, 0.25f, 0.998f,
-                                 72.9f / 127.5f, -127.1f / 127.5f, -126.1f / 127.5f};
+  const std::vector<float> xs = {-1.0f,
+                                 1.0f,
+                                 0.0f,
+                                 -2.0f,
+                                 3.0f,
+                                 0.5f,
+                                 -0.5f,
+                                 0.25f,
+                                 0.998f,
+                                 72.9f / 127.5f,
+                                 -127.1f / 127.5f,
+                                 -126.1f / 127.5f};
   const std::vector<int> expected = {0,    // 0.5 -> 0
                                      255,  // 255.5 -> clamped 255
                                      128,  // 128
@@ -150,7 +160,8 @@ TEST(Grid, NrowLargerThanCount) {
 
 TEST(Png, EncodeAndReadBack) {
   TempDir dir;
-  const auto rgb = at::arange(0, 4 * 6 * 3, at::kInt).remainder(256).to(at::kByte).reshape({4, 6, 3});
+  const auto rgb =
+      at::arange(0, 4 * 6 * 3, at::kInt).remainder(256).to(at::kByte).reshape({4, 6, 3});
   const auto bytes = eoc::encode_png(rgb);
   ASSERT_GE(bytes.size(), 8u);
   EXPECT_EQ(bytes.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
@@ -222,6 +233,28 @@ TEST(AtomicWrite, SyncHelpers) {
   const auto lost = dir.file("no/such/folder/out.txt");
   msg = eoc_test::error_message([&] { eoc::sync_parent_folder(lost); });
   EXPECT_NE(msg.find(lost), std::string::npos) << msg;
+}
+
+TEST(Npy, HeaderIsAlignedVersion1) {
+  const std::string h = eoc::npy_header("|u1", {50000, 256, 256, 3});
+  EXPECT_EQ(h.size() % 64, 0u);
+  EXPECT_EQ(h.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
+  EXPECT_NE(h.find("'shape': (50000, 256, 256, 3)"), std::string::npos);
+  EXPECT_EQ(h.back(), '\n');
+  EXPECT_NE(eoc::npy_header("<f4", {7}).find("(7,)"), std::string::npos);
+}
+
+TEST(Png, CompleteOnlyWithSignatureAndEnd) {
+  eoc_test::TempDir dir;
+  const std::string path = dir.file("x.png");
+  EXPECT_FALSE(eoc::png_is_complete(path));
+  eoc::write_png(path, at::zeros({4, 5, 3}, at::kByte));
+  EXPECT_TRUE(eoc::png_is_complete(path));
+  const auto size = std::filesystem::file_size(path);
+  std::filesystem::resize_file(path, size - 1);
+  EXPECT_FALSE(eoc::png_is_complete(path));
+  eoc::write_file_atomic(path, "not a png at all, but long enough to be checked at both ends");
+  EXPECT_FALSE(eoc::png_is_complete(path));
 }
 
 }  // namespace

@@ -10,10 +10,10 @@
 #include <utility>
 #include <vector>
 
-#include "eoc/diffusion/schedule.hpp"
 #include "eoc/base/error.hpp"
 #include "eoc/cli/flag_values.hpp"
 #include "eoc/diffusion/sampler.hpp"
+#include "eoc/diffusion/schedule.hpp"
 
 namespace {
 
@@ -142,15 +142,18 @@ TEST(DdpmStep, FixedLargeVarianceWithEpsOnlyOutput) {
   const double ab = kAbar[j], prev = kAbar[j - 1], b = 1.0 - ab / prev;
   const auto xd = x.to(at::kDouble), ed = eps.to(at::kDouble);
   const auto x0 = std::sqrt(1.0 / ab) * xd - std::sqrt(1.0 / ab - 1.0) * ed;
-  const auto mean = b * std::sqrt(prev) / (1 - ab) * x0 + (1 - prev) * std::sqrt(1 - b) / (1 - ab) * xd;
+  const auto mean =
+      b * std::sqrt(prev) / (1 - ab) * x0 + (1 - prev) * std::sqrt(1 - b) / (1 - ab) * xd;
   // Fixed large: the variance is beta_j (not the posterior variance) for j > 0.
   const auto expected = mean + std::sqrt(b) * noise.to(at::kDouble);
   expect_close(eoc::ddpm_step(s, j, x, eps, noise), expected, 2e-5);
 }
 
 TEST(Sampler, ParseAndDrawsNoise) {
-  EXPECT_EQ(eoc::cli::parse_choice("--sampler", "ddpm", eoc::kSamplerNames), eoc::SamplerKind::ddpm);
-  EXPECT_EQ(eoc::cli::parse_choice("--sampler", "ddim", eoc::kSamplerNames), eoc::SamplerKind::ddim);
+  EXPECT_EQ(eoc::cli::parse_choice("--sampler", "ddpm", eoc::kSamplerNames),
+            eoc::SamplerKind::ddpm);
+  EXPECT_EQ(eoc::cli::parse_choice("--sampler", "ddim", eoc::kSamplerNames),
+            eoc::SamplerKind::ddim);
   EXPECT_THROW(eoc::cli::parse_choice("--sampler", "euler", eoc::kSamplerNames), eoc::Error);
   EXPECT_STREQ(eoc::sampler_name(eoc::SamplerKind::ddpm), "ddpm");
   EXPECT_TRUE(eoc::draws_noise({eoc::SamplerKind::ddpm, 0.0}));
@@ -208,8 +211,8 @@ TEST(SampleLoop, StepKUsesScheduleIndexSMinus1MinusK) {
 }
 
 TEST(SampleLoop, DdimWithTrueEpsRecoversX0) {
-  for (auto [steps, respacing] : {std::pair{50, eoc::Respacing::ddim},
-                                  std::pair{20, eoc::Respacing::even}}) {
+  for (auto [steps, respacing] :
+       {std::pair{50, eoc::Respacing::ddim}, std::pair{20, eoc::Respacing::even}}) {
     const auto s = eoc::make_schedule(steps, respacing);
     const auto x0 = at::tanh(randn({2, 3, 8, 8}, 60)).to(at::kDouble);
     const auto eps = randn({2, 3, 8, 8}, 61).to(at::kDouble);

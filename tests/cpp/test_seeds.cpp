@@ -53,8 +53,10 @@ TEST(Seeds, RandomLabelInRangeAndDeterministic) {
 }
 
 TEST(Seeds, ParseSeedMode) {
-  EXPECT_EQ(eoc::cli::parse_choice("--seed-mode", "per-image", eoc::kSeedModeNames), SeedMode::per_image);
-  EXPECT_EQ(eoc::cli::parse_choice("--seed-mode", "official", eoc::kSeedModeNames), SeedMode::official);
+  EXPECT_EQ(eoc::cli::parse_choice("--seed-mode", "per-image", eoc::kSeedModeNames),
+            SeedMode::per_image);
+  EXPECT_EQ(eoc::cli::parse_choice("--seed-mode", "official", eoc::kSeedModeNames),
+            SeedMode::official);
   EXPECT_STREQ(eoc::seed_mode_name(SeedMode::per_image), "per-image");
   EXPECT_STREQ(eoc::seed_mode_name(SeedMode::official), "official");
   EXPECT_THROW(eoc::cli::parse_choice("--seed-mode", "global", eoc::kSeedModeNames), eoc::Error);

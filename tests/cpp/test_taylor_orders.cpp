@@ -21,13 +21,15 @@ const at::Tensor& unit() {
 
 // A cache of one block fed f(k) * unit() at the given computed steps; the taylor:O forecast of
 // the attention entry at `step`, divided by unit() (one number).
-double forecast(int order, const std::vector<int64_t>& computed, double (*f)(double), int64_t step) {
+double forecast(int order, const std::vector<int64_t>& computed, double (*f)(double),
+                int64_t step) {
   const auto corrector = eoc::make_taylor_corrector(order);
   FeatureCache cache(1, corrector->history());
   for (int64_t k : computed) cache.store(k, 0, Branch::attn, f(static_cast<double>(k)) * unit());
   const auto out = corrector->correct(step, 0, Branch::attn, cache.get(0, Branch::attn));
   const auto ratio = out / unit();
-  EXPECT_TRUE(at::allclose(ratio, at::full_like(ratio, ratio.flatten()[0].item<double>()), 1e-12, 1e-12));
+  EXPECT_TRUE(
+      at::allclose(ratio, at::full_like(ratio, ratio.flatten()[0].item<double>()), 1e-12, 1e-12));
   return ratio.flatten()[0].item<double>();
 }
 
@@ -36,7 +38,8 @@ double square(double k) { return k * k; }
 
 TEST(TaylorOrders, EveryOrderForecastsALinearSeriesExactly) {
   for (int order = 1; order <= eoc::kMaxTaylorOrder; ++order)
-    for (const auto& steps : std::vector<std::vector<int64_t>>{{0, 3, 6}, {0, 3, 4}, {0, 1, 2, 5, 9}})
+    for (const auto& steps :
+         std::vector<std::vector<int64_t>>{{0, 3, 6}, {0, 3, 4}, {0, 1, 2, 5, 9}})
       for (int64_t j = steps.back() + 1; j < steps.back() + 4; ++j)
         EXPECT_NEAR(forecast(order, steps, linear, j), linear(j), 1e-12) << order << " at " << j;
 }

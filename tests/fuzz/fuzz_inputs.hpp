@@ -22,15 +22,15 @@
 #include "eoc/base/log.hpp"
 #include "eoc/cli/commands.hpp"
 #include "eoc/cli/config_file.hpp"
-#include "eoc/io/npy.hpp"
+#include "eoc/files/mask_file.hpp"
+#include "eoc/files/prior_file.hpp"
+#include "eoc/files/run_record.hpp"
+#include "eoc/files/run_settings.hpp"
 #include "eoc/io/files.hpp"
+#include "eoc/io/npy.hpp"
 #include "eoc/io/sha256.hpp"
 #include "eoc/runs/commands.hpp"
-#include "eoc/runs/mask_file.hpp"
-#include "eoc/runs/options.hpp"
-#include "eoc/runs/out_dir.hpp"
-#include "eoc/runs/prior_file.hpp"
-#include "eoc/runs/run_settings.hpp"
+#include "eoc/setup/options.hpp"
 
 namespace eoc_fuzz {
 
@@ -150,8 +150,10 @@ inline void parse_run_record(const std::string& bytes) {
 // Target name (the folder name under tests/fuzz/corpus and tests/fuzz/regressions) -> parser.
 inline const std::map<std::string, void (*)(const std::string&)>& targets() {
   static const std::map<std::string, void (*)(const std::string&)> t = {
-      {"fuzz_mask", parse_mask},     {"fuzz_prior", parse_prior},
-      {"fuzz_config", parse_config}, {"fuzz_npy", parse_npy},
+      {"fuzz_mask", parse_mask},
+      {"fuzz_prior", parse_prior},
+      {"fuzz_config", parse_config},
+      {"fuzz_npy", parse_npy},
       {"fuzz_run_record", parse_run_record}};
   return t;
 }

@@ -56,8 +56,8 @@ template <typename... Args>
 
 // Checks an invariant of eoc's own code (never user input): InternalError naming the condition,
 // the source line and the message when it does not hold.
-#define EOC_ASSERT(condition, ...)                                                     \
-  do {                                                                                 \
-    if (!(condition))                                                                  \
+#define EOC_ASSERT(condition, ...)                                                      \
+  do {                                                                                  \
+    if (!(condition))                                                                   \
       ::eoc::assertion_failed(#condition, __FILE__, __LINE__, ::eoc::str(__VA_ARGS__)); \
   } while (0)

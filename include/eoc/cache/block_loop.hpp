@@ -26,6 +26,8 @@ struct RowGroups {
 };
 RowGroups group_equal_rows(const at::Tensor& rows);
 
+// Borrows the model and the schedule (both must outlive the loop: a RunSetup owns them and
+// makes loops as it needs them; copies are cheap). Holds no per-run state: that is the session's.
 class BlockLoop {
  public:
   BlockLoop(const DitModel& model, const DiffusionSchedule& schedule, Guidance guidance);

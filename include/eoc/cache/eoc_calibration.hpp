@@ -55,7 +55,7 @@ struct CalibrationCost {
 };
 
 struct Calibrated {
-  CachePlan plan;                         // the plan the prior is for (searched with a budget)
+  CachePlan plan;  // the plan the prior is for (searched with a budget)
   EocPrior prior;
   std::optional<SearchedSchedule> search;  // with a budget: how the plan was found
   CalibrationCost cost;

@@ -61,8 +61,8 @@ struct StepJudgment {
 struct EocPrior {
   EocForm form = EocForm::taylor;
   Judgment judgment = Judgment::trajectory;
-  std::vector<double> thetas;        // the candidate grid (trajectory: its range bounds theta)
-  std::vector<double> step_theta;    // per sampling step (S entries)
+  std::vector<double> thetas;      // the candidate grid (trajectory: its range bounds theta)
+  std::vector<double> step_theta;  // per sampling step (S entries)
   // Taylor form: the forecast order per sampling step (S entries, 1..kMaxTaylorOrder where
   // theta != 0); empty = order 1 everywhere (priors made before orders were searched).
   std::vector<int> step_order;
@@ -90,7 +90,8 @@ class EocCorrector final : public Corrector {
                at::ScalarType dtype);
   std::string name() const override { return "eoc"; }
   History history() const override;
-  Correction correction(int64_t step, int64_t block, Branch b, const CachedFeature& e) const override;
+  Correction correction(int64_t step, int64_t block, Branch b,
+                        const CachedFeature& e) const override;
   // Calibration tries strengths (and orders, up to the prior's highest one at construction) one
   // step at a time.
   void set_step_theta(int64_t step, double theta);
@@ -107,5 +108,9 @@ class EocCorrector final : public Corrector {
   std::map<EntryKey, at::Tensor> vectors_;  // unscaled, (halves, 1, 1, D) on the device
   std::map<EntryKey, at::Tensor> coefs_;    // pre-scaled by theta (scale form: 1 + theta E)
 };
+
+// The corrector of `prior` for runs through `loop`: its CFG halves, device and dtype.
+class BlockLoop;
+std::unique_ptr<EocCorrector> make_eoc_corrector(const EocPrior& prior, const BlockLoop& loop);
 
 }  // namespace eoc

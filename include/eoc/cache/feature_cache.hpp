@@ -35,7 +35,8 @@ struct CachedFeature {
 class FeatureCache {
  public:
   FeatureCache(int64_t depth, History history);
-  FeatureCache(int64_t depth, bool keep_previous) : FeatureCache(depth, History{keep_previous, 0}) {}
+  FeatureCache(int64_t depth, bool keep_previous)
+      : FeatureCache(depth, History{keep_previous, 0}) {}
   void store(int64_t step, int64_t block, Branch b, const at::Tensor& feature);
   const CachedFeature& get(int64_t block, Branch b) const;
   bool keeps_previous() const { return history_.previous; }

@@ -24,6 +24,8 @@ struct TrajectoryState {
   CacheSession session;
 };
 
+// Borrows `loop` and `sampler`: both must outlive it (a calibration holds all three on its
+// stack). Owns the batch's tensors and noise.
 class JudgeRuns {
  public:
   // Draws every step's noise up front from `start` and runs the uncached trajectory (the
@@ -38,12 +40,13 @@ class JudgeRuns {
 
   // The start of a trajectory under `session`.
   TrajectoryState start(CacheSession session) const { return {0, x_T_, std::move(session)}; }
-  // Runs steps [state.step, until).
+  // Runs steps [state.step, until) under state.session.
   TrajectoryState advance(TrajectoryState state, int64_t until);
   // The final images from `state` on.
   at::Tensor finish(TrajectoryState state) { return advance(std::move(state), steps()).x; }
-  // One sampler step from x with the model output `out` (the local judgment's own loop).
-  at::Tensor step(int64_t k, const at::Tensor& x, const at::Tensor& out) const;
+  // Runs steps [first, last) from x (the sampler's one step loop, with this batch's noise);
+  // `denoise` gives each step's model output and counts what it runs (count_step_run).
+  at::Tensor run_steps(at::Tensor x, int64_t first, int64_t last, const DenoiseFn& denoise) const;
   // MSE of final images against the uncached reference.
   double error(const at::Tensor& final) const;
 
@@ -62,7 +65,5 @@ class JudgeRuns {
   int64_t step_runs_ = 0;
   double reference_seconds_ = 0.0;
 };
-
-double mse(const at::Tensor& a, const at::Tensor& b);
 
 }  // namespace eoc

@@ -3,9 +3,12 @@
 //
 // A cache plan: decided before sampling, identical for every image of a batch, it marks each
 // (step k, block l, branch b) computed or reused. Steps count in sampling order (k = 0 first).
-// Plans come from FORA's interval (here), or from a mask file (runs/mask_file.hpp).
+// This file is the one home of plans: every way to make one is a factory below (a mask FILE is
+// read by files/mask_file.hpp into the flags `masked` takes), and the layout string that priors
+// and run records hold is written and read here only.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,17 @@ class CachePlan {
   // FORA: with i = S-1-k, step k is computed when i == S-1 or i % interval == 0, else reused.
   // interval >= 1.
   static CachePlan fora(int64_t steps, int64_t depth, int64_t interval);
+  // Computes exactly the steps `computed` (every block and branch) and reuses the rest: the
+  // schedules of the budget search.
+  static CachePlan computing(int64_t steps, int64_t depth, const std::vector<int64_t>& computed,
+                             std::string spec);
+  // From per-entry reuse flags, indexed (step * depth + block) * 2 + branch (a user's mask),
+  // validated: Error naming `spec` when an entry is reused before it was ever computed.
+  static CachePlan masked(int64_t steps, int64_t depth, const std::vector<bool>& reuse,
+                          std::string spec);
+  // From a layout() string; nothing when it is not one of steps x depth.
+  static std::optional<CachePlan> from_layout(int64_t steps, int64_t depth,
+                                              const std::string& layout, std::string spec);
 
   int64_t steps() const { return steps_; }
   int64_t depth() const { return depth_; }
@@ -42,7 +56,7 @@ class CachePlan {
   // branch) was ever computed.
   void validate() const;
   // Per step, one character per (block, branch): 'c' compute, 'r' reuse; "|" between steps.
-  // Stable: priors and run reports record it to detect a plan change.
+  // Stable: priors and run records hold it to detect a plan change (from_layout reads it).
   std::string layout() const;
 
  private:

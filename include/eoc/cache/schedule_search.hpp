@@ -6,8 +6,9 @@
 //
 //  1. Shapes: the computed steps spread by power warps of an even spacing (denser early, even,
 //     denser late): over the steps after the warm-up from the first of them or up to the last
-//     step, or over all steps from step 0; and FORA's own schedule where its count fits. The even spread is tried at every order up to
-//     max_order; the others at its best order; the best shape then at every order.
+//     step, or over all steps from step 0; and FORA's own schedule where its count fits. The even
+//     spread is tried at every order up to max_order; the others at its best order; the best shape
+//     then at every order.
 //  2. Refinement: coordinate descent moving one computed step at a time by d steps (d = half
 //     the mean gap, halved each pass down to 1), each move scored from the step it changes on,
 //     accepted when the final images get closer; until a pass changes nothing.
@@ -29,22 +30,30 @@ struct BudgetSearch {
   int max_order = 1;    // forecast orders tried, 1..max_order
 };
 
-// The number of steps a budget computes: floor(budget * steps), at least the forced steps.
-int64_t budget_steps(double budget, int64_t steps);
+// The steps a budget computes over `steps`: `total` = floor(budget * steps), of which the first
+// `forced` = max(1, warmup) are always computed. The search needs forced <= total < steps;
+// calibrate states these counts in its messages.
+struct BudgetSteps {
+  int64_t total = 0;
+  int64_t forced = 0;
+  int64_t steps = 0;
+  bool fits() const { return total >= forced && total < steps; }
+};
+BudgetSteps budget_steps(double budget, int64_t warmup, int64_t steps);
 
 struct ShapeTried {
-  std::string name;                 // "even", "warp:1.5", "fora:3", "warp-end:0.75", ...
-  std::vector<int64_t> computed;    // computed steps
+  std::string name;               // "even", "warp:1.5", "fora:3", "warp-end:0.75", ...
+  std::vector<int64_t> computed;  // computed steps
   int order = 1;
-  double error = 0.0;               // final-image MSE of the judge images
+  double error = 0.0;  // final-image MSE of the judge images
 };
 
 struct SearchedSchedule {
-  CachePlan plan;                   // spec "budget:F" (+warmup:K)
+  CachePlan plan;  // spec "budget:F" (+warmup:K)
   std::vector<int64_t> computed;
-  int order = 1;                    // the forecast order the schedule was judged with
+  int order = 1;  // the forecast order the schedule was judged with
   double error = 0.0;
-  std::vector<ShapeTried> shapes;   // phase 1, in the order tried
+  std::vector<ShapeTried> shapes;  // phase 1, in the order tried
   int64_t moves_tried = 0, moves_taken = 0, passes = 0;
 };
 
@@ -52,9 +61,5 @@ struct SearchedSchedule {
 // theta 1 everywhere and series up to max_order) forecasts; its step orders are changed here.
 SearchedSchedule search_schedule(JudgeRuns& runs, int64_t depth, const BudgetSearch& settings,
                                  class EocCorrector& corrector);
-
-// The plan that computes exactly `computed` (every block and branch) and reuses the rest.
-CachePlan plan_computing(int64_t steps, int64_t depth, const std::vector<int64_t>& computed,
-                         const std::string& spec);
 
 }  // namespace eoc

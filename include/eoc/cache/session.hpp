@@ -51,6 +51,9 @@ class BranchObserver {
                         const at::Tensor& /*tokens*/) {}
 };
 
+// Owns its plan, feature cache and counts; borrows the corrector (which must outlive the
+// session and every copy of it: a run's CacheSetup or a calibration owns it) and the observer
+// (which must outlive the steps it watches).
 class CacheSession {
  public:
   // A cached run of `plan`, from an empty cache.

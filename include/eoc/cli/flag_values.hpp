@@ -8,7 +8,7 @@
 
 #include "eoc/base/error.hpp"
 #include "eoc/base/names.hpp"
-#include "eoc/runs/options.hpp"
+#include "eoc/setup/options.hpp"
 
 namespace eoc::cli {
 
@@ -19,6 +19,9 @@ E parse_choice(const char* flag, const std::string& text, const Names<E, N>& nam
   fail(flag, " '", text, "' is not one of: ", names.list());
 }
 
+// A whole-string integer (an int) or a finite number; Error naming `flag` otherwise.
+int parse_integer(const char* flag, const std::string& text);
+double parse_number(const char* flag, const std::string& text);
 // "cpu" | "cuda" | "cuda:N" (availability is checked when the run starts).
 at::Device parse_device(const std::string& text);
 // "" (the default spread) | "random" | "1,2,3".

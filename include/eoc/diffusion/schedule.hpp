@@ -1,7 +1,8 @@
 // Diffusion layer (schedule, samplers, guidance, seeds; uses only the base layer, knows no
-// models or caches). The diffusion process DiT samples with (the IDDPM code it ships): 1000 training steps, linear
-// betas 1e-4..0.02, respaced to the sampling step count. All arrays are float64, indexed by the
-// respaced step index j = 0..S-1 in INCREASING time (j = S-1 is the noisiest, sampled first).
+// models or caches). The diffusion process DiT samples with (the IDDPM code it ships): 1000
+// training steps, linear betas 1e-4..0.02, respaced to the sampling step count. All arrays are
+// float64, indexed by the respaced step index j = 0..S-1 in INCREASING time (j = S-1 is the
+// noisiest, sampled first).
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -25,4 +25,8 @@ at::Tensor make_grid(const at::Tensor& nhwc, int64_t nrow);
 // Reads a PNG back as (H, W, C) uint8; Error naming the file when it does not decode.
 at::Tensor read_png(const std::string& path);
 
+// True when the file starts with the PNG signature and ends with the IEND chunk (a file cut
+// short by a crash or a full disk fails this check); false when missing or unreadable.
+bool png_is_complete(const std::string& path);
+
 }  // namespace eoc

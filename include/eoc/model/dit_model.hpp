@@ -1,6 +1,8 @@
-// Model layer: a loaded DiT, the TorchScript module written by scripts/tools/export_dit.py
-// (docs/MODEL_CONTRACT.md), checked against the contract at load. Uses only the base layer. One DitModel is immutable once loaded and may be shared
-// by several runs; all per-run state (noise, cache, statistics) lives elsewhere.
+// Model layer (the DiT, the VAE decoder, device, dtype, threads, the CPU runtime environment;
+// uses base and io). A loaded DiT: the TorchScript module written by
+// scripts/tools/export_dit.py (docs/MODEL_CONTRACT.md), checked against the contract at load.
+// One DitModel is immutable once loaded and may be shared by several runs; all per-run state
+// (noise, cache, statistics) lives elsewhere.
 //
 // Shapes: B batch rows, C = in_channels, H = W = input_size, T = (input_size / patch_size)^2
 // tokens, D = hidden_size. Timesteps are the ORIGINAL training timesteps (0..999), int64.

@@ -1,6 +1,7 @@
-// Model layer (device runtime). The CPU runtime settings eoc runs under, which only take effect through the environment a
-// process starts with. Used by the `eoc` launcher (which links no LibTorch, so nothing here
-// may need it), by the LibTorch program it starts, and by `eoc info`, which shows them.
+// Model layer (device runtime). The CPU runtime settings eoc runs under, which only take effect
+// through the environment a process starts with. Used by the `eoc` launcher (which links no
+// LibTorch, so nothing here may need it), by the LibTorch program it starts, and by `eoc info`,
+// which shows them.
 #pragma once
 
 #include <array>

@@ -3,7 +3,7 @@
 // images -> sinks (PNG grid, PNG files, .npy) + a JSON run report.
 #pragma once
 
-#include "eoc/runs/options.hpp"
+#include "eoc/setup/options.hpp"
 
 namespace eoc {
 

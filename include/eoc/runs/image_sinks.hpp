@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "eoc/runs/options.hpp"
+#include "eoc/setup/options.hpp"
 
 namespace eoc {
 

@@ -1,4 +1,4 @@
-#include "eoc/runs/shard.hpp"
+#include "eoc/setup/shard.hpp"
 
 #include "eoc/base/error.hpp"
 
@@ -51,9 +51,7 @@ std::vector<int64_t> Shard::indices(int64_t num_samples) const {
   return out;
 }
 
-std::string Shard::describe() const {
-  return str("shard ", index, "/", count, " (", source, ")");
-}
+std::string Shard::describe() const { return str("shard ", index, "/", count, " (", source, ")"); }
 
 Shard parse_shard(const std::string& text) {
   const auto slash = text.find('/');

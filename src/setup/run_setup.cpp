@@ -1,20 +1,13 @@
-#include "eoc/runs/run_setup.hpp"
+#include "eoc/setup/run_setup.hpp"
 
-#include <unistd.h>
-
-#include <climits>
 #include <filesystem>
 
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
-#include "eoc/cache/eoc_corrector.hpp"
+#include "eoc/base/process.hpp"
+#include "eoc/base/stopwatch.hpp"
 #include "eoc/io/files.hpp"
-#include "eoc/io/sha256.hpp"
 #include "eoc/model/device.hpp"
-#include "eoc/runs/mask_file.hpp"
-#include "eoc/runs/prior_file.hpp"
-#include "eoc/runs/report.hpp"
-#include "eoc/runs/run_settings.hpp"
 
 namespace eoc {
 namespace {
@@ -25,8 +18,10 @@ constexpr const char* kDefaultModelFile = "fmnist-dit-s4.ts";
 std::vector<int64_t> image_labels(const ClassChoice& classes, int64_t num_classes, int64_t n) {
   std::vector<int64_t> cycle = classes.labels;
   if (classes.kind == ClassChoice::Kind::spread) {
-    if (num_classes == 1000) cycle = {207, 360, 387, 974, 88, 979, 417, 279};  // sample.py's
-    else for (int64_t c = 0; c < num_classes; ++c) cycle.push_back(c);
+    if (num_classes == 1000)
+      cycle = {207, 360, 387, 974, 88, 979, 417, 279};  // sample.py's
+    else
+      for (int64_t c = 0; c < num_classes; ++c) cycle.push_back(c);
   }
   EOC_ASSERT(!cycle.empty(), "no labels to cycle (the CLI refuses an empty --classes)");
   for (int64_t v : cycle)
@@ -39,7 +34,8 @@ std::vector<int64_t> image_labels(const ClassChoice& classes, int64_t num_classe
 }
 
 void check_sampling(const SamplingOptions& so) {
-  if (so.steps < 1 || so.steps > 1000) fail("--steps ", so.steps, " is out of range (expected 1..1000)");
+  if (so.steps < 1 || so.steps > 1000)
+    fail("--steps ", so.steps, " is out of range (expected 1..1000)");
   if (!(so.eta >= 0.0 && so.eta <= 1.0)) fail("--eta ", so.eta, " is out of range (expected 0..1)");
   if (so.eta > 0.0 && so.sampler != SamplerKind::ddim) fail("--eta applies to --sampler ddim only");
   if (!(so.cfg_scale >= 1.0))
@@ -110,70 +106,11 @@ RunSetup prepare_run(const ModelOptions& mo, const SamplingOptions& so) {
   return run;
 }
 
-namespace {
-
-// --cache's plan; without --cache, a prior's own plan (the prior says what it was made for).
-CachePlan plan_for_run(const RunSetup& run, const CacheOptions& o,
-                       const std::optional<PriorFile>& prior) {
-  const int64_t depth = run.model->config().depth;
-  if (o.plan.given || !prior) return make_cache_plan(o.plan, run.steps(), depth, o.warmup);
-  auto plan = plan_in_prior(*prior, run.steps(), depth);
-  // A prior for another step count or model has no plan here; the prior check names why.
-  if (!plan) return make_cache_plan(o.plan, run.steps(), depth, o.warmup);
-  if (o.warmup != 0)
-    fail("--warmup ", o.warmup, " changes a --cache plan; without --cache the prior's own plan '",
-         plan->spec(), "' is used as it was calibrated (a warm-up included)");
-  return *plan;
-}
-
-}  // namespace
-
-CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
-  const CorrectorChoice choice =
-      o.correct.kind != CorrectorChoice::automatic ? o.correct.kind
-      : o.prior.empty()                            ? CorrectorChoice::none
-                                                   : CorrectorChoice::eoc;
-  const std::string name = kCorrectorNames.name(choice);
-  if (choice == CorrectorChoice::eoc && o.prior.empty())
-    fail("--correct eoc needs --prior PRIOR.json (from eoc calibrate)");
-  if (choice != CorrectorChoice::eoc && !o.prior.empty())
-    fail("--prior is used by --correct eoc only (got --correct ", name, ")");
-  std::optional<PriorFile> prior;
-  if (choice == CorrectorChoice::eoc) prior = load_prior(o.prior);
-  CacheSetup c{plan_for_run(run, o, prior), nullptr, name, "", ""};
-  if (run.whole_forward && c.plan.reused_total() > 0)
-    fail("--whole-forward runs the module's forward and cannot cache: use it with --cache none");
-  switch (choice) {
-    case CorrectorChoice::automatic:
-    case CorrectorChoice::none:
-      c.corrector = make_plain_corrector();
-      break;
-    case CorrectorChoice::taylor:
-      c.corrector = make_taylor_corrector(o.correct.order);
-      c.corrector_name = c.corrector->name();
-      break;
-    case CorrectorChoice::eoc: {
-      check_prior_matches(*prior, run_settings(RunFacts{run, c.plan}, kInPrior), o.prior);
-      c.corrector = std::make_unique<EocCorrector>(prior->prior, run.guidance.batch_multiplier(),
-                                                   run.device, run.model->dtype());
-      c.prior_path = o.prior;
-      c.prior_sha256 = sha256_hex(read_file(o.prior));
-      break;
-    }
-  }
-  if (choice != CorrectorChoice::none && c.plan.reused_total() == 0)
-    log::warn("--correct " + c.corrector_name + " has no effect: cache plan '" + c.plan.spec() +
-              "' reuses nothing");
-  return c;
-}
-
 std::string default_model_path() {
   namespace fs = std::filesystem;
   std::vector<fs::path> candidates;
-  char exe[PATH_MAX];
-  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n > 0) {
-    exe[n] = '\0';
+  const std::string exe = executable_path();
+  if (!exe.empty()) {
     const fs::path prefix = fs::path(exe).parent_path().parent_path();
     candidates.push_back(prefix / EOC_MODEL_SUBDIR / kDefaultModelFile);
   }

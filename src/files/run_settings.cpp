@@ -1,4 +1,4 @@
-#include "eoc/runs/run_settings.hpp"
+#include "eoc/files/run_settings.hpp"
 
 #include <functional>
 #include <sstream>
@@ -35,8 +35,10 @@ json label_scheme(const RunSetup& run) {
 
 json vae_settings(const RunFacts& f) {
   if (!f.vae) return nullptr;
-  return {{"sha256", f.vae->sha256()}, {"scale", f.vae_scale},
-          {"latent_channels", f.vae->latent_channels()}, {"upscale", f.vae->upscale()},
+  return {{"sha256", f.vae->sha256()},
+          {"scale", f.vae_scale},
+          {"latent_channels", f.vae->latent_channels()},
+          {"upscale", f.vae->upscale()},
           {"dtype", "fp32"}};
 }
 
@@ -49,7 +51,8 @@ const std::vector<Row>& rows() {
       {"model.depth", R | P, [](const RunFacts& f) { return json(f.run.model->config().depth); }},
       {"model.hidden_size", R | P,
        [](const RunFacts& f) { return json(f.run.model->config().hidden_size); }},
-      {"model.patch_size", R, [](const RunFacts& f) { return json(f.run.model->config().patch_size); }},
+      {"model.patch_size", R,
+       [](const RunFacts& f) { return json(f.run.model->config().patch_size); }},
       {"model.input_size", R | D,
        [](const RunFacts& f) { return json(f.run.model->config().input_size); }},
       {"model.in_channels", R | D,
@@ -57,13 +60,17 @@ const std::vector<Row>& rows() {
       {"model.num_classes", R | D,
        [](const RunFacts& f) { return json(f.run.model->config().num_classes); }},
       {"device", R, [](const RunFacts& f) { return json(f.run.device.str()); }},
-      {"device_type", D, [](const RunFacts& f) { return json(f.run.device.is_cuda() ? "cuda" : "cpu"); }},
+      {"device_type", D,
+       [](const RunFacts& f) { return json(f.run.device.is_cuda() ? "cuda" : "cpu"); }},
       {"dtype", R | D, [](const RunFacts& f) { return json(dtype_name(f.run.model->dtype())); }},
       {"tf32", R | D, [](const RunFacts& f) { return json(f.run.tf32 && f.run.device.is_cuda()); }},
-      {"batch_invariant", R | D, [](const RunFacts& f) { return json(f.run.model->batch_invariant()); }},
-      {"sampler", R | D | P, [](const RunFacts& f) { return json(sampler_name(f.run.sampler.kind)); }},
+      {"batch_invariant", R | D,
+       [](const RunFacts& f) { return json(f.run.model->batch_invariant()); }},
+      {"sampler", R | D | P,
+       [](const RunFacts& f) { return json(sampler_name(f.run.sampler.kind)); }},
       {"steps", R | D | P, [](const RunFacts& f) { return json(f.run.steps()); }},
-      {"respacing", R | D | P, [](const RunFacts& f) { return json(respacing_name(f.run.respacing)); }},
+      {"respacing", R | D | P,
+       [](const RunFacts& f) { return json(respacing_name(f.run.respacing)); }},
       {"eta", R | D | P, [](const RunFacts& f) { return json(f.run.sampler.eta); }},
       {"cfg_scale", R | D | P, [](const RunFacts& f) { return json(f.run.guidance.scale); }},
       {"cfg_channels", R | D | P,
@@ -78,10 +85,14 @@ const std::vector<Row>& rows() {
       {"cache.caching_level", R, [](const RunFacts& f) { return json(f.plan.caching_level()); }},
       {"cache.correct", R | D, [](const RunFacts& f) { return json(f.correct); }},
       {"cache.prior_sha256", R | D,
-       [](const RunFacts& f) { return f.prior_sha256.empty() ? json(nullptr) : json(f.prior_sha256); }},
+       [](const RunFacts& f) {
+         return f.prior_sha256.empty() ? json(nullptr) : json(f.prior_sha256);
+       }},
       {"vae", R | D, vae_settings},
       {"pixels", R | D,
-       [](const RunFacts&) { return json("dit: clamp(127.5 x + 128, 0, 255) truncated to uint8, RGB"); }},
+       [](const RunFacts&) {
+         return json("dit: clamp(127.5 x + 128, 0, 255) truncated to uint8, RGB");
+       }},
   };
   return table;
 }
@@ -94,11 +105,6 @@ json::json_pointer pointer(const std::string& dotted) {
 }
 
 }  // namespace
-
-RunFacts run_facts(const RunSetup& run, const CacheSetup& cache, const VaeDecoder* vae,
-                   double vae_scale) {
-  return RunFacts{run, cache.plan, cache.corrector_name, cache.prior_sha256, vae, vae_scale};
-}
 
 json run_settings(const RunFacts& facts, SettingUse use) {
   json doc = json::object();

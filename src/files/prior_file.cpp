@@ -1,4 +1,4 @@
-#include "eoc/runs/prior_file.hpp"
+#include "eoc/files/prior_file.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -6,9 +6,10 @@
 #include <filesystem>
 
 #include "eoc/base/error.hpp"
+#include "eoc/files/run_settings.hpp"
+#include "eoc/io/base64.hpp"
 #include "eoc/io/files.hpp"
 #include "eoc/io/sha256.hpp"
-#include "eoc/runs/run_settings.hpp"
 
 namespace eoc {
 namespace {
@@ -18,53 +19,6 @@ using nlohmann::json;
 // A correction whose factor exceeds this is not a correction but a blow-up; refuse the prior.
 constexpr double kMaxCorrection = 50.0;
 constexpr double kMaxTheta = 10.0;
-
-const char* kB64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64_encode(const std::string& in) {
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    for (int s = 18; s >= 0; s -= 6) out += kB64[(v >> s) & 63];
-  }
-  if (i + 1 == in.size()) {
-    const uint32_t v = uint8_t(in[i]) << 16;
-    out += kB64[(v >> 18) & 63];
-    out += kB64[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    for (int s = 18; s >= 6; s -= 6) out += kB64[(v >> s) & 63];
-    out += '=';
-  }
-  return out;
-}
-
-bool base64_decode(const std::string& in, std::string& out) {
-  if (in.size() % 4 != 0) return false;
-  out.clear();
-  for (size_t i = 0; i < in.size(); i += 4) {
-    uint32_t v = 0;
-    int pad = 0;
-    for (int j = 0; j < 4; ++j) {
-      const char ch = in[i + j];
-      const char* p = ch ? std::strchr(kB64, ch) : nullptr;
-      if (ch == '=' && i + 4 == in.size() && j >= 2) {
-        ++pad;
-        v <<= 6;
-      } else if (p && pad == 0) {
-        v = (v << 6) | static_cast<uint32_t>(p - kB64);
-      } else {
-        return false;
-      }
-    }
-    out += static_cast<char>((v >> 16) & 0xff);
-    if (pad < 2) out += static_cast<char>((v >> 8) & 0xff);
-    if (pad < 1) out += static_cast<char>(v & 0xff);
-  }
-  return true;
-}
 
 // float32 little-endian bytes (x86 and every CUDA host are little-endian).
 std::string tensor_b64(const at::Tensor& t) {
@@ -120,8 +74,8 @@ PriorSizes read_assumptions(const PriorReader& r, const json& a) {
 json judged_json(const std::vector<StepJudgment>& judged) {
   json out = json::array();
   for (const auto& j : judged) {
-    json entry = {{"step", j.step}, {"theta", j.theta}, {"candidates", j.candidates},
-                  {"errors", j.errors}};
+    json entry = {
+        {"step", j.step}, {"theta", j.theta}, {"candidates", j.candidates}, {"errors", j.errors}};
     if (!j.orders.empty()) {
       entry["order"] = j.order;
       entry["orders"] = j.orders;
@@ -143,7 +97,8 @@ bool valid_order(int64_t o) { return o >= 0 && o <= kMaxTaylorOrder; }
 json vectors_json(const EocPrior& p, int64_t hidden_size) {
   json entries = json::array();
   for (const auto& [key, v] : p.vectors)
-    entries.push_back({{"step", std::get<0>(key)}, {"block", std::get<1>(key)},
+    entries.push_back({{"step", std::get<0>(key)},
+                       {"block", std::get<1>(key)},
                        {"branch", branch_name(static_cast<Branch>(std::get<2>(key)))},
                        {"data", tensor_b64(v)}});
   return {{"encoding", "base64 float32 little-endian"},
@@ -161,11 +116,13 @@ std::vector<StepJudgment> read_judged(const PriorReader& r, const json& doc) {
     s.theta = r.field(j, "theta", T::number_float, "judged[].").get<double>();
     s.candidates = r.field(j, "candidates", T::array, "judged[].").get<std::vector<double>>();
     s.errors = r.field(j, "errors", T::array, "judged[].").get<std::vector<double>>();
-    if (s.candidates.size() != s.errors.size()) r.bad("judged[] candidates and errors differ in length");
+    if (s.candidates.size() != s.errors.size())
+      r.bad("judged[] candidates and errors differ in length");
     if (j.contains("orders")) {
       s.orders = r.field(j, "orders", T::array, "judged[].").get<std::vector<int>>();
       s.order = r.field(j, "order", T::number_integer, "judged[].").get<int>();
-      if (s.orders.size() != s.candidates.size()) r.bad("judged[] candidates and orders differ in length");
+      if (s.orders.size() != s.candidates.size())
+        r.bad("judged[] candidates and orders differ in length");
     }
     judged.push_back(s);
   }
@@ -182,7 +139,8 @@ void read_orders(const PriorReader& r, const json& doc, int version, EocPrior& p
     p.step_order.push_back(o.get<int>());
   }
   if (p.step_order.size() != p.step_theta.size())
-    r.bad(str("step_order has ", p.step_order.size(), " entries for ", p.step_theta.size(), " steps"));
+    r.bad(str("step_order has ", p.step_order.size(), " entries for ", p.step_theta.size(),
+              " steps"));
   for (size_t k = 0; k < p.step_theta.size(); ++k)
     if (p.step_theta[k] != 0.0 && p.step_order[k] == 0)
       r.bad(str("step_order is 0 at step ", k, ", whose theta is ", p.step_theta[k]));
@@ -190,7 +148,8 @@ void read_orders(const PriorReader& r, const json& doc, int version, EocPrior& p
     r.bad(str("step_order reaches ", p.highest_order(), ", but the ", eoc_form_name(p.form),
               " form has order 1 only"));
   if (doc.contains("fixed_order_errors"))
-    p.fixed_order_errors = r.field(doc, "fixed_order_errors", T::array, "").get<std::vector<double>>();
+    p.fixed_order_errors =
+        r.field(doc, "fixed_order_errors", T::array, "").get<std::vector<double>>();
 }
 
 // Every vector entry, checked against the sizes and against blowing features up at its step.
@@ -205,12 +164,14 @@ void read_vectors(const PriorReader& r, const json& doc, const PriorSizes& n, Eo
     if (k < 0 || k >= n.steps || l < 0 || l >= n.depth || (b != "attn" && b != "mlp"))
       r.bad(str("vector entry (", k, ", ", l, ", ", b, ") is out of range"));
     std::string bytes;
-    if (!base64_decode(r.field(e, "data", T::string, "vectors.entries[].").get<std::string>(), bytes) ||
+    if (!base64_decode(r.field(e, "data", T::string, "vectors.entries[].").get<std::string>(),
+                       bytes) ||
         static_cast<int64_t>(bytes.size()) != 2 * d * 4)
       r.bad(str("vector (", k, ", ", l, ", ", b, ") is not base64 of 2 x ", d, " float32"));
     auto v = at::empty({2, d}, at::kFloat);
     std::memcpy(v.data_ptr(), bytes.data(), bytes.size());
-    if (!at::isfinite(v).all().item<bool>()) r.bad(str("vector (", k, ", ", l, ", ", b, ") holds NaN/Inf"));
+    if (!at::isfinite(v).all().item<bool>())
+      r.bad(str("vector (", k, ", ", l, ", ", b, ") holds NaN/Inf"));
     const double worst = std::fabs(p.step_theta[k]) * v.abs().max().item<double>();
     if (worst > kMaxCorrection)
       r.bad(str("vector (", k, ", ", l, ", ", b, ") times theta reaches ", worst,
@@ -223,9 +184,10 @@ PriorFile read_prior_document(const std::string& path) {
   using T = json::value_t;
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) fail("prior file '", path, "' does not exist");
+  const std::string text = read_file(path);
   json doc;
   try {
-    doc = json::parse(read_file(path));
+    doc = json::parse(text);
   } catch (const json::exception&) {
     fail("prior '", path, "' is not valid JSON (truncated or corrupt; re-run eoc calibrate)");
   }
@@ -240,14 +202,17 @@ PriorFile read_prior_document(const std::string& path) {
   const std::string checksum = r.field(doc, "checksum", T::string, "").get<std::string>();
   json body = doc;
   body.erase("checksum");
-  if (sha256_hex(body.dump()) != checksum) r.bad("its checksum does not match its content (edited?)");
+  if (sha256_hex(body.dump()) != checksum)
+    r.bad("its checksum does not match its content (edited?)");
 
   PriorFile file;
+  file.sha256 = sha256_hex(text);
   file.assumes = r.field(doc, "assumes", T::object, "");
   const PriorSizes sizes = read_assumptions(r, file.assumes);
   EocPrior& p = file.prior;
   const auto form = r.field(doc, "form", T::string, "").get<std::string>();
-  if (!kEocFormNames.parse(form)) r.bad("form '" + form + "' is not one of: " + kEocFormNames.list());
+  if (!kEocFormNames.parse(form))
+    r.bad("form '" + form + "' is not one of: " + kEocFormNames.list());
   p.form = *kEocFormNames.parse(form);
   const auto judgment = r.field(doc, "judgment", T::string, "").get<std::string>();
   if (!kJudgmentNames.parse(judgment))
@@ -303,20 +268,7 @@ std::optional<CachePlan> plan_in_prior(const PriorFile& file, int64_t steps, int
   const json* spec = field_at(file.assumes, "cache.spec");
   const json* layout = field_at(file.assumes, "cache.layout");
   if (!spec || !spec->is_string() || !layout || !layout->is_string()) return std::nullopt;
-  const auto text = layout->get<std::string>();
-  if (static_cast<int64_t>(text.size()) != steps * (depth * 2 + 1) - 1) return std::nullopt;
-  CachePlan plan(steps, depth, spec->get<std::string>());
-  size_t i = 0;
-  for (int64_t k = 0; k < steps; ++k, ++i) {  // ++i skips the '|' between steps
-    for (int64_t l = 0; l < depth; ++l)
-      for (Branch b : {Branch::attn, Branch::mlp}) {
-        const char c = text[i++];
-        if (c != 'c' && c != 'r') return std::nullopt;
-        plan.set_reuse(k, l, b, c == 'r');
-      }
-    if (k + 1 < steps && text[i] != '|') return std::nullopt;
-  }
-  return plan;
+  return CachePlan::from_layout(steps, depth, layout->get<std::string>(), spec->get<std::string>());
 }
 
 void check_prior_matches(const PriorFile& file, const json& run, const std::string& prior_path) {
@@ -331,7 +283,8 @@ void check_prior_matches(const PriorFile& file, const json& run, const std::stri
   };
   std::string diff;
   for (const auto& key : differ) {
-    std::string note = str(key, " ", field_text(file.assumes, key), " (this run: ", field_text(run, key), ")");
+    std::string note =
+        str(key, " ", field_text(file.assumes, key), " (this run: ", field_text(run, key), ")");
     if (key == "cache.layout") {
       // Another step count or spec gives another layout, said by that field already.
       if (differs("steps") || differs("cache.spec")) continue;

@@ -7,14 +7,12 @@
 #include <vector>
 
 #include "eoc/cache/block_loop.hpp"
-#include "eoc/cache/correctors.hpp"
-#include "eoc/cache/plan.hpp"
 #include "eoc/diffusion/guidance.hpp"
 #include "eoc/diffusion/sampler.hpp"
 #include "eoc/diffusion/schedule.hpp"
 #include "eoc/diffusion/seeds.hpp"
 #include "eoc/model/dit_model.hpp"
-#include "eoc/runs/options.hpp"
+#include "eoc/setup/options.hpp"
 
 namespace eoc {
 
@@ -45,17 +43,6 @@ struct RunSetup {
 };
 
 RunSetup prepare_run(const ModelOptions& model, const SamplingOptions& sampling);
-
-// The cache plan and the corrector a run's reused features go through.
-struct CacheSetup {
-  CachePlan plan;
-  std::unique_ptr<Corrector> corrector;
-  std::string corrector_name;             // none | taylor | eoc
-  std::string prior_path, prior_sha256;  // with --prior
-};
-
-// The corrector factory: --correct (with --prior for eoc, checked against this run) -> corrector.
-CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& options);
 
 // A CUDA device that exists (plain "cuda" is device 0); Error naming --device otherwise.
 at::Device checked_device(at::Device device);

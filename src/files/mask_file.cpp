@@ -1,11 +1,8 @@
-#include "eoc/runs/mask_file.hpp"
+#include "eoc/files/mask_file.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
-
 #include "eoc/base/error.hpp"
-#include "eoc/io/files.hpp"
 
 namespace eoc {
 
@@ -13,15 +10,24 @@ namespace {
 
 using nlohmann::json;
 
-void apply_mask_entry(CachePlan& plan, const json& entry, int64_t k, const std::string& source) {
-  const int64_t depth = plan.depth();
+// Flags of entry (step k, block l, branch b) in CachePlan::masked's order.
+struct MaskFlags {
+  int64_t depth;
+  std::vector<bool> reuse;
+  void set(int64_t k, int64_t l, Branch b, bool r) {
+    reuse[static_cast<size_t>((k * depth + l) * 2 + static_cast<int>(b))] = r;
+  }
+};
+
+void apply_mask_entry(MaskFlags& plan, const json& entry, int64_t k, const std::string& source) {
+  const int64_t depth = plan.depth;
   if (entry.is_string()) {
     const auto s = entry.get<std::string>();
     if (s != "compute" && s != "reuse")
       fail("cache mask '", source, "': schedule[", k, "] is '", s,
            "', expected \"compute\", \"reuse\" or {\"attn\": [...], \"mlp\": [...]}");
     for (int64_t l = 0; l < depth; ++l)
-      for (Branch b : {Branch::attn, Branch::mlp}) plan.set_reuse(k, l, b, s == "reuse");
+      for (Branch b : {Branch::attn, Branch::mlp}) plan.set(k, l, b, s == "reuse");
     return;
   }
   if (!entry.is_object())
@@ -36,7 +42,7 @@ void apply_mask_entry(CachePlan& plan, const json& entry, int64_t k, const std::
       const auto& v = entry[name][l];
       if (!v.is_number_integer() || (v.get<int64_t>() != 0 && v.get<int64_t>() != 1))
         fail("cache mask '", source, "': schedule[", k, "].", name, "[", l, "] must be 0 or 1");
-      plan.set_reuse(k, l, b, v.get<int64_t>() == 0);
+      plan.set(k, l, b, v.get<int64_t>() == 0);
     }
   }
   for (const auto& item : entry.items())
@@ -62,8 +68,8 @@ CachePlan plan_from_mask_json(const std::string& text, const std::string& source
     fail("cache mask '", source, "' is for ", doc.value("steps", json()).dump(),
          " steps, this run has ", steps, " (--steps)");
   if (doc.contains("depth") && (!doc["depth"].is_number_integer() || doc["depth"] != depth))
-    fail("cache mask '", source, "' is for depth ", doc["depth"].dump(), ", the model has ",
-         depth, " blocks");
+    fail("cache mask '", source, "' is for depth ", doc["depth"].dump(), ", the model has ", depth,
+         " blocks");
   if (!doc.contains("schedule") || !doc["schedule"].is_array() ||
       static_cast<int64_t>(doc["schedule"].size()) != steps)
     fail("cache mask '", source, "' needs a \"schedule\" list of ", steps, " entries");
@@ -71,15 +77,15 @@ CachePlan plan_from_mask_json(const std::string& text, const std::string& source
     if (item.key() != "format" && item.key() != "version" && item.key() != "steps" &&
         item.key() != "depth" && item.key() != "schedule" && item.key() != "description")
       fail("cache mask '", source, "' has unknown key '", item.key(), "'");
-  CachePlan plan(steps, depth, "mask:" + source);
+  MaskFlags flags{depth, std::vector<bool>(static_cast<size_t>(steps * depth * 2), false)};
   for (int64_t k = 0; k < steps; ++k) {
     if (doc["schedule"][k].is_object() && !doc.contains("depth"))
-      fail("cache mask '", source, "': schedule[", k, "] is per block, so the mask must give "
+      fail("cache mask '", source, "': schedule[", k,
+           "] is per block, so the mask must give "
            "\"depth\" (the model's block count)");
-    apply_mask_entry(plan, doc["schedule"][k], k, source);
+    apply_mask_entry(flags, doc["schedule"][k], k, source);
   }
-  plan.validate();
-  return plan;
+  return CachePlan::masked(steps, depth, flags.reuse, "mask:" + source);
 }
 
 std::string mask_json_text(const CachePlan& plan, const std::string& description) {
@@ -100,51 +106,13 @@ std::string mask_json_text(const CachePlan& plan, const std::string& description
     }
     schedule.push_back(entry);
   }
-  json doc = {{"format", "eoc-cache-mask"}, {"version", 1}, {"steps", plan.steps()},
+  json doc = {{"format", "eoc-cache-mask"},
+              {"version", 1},
+              {"steps", plan.steps()},
               {"description", description}};
   if (per_block) doc["depth"] = plan.depth();
   doc["schedule"] = schedule;
   return doc.dump(1) + "\n";
-}
-
-std::string CacheSpec::text() const {
-  switch (kind) {
-    case Kind::none: return "none";
-    case Kind::fora: return "fora:" + std::to_string(interval);
-    case Kind::mask: return "mask:" + mask_path;
-  }
-  return "?";
-}
-
-namespace {
-
-CachePlan plan_of(const CacheSpec& spec, int64_t steps, int64_t depth) {
-  switch (spec.kind) {
-    case CacheSpec::Kind::none:
-      return CachePlan::none(steps, depth);
-    case CacheSpec::Kind::fora:
-      return CachePlan::fora(steps, depth, spec.interval);
-    case CacheSpec::Kind::mask:
-      break;
-  }
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(spec.mask_path, ec))
-    fail("--cache '", spec.text(), "': mask file '", spec.mask_path, "' does not exist");
-  return plan_from_mask_json(read_file(spec.mask_path), spec.mask_path, steps, depth);
-}
-
-}  // namespace
-
-void check_warmup(int64_t warmup, int64_t steps) {
-  if (warmup < 0 || warmup > steps)
-    fail("--warmup ", warmup, " is out of range (expected 0..", steps, ", the step count)");
-}
-
-CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, int64_t warmup) {
-  check_warmup(warmup, steps);
-  CachePlan plan = plan_of(spec, steps, depth);
-  plan.compute_first(warmup);
-  return plan;
 }
 
 }  // namespace eoc

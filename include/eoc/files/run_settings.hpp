@@ -2,10 +2,11 @@
 // derived from it, each taking the rows marked for it:
 //  - the run report (`--report`):                    what the run was, for people and scripts;
 //  - the out-dir run record (eoc-run-I-of-N.json):   what every process writing one folder, and
-//                                                    a resumed run, must agree on (runs/out_dir);
-//  - the prior's assumptions (runs/prior_file):      what a run must match to use the prior.
+//                                                    a resumed run, must agree on
+//                                                    (files/run_record);
+//  - the prior's assumptions (files/prior_file):     what a run must match to use the prior.
 // Each is a JSON object nested at the rows' dotted keys ("model.sha256" -> {"model": {"sha256"}}),
-// compared key by key. Adding a sampling flag: its option (runs/options.hpp), its parser
+// compared key by key. Adding a sampling flag: its option (setup/options.hpp), its parser
 // (cli/), and one row here.
 #pragma once
 #include <nlohmann/json.hpp>
@@ -15,7 +16,7 @@
 
 #include "eoc/cache/plan.hpp"
 #include "eoc/model/vae.hpp"
-#include "eoc/runs/run_setup.hpp"
+#include "eoc/setup/run_setup.hpp"
 
 namespace eoc {
 
@@ -30,8 +31,6 @@ struct RunFacts {
   const VaeDecoder* vae = nullptr;
   double vae_scale = 0.0;
 };
-RunFacts run_facts(const RunSetup& run, const CacheSetup& cache, const VaeDecoder* vae = nullptr,
-                   double vae_scale = 0.0);
 
 // The rows marked for `use`, nested at their dotted keys.
 nlohmann::json run_settings(const RunFacts& facts, SettingUse use);

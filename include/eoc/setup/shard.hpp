@@ -12,9 +12,9 @@
 namespace eoc {
 
 struct Shard {
-  int64_t index = 0;        // I, 0-based
-  int64_t count = 1;        // N
-  int64_t local_rank = -1;  // process index on this machine (picks cuda:L); -1 when unknown
+  int64_t index = 0;            // I, 0-based
+  int64_t count = 1;            // N
+  int64_t local_rank = -1;      // process index on this machine (picks cuda:L); -1 when unknown
   std::string source = "none";  // "flag" | "torchrun" | "slurm" | "none"
 
   bool owns(int64_t image_index) const { return image_index % count == index; }

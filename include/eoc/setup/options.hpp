@@ -1,5 +1,5 @@
-// Runs layer (sample, calibrate, compare, info, pack: option checks, set-up, batches, sinks,
-// reports and eoc's own files; uses every layer below, never the CLI).
+// Setup layer (the typed options of every command and the run they resolve to: the model
+// loaded, the schedule, labels and seeds; uses model, diffusion, cache and the layers below).
 //
 // The typed options of each command. The CLI (cli/) parses every flag into these once, as enums
 // and numbers; the runs layer checks what needs the model (label ranges, sizes) and runs.
@@ -7,7 +7,6 @@
 #pragma once
 #include <ATen/ATen.h>
 
-#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,7 +18,7 @@
 #include "eoc/diffusion/sampler.hpp"
 #include "eoc/diffusion/schedule.hpp"
 #include "eoc/diffusion/seeds.hpp"
-#include "eoc/runs/shard.hpp"
+#include "eoc/setup/shard.hpp"
 
 namespace eoc {
 
@@ -27,7 +26,8 @@ namespace eoc {
 // seeds on the CPU).
 enum class BatchInvariance { automatic, on, off };
 inline constexpr Names<BatchInvariance, 3> kBatchInvarianceNames{
-    {{{BatchInvariance::automatic, "auto"}, {BatchInvariance::on, "on"},
+    {{{BatchInvariance::automatic, "auto"},
+      {BatchInvariance::on, "on"},
       {BatchInvariance::off, "off"}}}};
 
 struct ModelOptions {
@@ -57,33 +57,47 @@ struct SamplingOptions {
   int64_t batch_size = 16;
   uint64_t seed = 0;
   SeedMode seed_mode = SeedMode::per_image;
-  bool check_finite = true;   // stop on NaN/Inf model output
+  bool check_finite = true;    // stop on NaN/Inf model output
   bool whole_forward = false;  // uncached via the module's forward (hook overhead)
 };
 
-// --cache: which branch outputs are reused.
+// --cache: which branch outputs are reused (the plan itself is made by runs/cache_setup.hpp).
 struct CacheSpec {
   enum class Kind { none, fora, mask } kind = Kind::none;
   int64_t interval = 0;   // Kind::fora
   std::string mask_path;  // Kind::mask
-  bool given = false;     // set by --cache (a prior may then supply the plan)
-  std::string text() const;  // "none" | "fora:N" | "mask:PATH", as given
+  static CacheSpec fora(int64_t interval) { return {Kind::fora, interval, {}}; }
+  // "none" | "fora:N" | "mask:PATH", as given.
+  std::string text() const {
+    switch (kind) {
+      case Kind::none: return "none";
+      case Kind::fora: return "fora:" + std::to_string(interval);
+      case Kind::mask: return "mask:" + mask_path;
+    }
+    return "?";
+  }
+};
+
+// The plan flags sample, compare and calibrate share.
+struct PlanOptions {
+  std::optional<CacheSpec> spec;  // --cache; unset: the command's default (see below)
+  int64_t warmup = 0;  // compute every branch of the first K steps whatever the plan says
 };
 
 // --correct: what a reused feature becomes (automatic: eoc with a prior, else none).
 enum class CorrectorChoice { automatic, none, taylor, eoc };
-inline constexpr Names<CorrectorChoice, 3> kCorrectorNames{
-    {{{CorrectorChoice::none, "none"}, {CorrectorChoice::taylor, "taylor"},
-      {CorrectorChoice::eoc, "eoc"}}}};
+inline constexpr Names<CorrectorChoice, 3> kCorrectorNames{{{{CorrectorChoice::none, "none"},
+                                                             {CorrectorChoice::taylor, "taylor"},
+                                                             {CorrectorChoice::eoc, "eoc"}}}};
 
 struct CorrectorSpec {
   CorrectorChoice kind = CorrectorChoice::automatic;
   int order = 1;  // taylor:O
 };
 
+// Without --cache: the prior's own plan with --prior, else none.
 struct CacheOptions {
-  CacheSpec plan;
-  int64_t warmup = 0;  // compute every branch of the first K steps whatever the plan says
+  PlanOptions plan;
   CorrectorSpec correct;
   std::string prior;  // EOC prior file
 };
@@ -97,7 +111,7 @@ struct OutputOptions {
 };
 
 struct VaeOptions {
-  std::string path;        // TorchScript decoder from scripts/tools/export_vae.py ("" = pixel model)
+  std::string path;  // TorchScript decoder from scripts/tools/export_vae.py ("" = pixel model)
   double scale = 0.18215;  // latents are divided by this before decoding (DiT / SD's VAE)
 };
 
@@ -128,25 +142,26 @@ struct CompareOptions {
   int repeats = 1;     // timed repetitions of each run; the median is reported
 };
 
+// Without --cache and --budget: default_plan().
 struct CalibrateOptions {
+  static CacheSpec default_plan() { return CacheSpec::fora(3); }
   CalibrateOptions() {
     sampling.num_samples = 48;
     sampling.seed = 1000;  // other seeds than sampling's default, so evaluations are held out
-    cache.kind = CacheSpec::Kind::fora;
-    cache.interval = 3;
   }
   ModelOptions model;
   SamplingOptions sampling;  // num_samples = calibration samples (fit + judge)
-  CacheSpec cache;
-  int64_t warmup = 0;
+  PlanOptions plan;
   EocForm form = EocForm::taylor;
   std::vector<double> thetas;  // empty: 0, 0.25, ..., 1.5
   Judgment judgment = Judgment::trajectory;
-  int max_order = 0;  // 0: kMaxTaylorOrder for the taylor form's trajectory judgment, else 1
+  // Unset: kMaxTaylorOrder for the taylor form's trajectory judgment, else 1.
+  std::optional<int> max_order;
   int64_t judge_samples = 16;  // held out from the fit, judged in one batch
-  double budget = std::nan("");  // given: search the schedule (no --cache), computing at most this fraction
+  // Set: search the schedule (no --cache), computing at most this fraction.
+  std::optional<double> budget;
   std::string out;
-  std::string out_mask;        // also write the plan as a cache mask file
+  std::string out_mask;  // also write the plan as a cache mask file
 };
 
 struct InfoOptions {

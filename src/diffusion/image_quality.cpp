@@ -1,4 +1,4 @@
-#include "eoc/runs/image_quality.hpp"
+#include "eoc/diffusion/image_quality.hpp"
 
 #include <cmath>
 #include <limits>
@@ -38,14 +38,19 @@ double mean_ssim(const at::Tensor& a, const at::Tensor& b) {
 
 }  // namespace
 
+double mse(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).pow(2).mean().item<double>();
+}
+
 PairedQuality paired_quality(const at::Tensor& images, const at::Tensor& reference) {
   EOC_ASSERT(images.sizes() == reference.sizes(), "paired quality of ", images.sizes(), " and ",
              reference.sizes());
   const auto a = images.to(at::kFloat).cpu().clamp(-1, 1);
   const auto b = reference.to(at::kFloat).cpu().clamp(-1, 1);
   PairedQuality q;
-  const auto diff = images.to(at::kFloat).cpu() - reference.to(at::kFloat).cpu();
-  q.mse = (diff * diff).mean().item<double>();
+  const auto x = images.to(at::kFloat).cpu(), y = reference.to(at::kFloat).cpu();
+  const auto diff = x - y;
+  q.mse = mse(x, y);
   q.max_abs = diff.abs().max().item<double>();
   q.psnr = q.mse > 0 ? 10.0 * std::log10(4.0 / q.mse) : std::numeric_limits<double>::infinity();
   q.ssim = mean_ssim(a, b);

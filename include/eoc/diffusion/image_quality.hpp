@@ -15,6 +15,10 @@ struct PairedQuality {
   double max_abs = 0;
 };
 
+// Mean squared difference over all values (the one MSE of eoc: calibration's judgments, the
+// budget search, eoc compare).
+double mse(const at::Tensor& a, const at::Tensor& b);
+
 PairedQuality paired_quality(const at::Tensor& images, const at::Tensor& reference);
 
 }  // namespace eoc

@@ -19,9 +19,10 @@ struct PriorFile {
   //    an eoc that knows no orders refuses a prior it would apply wrongly.
   static constexpr int kVersion = 3;
   static constexpr int kOldestVersion = 2;
-  nlohmann::json assumes;      // what a run must match to use it
+  nlohmann::json assumes;  // what a run must match to use it
   EocPrior prior;
   nlohmann::json calibration;  // the calibration settings, recorded verbatim
+  std::string sha256;          // of the file's bytes as read (load_prior); run reports cite it
 };
 
 // Writes atomically.

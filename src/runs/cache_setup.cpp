@@ -1,0 +1,97 @@
+#include "eoc/runs/cache_setup.hpp"
+
+#include <filesystem>
+#include <optional>
+
+#include "eoc/base/error.hpp"
+#include "eoc/base/log.hpp"
+#include "eoc/cache/eoc_corrector.hpp"
+#include "eoc/files/mask_file.hpp"
+#include "eoc/files/prior_file.hpp"
+#include "eoc/files/run_settings.hpp"
+#include "eoc/io/files.hpp"
+
+namespace eoc {
+
+void check_warmup(int64_t warmup, int64_t steps) {
+  if (warmup < 0 || warmup > steps)
+    fail("--warmup ", warmup, " is out of range (expected 0..", steps, ", the step count)");
+}
+
+CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, int64_t warmup) {
+  check_warmup(warmup, steps);
+  CachePlan plan = [&] {
+    switch (spec.kind) {
+      case CacheSpec::Kind::none: return CachePlan::none(steps, depth);
+      case CacheSpec::Kind::fora: return CachePlan::fora(steps, depth, spec.interval);
+      case CacheSpec::Kind::mask: break;
+    }
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(spec.mask_path, ec))
+      fail("--cache '", spec.text(), "': mask file '", spec.mask_path, "' does not exist");
+    return plan_from_mask_json(read_file(spec.mask_path), spec.mask_path, steps, depth);
+  }();
+  plan.compute_first(warmup);
+  return plan;
+}
+
+namespace {
+
+// --cache's plan; without --cache, a prior's own plan (the prior says what it was made for).
+CachePlan plan_for_run(const RunSetup& run, const PlanOptions& o,
+                       const std::optional<PriorFile>& prior) {
+  const int64_t depth = run.model->config().depth;
+  const CacheSpec spec = o.spec.value_or(CacheSpec{});
+  if (o.spec || !prior) return make_cache_plan(spec, run.steps(), depth, o.warmup);
+  auto plan = plan_in_prior(*prior, run.steps(), depth);
+  // A prior for another step count or model has no plan here; the prior check names why.
+  if (!plan) return make_cache_plan(spec, run.steps(), depth, o.warmup);
+  if (o.warmup != 0)
+    fail("--warmup ", o.warmup, " changes a --cache plan; without --cache the prior's own plan '",
+         plan->spec(), "' is used as it was calibrated (a warm-up included)");
+  return *plan;
+}
+
+}  // namespace
+
+CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
+  const CorrectorChoice choice = o.correct.kind != CorrectorChoice::automatic ? o.correct.kind
+                                 : o.prior.empty() ? CorrectorChoice::none
+                                                   : CorrectorChoice::eoc;
+  const std::string name = kCorrectorNames.name(choice);
+  if (choice == CorrectorChoice::eoc && o.prior.empty())
+    fail("--correct eoc needs --prior PRIOR.json (from eoc calibrate)");
+  if (choice != CorrectorChoice::eoc && !o.prior.empty())
+    fail("--prior is used by --correct eoc only (got --correct ", name, ")");
+  std::optional<PriorFile> prior;
+  if (choice == CorrectorChoice::eoc) prior = load_prior(o.prior);
+  CacheSetup c{plan_for_run(run, o.plan, prior), nullptr, name, "", ""};
+  if (run.whole_forward && c.plan.reused_total() > 0)
+    fail("--whole-forward runs the module's forward and cannot cache: use it with --cache none");
+  switch (choice) {
+    case CorrectorChoice::automatic:
+    case CorrectorChoice::none: c.corrector = make_plain_corrector(); break;
+    case CorrectorChoice::taylor:
+      c.corrector = make_taylor_corrector(o.correct.order);
+      c.corrector_name = c.corrector->name();
+      break;
+    case CorrectorChoice::eoc: {
+      check_prior_matches(*prior, run_settings(RunFacts{run, c.plan}, kInPrior), o.prior);
+      c.corrector = make_eoc_corrector(prior->prior, run.block_loop());
+      c.prior_path = o.prior;
+      c.prior_sha256 = prior->sha256;
+      break;
+    }
+  }
+  if (choice != CorrectorChoice::none && c.plan.reused_total() == 0)
+    log::warn("--correct " + c.corrector_name + " has no effect: cache plan '" + c.plan.spec() +
+              "' reuses nothing");
+  return c;
+}
+
+RunFacts run_facts(const RunSetup& run, const CacheSetup& cache, const VaeDecoder* vae,
+                   double vae_scale) {
+  return RunFacts{run, cache.plan, cache.corrector_name, cache.prior_sha256, vae, vae_scale};
+}
+
+}  // namespace eoc
