@@ -57,19 +57,30 @@ std::vector<Modulation> all_modulations(const DitModel& model, const at::Tensor&
 
 }  // namespace
 
-BlockLoop::BlockLoop(const DitModel& model, const DiffusionSchedule& schedule, Guidance guidance)
-    : model_(model), schedule_(schedule), guidance_(guidance) {}
+BlockLoop::BlockLoop(const DitModel& model, const Sampler& sampler, Guidance guidance)
+    : model_(model), sampler_(sampler), guidance_(guidance) {}
 
-int64_t BlockLoop::timestep(int64_t step) const {
-  return schedule_.timesteps[schedule_.size() - 1 - step];
+at::Tensor BlockLoop::time(int64_t step, int64_t rows) const {
+  const double t = sampler_.model_time(step);
+  const auto on = at::TensorOptions().device(model_.device());
+  if (model_.config().float_time())
+    return at::full({rows}, static_cast<float>(t), on.dtype(at::kFloat));
+  return at::full({rows}, static_cast<int64_t>(t), on.dtype(at::kLong));
+}
+
+at::Tensor BlockLoop::output(const at::Tensor& out, int64_t step) const {
+  const auto& cfg = model_.config();
+  const auto velocity = cfg.prediction == "velocity" && out.size(1) == 2 * cfg.in_channels
+                            ? out.narrow(1, 0, cfg.in_channels)
+                            : out;
+  return apply_guidance(velocity, guidance_, guidance_.guides(sampler_.interval_time(step)));
 }
 
 at::Tensor BlockLoop::run_whole_forward(const at::Tensor& x, int64_t step,
                                         const at::Tensor& y) const {
   const auto input = guidance_input(x, guidance_).to(model_.dtype());
   const auto labels = guidance_labels(y, model_.config().num_classes, guidance_);
-  const auto t = at::full({input.size(0)}, timestep(step), labels.options());
-  return apply_guidance(model_.forward(input, t, labels).to(at::kFloat), guidance_);
+  return output(model_.forward(input, time(step, input.size(0)), labels).to(at::kFloat), step);
 }
 
 at::Tensor BlockLoop::run(const at::Tensor& x, int64_t step, const at::Tensor& y,
@@ -77,8 +88,7 @@ at::Tensor BlockLoop::run(const at::Tensor& x, int64_t step, const at::Tensor& y
   const auto& cfg = model_.config();
   const auto input = guidance_input(x, guidance_).to(model_.dtype());
   const auto labels = guidance_labels(y, cfg.num_classes, guidance_);
-  const auto t = at::full({input.size(0)}, timestep(step), labels.options());
-  auto embedded = model_.embed(input, t, labels);
+  auto embedded = model_.embed(input, time(step, input.size(0)), labels);
   at::Tensor tokens = embedded.first;
   const at::Tensor c = embedded.second;
 
@@ -118,8 +128,7 @@ at::Tensor BlockLoop::run(const at::Tensor& x, int64_t step, const at::Tensor& y
     add_branch(l, Branch::mlp, m.shift_mlp, m.scale_mlp, m.gate_mlp);
   }
   flush();
-  const auto out = model_.final(tokens, c).to(at::kFloat);
-  return apply_guidance(out, guidance_);
+  return output(model_.final(tokens, c).to(at::kFloat), step);
 }
 
 }  // namespace eoc

@@ -51,9 +51,8 @@ class DifferenceAccumulator final : public BranchObserver {
 
 struct Calibration {
   const BlockLoop& loop;
-  const SamplerOptions& sampler;
   const CachePlan& plan;
-  int64_t steps() const { return loop.schedule().size(); }
+  int64_t steps() const { return loop.evaluations(); }
 };
 
 void fit_vectors(const Calibration& cal, const CalibrationImages& images, EocPrior& prior) {
@@ -69,12 +68,12 @@ void fit_vectors(const Calibration& cal, const CalibrationImages& images, EocPri
     auto shadow = CacheSession::shadowing(cal.plan);
     shadow.watch(acc);
     sample_loop(
-        cal.sampler, cal.loop.schedule(), start.x,
+        cal.loop.sampler(), start.x,
         [&](const at::Tensor& x, int64_t k) {
           check_stop();
           return cal.loop.run(x, k, start.labels, shadow);
         },
-        [&](int64_t) { return start.noise->step(draws_noise(cal.sampler)); },
+        [&](int64_t e) { return start.noise->for_evaluation(cal.loop.sampler(), e); },
         [&](int64_t) { progress.advance(static_cast<long>(batch.size())); });
   }
   progress.finish();
@@ -105,31 +104,33 @@ void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector
   auto truth = CacheSession::shadowing(plan);
   log::Progress progress("judging (local)", runs.steps(), "steps");
   // The true trajectory; at each reused step the candidates run from its state first.
-  runs.run_steps(runs.x_T(), 0, runs.steps(), [&](const at::Tensor& x, int64_t k) {
-    check_stop();
-    std::vector<at::Tensor> candidates;
-    if (plan.step_reuses_any(k))
-      for (double theta : prior.thetas) {
-        corrector.set_step_theta(k, theta);
-        auto trial = truth.cached_from_here(corrector);
-        candidates.push_back(loop.run(x, k, runs.labels(), trial));
+  runs.run_steps(
+      SamplerState{runs.x_T(), {}, {}}, 0, runs.steps(), [&](const at::Tensor& x, int64_t k) {
+        check_stop();
+        std::vector<at::Tensor> candidates;
+        if (plan.step_reuses_any(k))
+          for (double theta : prior.thetas) {
+            corrector.set_step_theta(k, theta);
+            auto trial = truth.cached_from_here(corrector);
+            candidates.push_back(loop.run(x, k, runs.labels(), trial));
+            runs.count_step_run();
+          }
+        auto out = loop.run(x, k, runs.labels(), truth);
         runs.count_step_run();
-      }
-    auto out = loop.run(x, k, runs.labels(), truth);
-    runs.count_step_run();
-    if (!candidates.empty()) {
-      StepJudgment s{k, 0.0, prior.thetas, {}, 1, {}};
-      for (const auto& cand : candidates)
-        s.errors.push_back(mse(cand.narrow(1, 0, c), out.narrow(1, 0, c)));
-      s.theta = s.candidates[std::min_element(s.errors.begin(), s.errors.end()) - s.errors.begin()];
-      corrector.set_step_theta(k, s.theta);
-      prior.step_theta[k] = s.theta;
-      if (s.theta == 0.0) prior.step_order[k] = 0;
-      prior.judged.push_back(s);
-    }
-    progress.advance();
-    return out;
-  });
+        if (!candidates.empty()) {
+          StepJudgment s{k, 0.0, prior.thetas, {}, 1, {}};
+          for (const auto& cand : candidates)
+            s.errors.push_back(mse(cand.narrow(1, 0, c), out.narrow(1, 0, c)));
+          s.theta =
+              s.candidates[std::min_element(s.errors.begin(), s.errors.end()) - s.errors.begin()];
+          corrector.set_step_theta(k, s.theta);
+          prior.step_theta[k] = s.theta;
+          if (s.theta == 0.0) prior.step_order[k] = 0;
+          prior.judged.push_back(s);
+        }
+        progress.advance();
+        return out;
+      });
   progress.finish();
 }
 
@@ -253,26 +254,24 @@ CalibrationCost cost_of(const JudgeRuns& runs, const Stopwatch& watch) {
 
 }  // namespace
 
-Calibrated calibrate_eoc(const BlockLoop& loop, const SamplerOptions& sampler,
-                         const CachePlan& plan, const CalibrationSettings& settings,
-                         const CalibrationImages& images) {
+Calibrated calibrate_eoc(const BlockLoop& loop, const CachePlan& plan,
+                         const CalibrationSettings& settings, const CalibrationImages& images) {
   check_settings(settings);
   EOC_ASSERT(!images.judge.empty() && plan.reused_total() > 0,
              "calibration without judge images or reused entries");
   c10::InferenceMode inference;
   const Stopwatch watch;
-  const Calibration cal{loop, sampler, plan};
+  const Calibration cal{loop, plan};
   Calibrated out{plan, initial_prior(settings, plan.steps(), reused_steps(plan)), std::nullopt, {}};
   if (form_has_vectors(settings.form)) fit_vectors(cal, images, out.prior);
   const auto corrector = make_eoc_corrector(out.prior, loop);
-  JudgeRuns runs(loop, sampler, images.start(images.judge));
+  JudgeRuns runs(loop, images.start(images.judge));
   judge(plan, settings, runs, *corrector, out.prior);
   out.cost = cost_of(runs, watch);
   return out;
 }
 
-Calibrated calibrate_eoc_with_budget(const BlockLoop& loop, const SamplerOptions& sampler,
-                                     const BudgetSearch& budget,
+Calibrated calibrate_eoc_with_budget(const BlockLoop& loop, const BudgetSearch& budget,
                                      const CalibrationSettings& settings,
                                      const CalibrationImages& images) {
   check_settings(settings);
@@ -282,12 +281,12 @@ Calibrated calibrate_eoc_with_budget(const BlockLoop& loop, const SamplerOptions
   EOC_ASSERT(budget.max_order == settings.max_order, "search and judgment orders differ");
   c10::InferenceMode inference;
   const Stopwatch watch;
-  const int64_t steps = loop.schedule().size(), depth = loop.model().config().depth;
+  const int64_t steps = loop.evaluations(), depth = loop.model().config().depth;
   std::vector<int64_t> every(steps);
   for (int64_t k = 0; k < steps; ++k) every[k] = k;
   // The search's forecasts: theta 1 everywhere, series up to max_order.
   const auto forecast = make_eoc_corrector(initial_prior(settings, steps, every), loop);
-  JudgeRuns runs(loop, sampler, images.start(images.judge));
+  JudgeRuns runs(loop, images.start(images.judge));
   auto found = search_schedule(runs, depth, budget, *forecast);
   Calibrated out{
       found.plan, initial_prior(settings, steps, reused_steps(found.plan)), std::move(found), {}};

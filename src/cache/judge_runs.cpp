@@ -8,22 +8,23 @@
 
 namespace eoc {
 
-JudgeRuns::JudgeRuns(const BlockLoop& loop, const SamplerOptions& sampler, const BatchStart& start)
-    : loop_(loop), sampler_(sampler), x_T_(start.x), labels_(start.labels) {
-  for (int64_t k = 0; k < steps(); ++k) noise_.push_back(start.noise->step(draws_noise(sampler)));
+JudgeRuns::JudgeRuns(const BlockLoop& loop, const BatchStart& start)
+    : loop_(loop), x_T_(start.x), labels_(start.labels) {
+  for (int64_t k = 0; k < steps(); ++k)
+    noise_.push_back(start.noise->for_evaluation(loop.sampler(), k));
   const Stopwatch watch;
   reference_ = finish(this->start(CacheSession::uncached(steps(), loop.model().config().depth)));
   reference_seconds_ = watch.seconds();
 }
 
-at::Tensor JudgeRuns::run_steps(at::Tensor x, int64_t first, int64_t last,
-                                const DenoiseFn& denoise) const {
-  return sample_steps(sampler_, loop_.schedule(), std::move(x), first, last, denoise,
+SamplerState JudgeRuns::run_steps(SamplerState state, int64_t first, int64_t last,
+                                  const DenoiseFn& denoise) const {
+  return sample_steps(loop_.sampler(), std::move(state), first, last, denoise,
                       [this](int64_t k) { return noise_[k]; });
 }
 
 TrajectoryState JudgeRuns::advance(TrajectoryState s, int64_t until) {
-  s.x = run_steps(std::move(s.x), s.step, until, [&](const at::Tensor& x, int64_t k) {
+  s.at = run_steps(std::move(s.at), s.step, until, [&](const at::Tensor& x, int64_t k) {
     check_stop();
     auto out = loop_.run(x, k, labels_, s.session);
     ++step_runs_;

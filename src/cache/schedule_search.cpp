@@ -150,7 +150,7 @@ struct Searcher {
         auto trial = c;
         trial[i] = to;
         ++out.moves_tried;
-        TrajectoryState s{state.step, state.x, state.session.replanned(plan_of(trial))};
+        TrajectoryState s{state.step, state.at, state.session.replanned(plan_of(trial))};
         const double e = runs.error(runs.finish(std::move(s)));
         if (e < out.error) out.error = e, best_at = to;
       }

@@ -12,9 +12,10 @@ at::Tensor guidance_labels(const at::Tensor& y, int64_t null_label, const Guidan
   return g.active() ? at::cat({y, at::full_like(y, null_label)}, 0) : y;
 }
 
-at::Tensor apply_guidance(const at::Tensor& out, const Guidance& g) {
+at::Tensor apply_guidance(const at::Tensor& out, const Guidance& g, bool this_step) {
   if (!g.active()) return out;
   const int64_t b = out.size(0) / 2;
+  if (!this_step) return out.narrow(0, 0, b);
   const int64_t guided =
       g.channels == CfgChannels::all ? out.size(1) : std::min<int64_t>(3, out.size(1));
   const auto cond = out.narrow(0, 0, b);

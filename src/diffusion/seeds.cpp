@@ -70,4 +70,10 @@ at::Tensor BatchNoise::step(bool needed) {
   return at::randn(full, at::TensorOptions().dtype(at::kFloat).device(device_)).narrow(0, 0, b);
 }
 
+at::Tensor BatchNoise::for_evaluation(const Sampler& sampler, int64_t e) {
+  const bool needed = sampler.draws_noise(e);
+  if (sampler.is_flow() && !needed) return at::Tensor();
+  return step(needed);
+}
+
 }  // namespace eoc

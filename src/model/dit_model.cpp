@@ -12,7 +12,8 @@
 namespace eoc {
 namespace {
 
-constexpr int64_t kContractVersion = 1;
+constexpr int64_t kOldestContract = 1;
+constexpr int64_t kNewestContract = 2;
 
 int64_t int_attr(const torch::jit::Module& m, const std::string& name, const std::string& path) {
   if (!m.hasattr(name) || !m.attr(name).isInt())
@@ -31,9 +32,24 @@ void require_method(const torch::jit::Module& m, const std::string& name, const 
 ModelConfig read_config(const torch::jit::Module& m, const std::string& path) {
   ModelConfig c;
   c.contract_version = int_attr(m, "contract_version", path);
-  if (c.contract_version != kContractVersion)
+  if (c.contract_version < kOldestContract || c.contract_version > kNewestContract)
     fail("model '", path, "' has contract version ", c.contract_version, ", this eoc reads ",
-         kContractVersion, " (re-export it with this version's scripts/tools/export_dit.py)");
+         kOldestContract, " to ", kNewestContract,
+         " (re-export it with this version's scripts/tools/export_dit.py)");
+  // Version 1: a DiT (eps, integer timesteps). Version 2 says what the model predicts.
+  c.prediction = "eps";
+  c.family = "dit";
+  if (c.contract_version >= 2) {
+    if (!m.hasattr("prediction") || !m.attr("prediction").isString())
+      fail("model '", path,
+           "' lacks the string attribute 'prediction' of the eoc model contract 2");
+    c.prediction = m.attr("prediction").toStringRef();
+    if (c.prediction != "eps" && c.prediction != "velocity")
+      fail("model '", path, "' predicts '", c.prediction, "'; eoc samples 'eps' (DiT) and ",
+           "'velocity' (SiT family) models");
+    if (m.hasattr("model_family") && m.attr("model_family").isString())
+      c.family = m.attr("model_family").toStringRef();
+  }
   c.input_size = int_attr(m, "input_size", path);
   c.patch_size = int_attr(m, "patch_size", path);
   c.in_channels = int_attr(m, "in_channels", path);

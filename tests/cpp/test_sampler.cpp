@@ -154,11 +154,23 @@ TEST(Sampler, ParseAndDrawsNoise) {
             eoc::SamplerKind::ddpm);
   EXPECT_EQ(eoc::cli::parse_choice("--sampler", "ddim", eoc::kSamplerNames),
             eoc::SamplerKind::ddim);
-  EXPECT_THROW(eoc::cli::parse_choice("--sampler", "euler", eoc::kSamplerNames), eoc::Error);
+  EXPECT_EQ(eoc::cli::parse_choice("--sampler", "sde-heun", eoc::kSamplerNames),
+            eoc::SamplerKind::sde_heun);
+  EXPECT_THROW(eoc::cli::parse_choice("--sampler", "dopri5", eoc::kSamplerNames), eoc::Error);
   EXPECT_STREQ(eoc::sampler_name(eoc::SamplerKind::ddpm), "ddpm");
-  EXPECT_TRUE(eoc::draws_noise({eoc::SamplerKind::ddpm, 0.0}));
-  EXPECT_FALSE(eoc::draws_noise({eoc::SamplerKind::ddim, 0.0}));
-  EXPECT_TRUE(eoc::draws_noise({eoc::SamplerKind::ddim, 0.5}));
+  const auto s = eoc::make_schedule(3, eoc::Respacing::even);
+  const eoc::Sampler ddpm({eoc::SamplerKind::ddpm, 0.0}, s), ddim({eoc::SamplerKind::ddim, 0.0}, s),
+      ddim_eta({eoc::SamplerKind::ddim, 0.5}, s);
+  for (int64_t k = 0; k < 3; ++k) {
+    EXPECT_TRUE(ddpm.draws_noise(k));
+    EXPECT_FALSE(ddim.draws_noise(k));
+    EXPECT_TRUE(ddim_eta.draws_noise(k));
+  }
+  EXPECT_EQ(ddim.evaluations(), 3);
+  EXPECT_EQ(ddim.steps(), 3);
+  // Evaluation k sees the original timestep of schedule index S - 1 - k.
+  EXPECT_EQ(ddim.model_time(0), 999.0);
+  EXPECT_EQ(ddim.model_time(2), 0.0);
 }
 
 TEST(SampleLoop, CallsDenoiserAndNoiseInStepOrder) {
@@ -167,7 +179,7 @@ TEST(SampleLoop, CallsDenoiserAndNoiseInStepOrder) {
   std::vector<std::string> order;
   const auto x = randn({1, 2, 3, 3}, 40);
   const auto result = eoc::sample_loop(
-      {eoc::SamplerKind::ddpm, 0.0}, s, x,
+      eoc::Sampler({eoc::SamplerKind::ddpm, 0.0}, s), x,
       [&](const at::Tensor& xt, int64_t k) {
         EXPECT_EQ(xt.sizes(), x.sizes());
         denoise_steps.push_back(k);
@@ -188,9 +200,11 @@ TEST(SampleLoop, CallsDenoiserAndNoiseInStepOrder) {
   EXPECT_EQ(noise_steps, expected);
   EXPECT_EQ(done_steps, expected);
   ASSERT_EQ(order.size(), 21u);
-  EXPECT_EQ(order[0], "d0");
+  // Per evaluation: its noise (the model input may need it), the model, then the step is done.
+  EXPECT_EQ(order[0], "n0");
+  EXPECT_EQ(order[1], "d0");
   EXPECT_EQ(order[2], "s0");
-  EXPECT_EQ(order[3], "d1");
+  EXPECT_EQ(order[3], "n1");
   EXPECT_EQ(result.sizes(), x.sizes());
 }
 
@@ -199,14 +213,16 @@ TEST(SampleLoop, StepKUsesScheduleIndexSMinus1MinusK) {
   const auto x = randn({1, 2, 3, 3}, 50);
   const eoc::SamplerOptions opts{eoc::SamplerKind::ddim, 0.0};
   auto eps_at = [](int64_t k) { return randn({1, 2, 3, 3}, 100 + k); };
+  const eoc::Sampler sampler(opts, s);
   const auto got = eoc::sample_loop(
-      opts, s, x, [&](const at::Tensor&, int64_t k) { return eps_at(k); },
+      sampler, x, [&](const at::Tensor&, int64_t k) { return eps_at(k); },
       [](int64_t) { return at::Tensor(); });
   auto manual = x;
   for (int64_t k = 0; k < 4; ++k) manual = eoc::ddim_step(s, 3 - k, manual, eps_at(k), {}, 0.0);
   EXPECT_TRUE(at::equal(got, manual));
-  // sampler_step is the same dispatch.
-  EXPECT_TRUE(at::equal(eoc::sampler_step(opts, s, 1, x, eps_at(1), {}),
+  // advance() is the same dispatch, one evaluation at a time.
+  eoc::SamplerState one{x, {}, {}};
+  EXPECT_TRUE(at::equal(sampler.advance(1, one, x, eps_at(1), {}).x,
                         eoc::ddim_step(s, 2, x, eps_at(1), {}, 0.0)));
 }
 
@@ -220,7 +236,7 @@ TEST(SampleLoop, DdimWithTrueEpsRecoversX0) {
     const auto xT = (std::sqrt(ab_t) * x0 + std::sqrt(1 - ab_t) * eps).to(at::kFloat);
     // The "perfect" denoiser: the eps that explains x_t given the known x0.
     const auto got = eoc::sample_loop(
-        {eoc::SamplerKind::ddim, 0.0}, s, xT,
+        eoc::Sampler({eoc::SamplerKind::ddim, 0.0}, s), xT,
         [&](const at::Tensor& xt, int64_t k) {
           const double ab = s.alphas_cumprod[s.size() - 1 - k];
           return ((xt.to(at::kDouble) - std::sqrt(ab) * x0) / std::sqrt(1 - ab)).to(at::kFloat);

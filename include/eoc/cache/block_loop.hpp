@@ -11,7 +11,7 @@
 
 #include "eoc/cache/session.hpp"
 #include "eoc/diffusion/guidance.hpp"
-#include "eoc/diffusion/schedule.hpp"
+#include "eoc/diffusion/sampler.hpp"
 #include "eoc/model/dit_model.hpp"
 
 namespace eoc {
@@ -26,14 +26,16 @@ struct RowGroups {
 };
 RowGroups group_equal_rows(const at::Tensor& rows);
 
-// Borrows the model and the schedule (both must outlive the loop: a RunSetup owns them and
+// Borrows the model and the sampler (both must outlive the loop: a RunSetup owns them and
 // makes loops as it needs them; copies are cheap). Holds no per-run state: that is the session's.
 class BlockLoop {
  public:
-  BlockLoop(const DitModel& model, const DiffusionSchedule& schedule, Guidance guidance);
+  BlockLoop(const DitModel& model, const Sampler& sampler, Guidance guidance);
 
-  // Guided model output (B, out_channels, H, W) float32 for state x (B, C, H, W) at sampling
-  // step k with labels y (B,) int64, each branch computed or reused as `session` says.
+  // Guided model output (B, out_channels, H, W) float32 for the model input x (B, C, H, W) at
+  // the sampler's evaluation `step` (the model time it says) with labels y (B,) int64, each
+  // branch computed or reused as `session` says. A velocity model's sigma half is dropped
+  // before guidance, as SiT's forward does (B, C, H, W).
   at::Tensor run(const at::Tensor& x, int64_t step, const at::Tensor& y,
                  CacheSession& session) const;
 
@@ -43,12 +45,15 @@ class BlockLoop {
 
   const DitModel& model() const { return model_; }
   const Guidance& guidance() const { return guidance_; }
-  const DiffusionSchedule& schedule() const { return schedule_; }
-  int64_t timestep(int64_t step) const;  // original t of sampling step k
+  const Sampler& sampler() const { return sampler_; }
+  int64_t evaluations() const { return sampler_.evaluations(); }
 
  private:
+  // The model time of evaluation `step` for `rows` rows: int64 (version-1 modules) or float32.
+  at::Tensor time(int64_t step, int64_t rows) const;
+  at::Tensor output(const at::Tensor& out, int64_t step) const;
   const DitModel& model_;
-  const DiffusionSchedule& schedule_;
+  const Sampler& sampler_;
   Guidance guidance_;
 };
 

@@ -61,14 +61,12 @@ struct Calibrated {
   CalibrationCost cost;
 };
 
-Calibrated calibrate_eoc(const BlockLoop& loop, const SamplerOptions& sampler,
-                         const CachePlan& plan, const CalibrationSettings& settings,
-                         const CalibrationImages& images);
+Calibrated calibrate_eoc(const BlockLoop& loop, const CachePlan& plan,
+                         const CalibrationSettings& settings, const CalibrationImages& images);
 
 // Searches the schedule within `budget`, then judges it; taylor form, trajectory judgment,
 // no fit batches, budget.max_order == settings.max_order.
-Calibrated calibrate_eoc_with_budget(const BlockLoop& loop, const SamplerOptions& sampler,
-                                     const BudgetSearch& budget,
+Calibrated calibrate_eoc_with_budget(const BlockLoop& loop, const BudgetSearch& budget,
                                      const CalibrationSettings& settings,
                                      const CalibrationImages& images);
 

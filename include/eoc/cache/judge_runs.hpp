@@ -20,33 +20,36 @@ namespace eoc {
 // A point on a trajectory: the state before step `step` and the cache session it holds.
 struct TrajectoryState {
   int64_t step = 0;
-  at::Tensor x;
+  SamplerState at;  // the sample (and a Heun step's pending slope)
   CacheSession session;
 };
 
-// Borrows `loop` and `sampler`: both must outlive it (a calibration holds all three on its
-// stack). Owns the batch's tensors and noise.
+// Borrows `loop` (and through it the model and the sampler): it must outlive the JudgeRuns (a
+// calibration holds both on its stack). Owns the batch's tensors and noise.
 class JudgeRuns {
  public:
   // Draws every step's noise up front from `start` and runs the uncached trajectory (the
   // reference the errors are measured against).
-  JudgeRuns(const BlockLoop& loop, const SamplerOptions& sampler, const BatchStart& start);
+  JudgeRuns(const BlockLoop& loop, const BatchStart& start);
 
   const BlockLoop& loop() const { return loop_; }
-  int64_t steps() const { return loop_.schedule().size(); }
+  int64_t steps() const { return loop_.evaluations(); }
   const at::Tensor& x_T() const { return x_T_; }
   const at::Tensor& labels() const { return labels_; }
   const at::Tensor& reference() const { return reference_; }
 
   // The start of a trajectory under `session`.
-  TrajectoryState start(CacheSession session) const { return {0, x_T_, std::move(session)}; }
+  TrajectoryState start(CacheSession session) const {
+    return {0, SamplerState{x_T_, {}, {}}, std::move(session)};
+  }
   // Runs steps [state.step, until) under state.session.
   TrajectoryState advance(TrajectoryState state, int64_t until);
   // The final images from `state` on.
-  at::Tensor finish(TrajectoryState state) { return advance(std::move(state), steps()).x; }
-  // Runs steps [first, last) from x (the sampler's one step loop, with this batch's noise);
-  // `denoise` gives each step's model output and counts what it runs (count_step_run).
-  at::Tensor run_steps(at::Tensor x, int64_t first, int64_t last, const DenoiseFn& denoise) const;
+  at::Tensor finish(TrajectoryState state) { return advance(std::move(state), steps()).at.x; }
+  // Runs evaluations [first, last) from `state` (the sampler's one loop, with this batch's
+  // noise); `denoise` gives each one's model output and counts what it runs (count_step_run).
+  SamplerState run_steps(SamplerState state, int64_t first, int64_t last,
+                         const DenoiseFn& denoise) const;
   // MSE of final images against the uncached reference.
   double error(const at::Tensor& final) const;
 
@@ -58,7 +61,6 @@ class JudgeRuns {
 
  private:
   const BlockLoop& loop_;
-  const SamplerOptions& sampler_;
   at::Tensor x_T_, labels_;
   std::vector<at::Tensor> noise_;  // per step (undefined where the sampler draws none)
   at::Tensor reference_;

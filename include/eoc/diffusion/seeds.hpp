@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "eoc/base/names.hpp"
+#include "eoc/diffusion/sampler.hpp"
 
 namespace eoc {
 
@@ -40,6 +41,10 @@ class BatchNoise {
   // or not the sampler uses it (IDDPM's p_sample and ddim_sample both call randn_like);
   // per-image streams draw only when `needed`, else return an undefined tensor.
   at::Tensor step(bool needed);
+  // The noise of the sampler's evaluation e, as the official code of its family draws it: DiT's
+  // at every step (step()), SiT's only where its SDE adds noise (none for the ODE samplers, a
+  // Heun step's second evaluation or the Mean step); undefined where none is drawn.
+  at::Tensor for_evaluation(const Sampler& sampler, int64_t e);
 
  private:
   at::Tensor draw_per_image();

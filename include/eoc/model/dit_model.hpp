@@ -5,7 +5,8 @@
 // (noise, cache, statistics) lives elsewhere.
 //
 // Shapes: B batch rows, C = in_channels, H = W = input_size, T = (input_size / patch_size)^2
-// tokens, D = hidden_size. Timesteps are the ORIGINAL training timesteps (0..999), int64.
+// tokens, D = hidden_size. Times are the model's own (ModelConfig::prediction): int64 original
+// training timesteps 0..999 for version-1 modules, float32 for version 2.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -27,6 +28,12 @@ struct ModelConfig {
   bool learn_sigma = false;
   int64_t contract_version = 0;
   std::string name;
+  // What the model predicts: "eps" (DiT; version-1 modules) or "velocity" (the SiT family, in
+  // SiT's time: t = 0 noise, t = 1 data). Version 2 modules take float times in these units
+  // (0..999 for eps, [0, 1] for velocity); version 1 modules take int64 timesteps.
+  std::string prediction = "eps";
+  std::string family = "dit";  // "dit" | "sit" | "repa" (as exported; informational)
+  bool float_time() const { return contract_version >= 2; }
 
   int64_t tokens() const;
   // Multiply-adds per image forward, in billions (the unit the DiT paper calls GFLOPs:
