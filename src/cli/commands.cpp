@@ -45,13 +45,21 @@ void add_model_flags(CLI::App* cmd, ModelOptions& o) {
 }
 
 void add_sampling_flags(CLI::App* cmd, SamplingOptions& o) {
-  add_choice(cmd, "--sampler", o.sampler, kSamplerNames, "ddpm (learned variance) | ddim");
+  add_choice(cmd, "--sampler", o.sampler, kSamplerNames,
+             "ddpm (learned variance) | ddim (DiT, eps models) | euler | heun (SiT's ODE) | sde | "
+             "sde-heun (SiT's SDE; velocity models)");
   cmd->add_option("--steps", o.steps, "Sampling steps")->capture_default_str();
   add_choice(cmd, "--respacing", o.respacing, kRespacingNames,
              "even (IDDPM \"N\") | ddim (IDDPM \"ddimN\")");
   cmd->add_option("--eta", o.eta, "DDIM eta (0 = deterministic)")->capture_default_str();
   cmd->add_option("--cfg-scale", o.cfg_scale, "Classifier-free guidance scale (1 = off)")
       ->capture_default_str();
+  add_parsed(
+      cmd, "--cfg-interval", o.cfg_interval,
+      [](const std::string& t) { return std::optional<GuidanceInterval>(parse_interval(t)); },
+      "LOW,HIGH: guide only the steps whose time lies in [LOW, HIGH], in REPA's time (1 = noise, "
+      "0 = data), as REPA's samplers do (flow samplers; default: every step)",
+      "");
   add_choice(cmd, "--cfg-channels", o.cfg_channels, kCfgChannelsNames,
              "3 = guide output channels 0..2 as official DiT | all");
   add_parsed(cmd, "--classes", o.classes, parse_classes,

@@ -41,6 +41,14 @@ double parse_number(const char* flag, const std::string& text) {
   return v;
 }
 
+GuidanceInterval parse_interval(const std::string& text) {
+  const auto comma = text.find(',');
+  if (comma == std::string::npos)
+    fail("--cfg-interval '", text, "': expected LOW,HIGH (e.g. 0,0.7)");
+  return {parse_number("--cfg-interval", text.substr(0, comma)),
+          parse_number("--cfg-interval", text.substr(comma + 1))};
+}
+
 at::Device parse_device(const std::string& text) {
   if (text == "cpu") return at::Device(at::kCPU);
   if (text == "cuda") return at::Device(at::kCUDA);

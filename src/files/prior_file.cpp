@@ -54,14 +54,17 @@ struct PriorSizes {
 };
 
 PriorSizes read_assumptions(const PriorReader& r, const json& a) {
-  for (const auto& key : setting_keys(kInPrior))
+  for (const auto& key : setting_keys(kInPrior, /*required_only=*/true))
     if (!field_at(a, key)) r.bad("assumes." + key + " is missing");
   auto size = [&](const char* key) {
     const json* v = field_at(a, key);
     if (!v->is_number_integer()) r.bad(str("assumes.", key, " has the wrong type"));
     return v->get<int64_t>();
   };
-  PriorSizes p{size("steps"), size("model.depth"), size("model.hidden_size")};
+  // A prior has one entry per cache-plan step: per model evaluation (flow samplers record
+  // "evaluations"; for DDPM/DDIM they are the steps).
+  PriorSizes p{size(field_at(a, "evaluations") ? "evaluations" : "steps"), size("model.depth"),
+               size("model.hidden_size")};
   if (p.depth < 1 || p.hidden_size < 1 || p.steps < 1) r.bad("assumes has a non-positive size");
   // Far above any DiT (XL: depth 28, width 1152; 1000 diffusion steps), and small enough that
   // sizes computed from them (2 x width x 4 bytes per vector) cannot overflow.
@@ -276,6 +279,7 @@ void check_prior_matches(const PriorFile& file, const json& run, const std::stri
   for (const auto& key : setting_keys(kInPrior)) {
     const json* have = field_at(file.assumes, key);
     const json* want = field_at(run, key);
+    if (!have && !want) continue;  // a row neither applies to (e.g. a DiT run's time grid)
     if (!have || !want || *have != *want) differ.push_back(key);
   }
   auto differs = [&](const std::string& key) {

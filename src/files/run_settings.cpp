@@ -14,6 +14,10 @@ struct Row {
   const char* key;  // dotted path
   unsigned use;     // SettingUse bits
   std::function<json(const RunFacts&)> value;
+  // Rows that apply to some runs only (the flow samplers' grid, a guidance interval) are left
+  // out where their value is null, so documents of the runs they do not apply to stay as they
+  // were before the row existed.
+  bool only_when_set = false;
 };
 
 constexpr unsigned R = kInReport, D = kInRecord, P = kInPrior;
@@ -31,6 +35,38 @@ json label_scheme(const RunSetup& run) {
   }
   const size_t period = l.empty() ? 0 : l.size() - pi.back();
   return {{"cycle", std::vector<int64_t>(l.begin(), l.begin() + period)}};
+}
+
+// Flow samplers: the model evaluations per image (a cache plan's steps; DDPM/DDIM: the steps).
+json flow_evaluations(const RunFacts& f) {
+  return f.run.sampler.is_flow() ? json(f.run.sampler.evaluations()) : json(nullptr);
+}
+
+// Flow samplers: SiT's time grid (float32 values) and the SDE's settings.
+json flow_time_grid(const RunFacts& f) {
+  const auto& s = f.run.sampler;
+  if (!s.is_flow()) return nullptr;
+  json grid = {{"t", s.grid()}, {"time", "SiT: t = 0 noise, t = 1 data"}};
+  if (s.kind() == SamplerKind::sde || s.kind() == SamplerKind::sde_heun) {
+    grid["last_step"] = "Mean";
+    grid["last_step_size"] = s.options().last_step_size;
+    grid["diffusion_form"] = "sigma";
+    grid["diffusion_norm"] = s.options().diffusion_norm;
+  }
+  return grid;
+}
+
+// With an interval: its ends and, per evaluation, whether it is guided.
+json cfg_interval(const RunFacts& f) {
+  const auto& i = f.run.guidance.interval;
+  if (!i) return nullptr;
+  std::vector<bool> guided;
+  for (int64_t e = 0; e < f.run.sampler.evaluations(); ++e)
+    guided.push_back(f.run.guidance.guides(f.run.sampler.interval_time(e)));
+  return {{"low", i->low},
+          {"high", i->high},
+          {"time", "REPA: 1 = noise, 0 = data"},
+          {"guided_evaluations", guided}};
 }
 
 json vae_settings(const RunFacts& f) {
@@ -67,14 +103,19 @@ const std::vector<Row>& rows() {
       {"batch_invariant", R | D,
        [](const RunFacts& f) { return json(f.run.model->batch_invariant()); }},
       {"sampler", R | D | P,
-       [](const RunFacts& f) { return json(sampler_name(f.run.sampler.kind)); }},
-      {"steps", R | D | P, [](const RunFacts& f) { return json(f.run.steps()); }},
+       [](const RunFacts& f) { return json(sampler_name(f.run.sampler.kind())); }},
+      {"steps", R | D | P, [](const RunFacts& f) { return json(f.run.sampler.steps()); }},
       {"respacing", R | D | P,
-       [](const RunFacts& f) { return json(respacing_name(f.run.respacing)); }},
-      {"eta", R | D | P, [](const RunFacts& f) { return json(f.run.sampler.eta); }},
+       [](const RunFacts& f) {
+         return f.run.sampler.is_flow() ? json(nullptr) : json(respacing_name(f.run.respacing));
+       }},
+      {"eta", R | D | P, [](const RunFacts& f) { return json(f.run.sampler.options().eta); }},
+      {"evaluations", R | D | P, flow_evaluations, true},
+      {"time_grid", R | D | P, flow_time_grid, true},
       {"cfg_scale", R | D | P, [](const RunFacts& f) { return json(f.run.guidance.scale); }},
       {"cfg_channels", R | D | P,
        [](const RunFacts& f) { return json(cfg_channels_name(f.run.guidance.channels)); }},
+      {"cfg_interval", R | D | P, cfg_interval, true},
       {"seed", R | D, [](const RunFacts& f) { return json(f.run.seed); }},
       {"seed_mode", R | D, [](const RunFacts& f) { return json(seed_mode_name(f.run.seed_mode)); }},
       {"labels", R | D, [](const RunFacts& f) { return label_scheme(f.run); }},
@@ -108,15 +149,19 @@ json::json_pointer pointer(const std::string& dotted) {
 
 json run_settings(const RunFacts& facts, SettingUse use) {
   json doc = json::object();
-  for (const auto& row : rows())
-    if (row.use & use) doc[pointer(row.key)] = row.value(facts);
+  for (const auto& row : rows()) {
+    if (!(row.use & use)) continue;
+    json value = row.value(facts);
+    if (row.only_when_set && value.is_null()) continue;
+    doc[pointer(row.key)] = std::move(value);
+  }
   return doc;
 }
 
-std::vector<std::string> setting_keys(SettingUse use) {
+std::vector<std::string> setting_keys(SettingUse use, bool required_only) {
   std::vector<std::string> keys;
   for (const auto& row : rows())
-    if (row.use & use) keys.emplace_back(row.key);
+    if ((row.use & use) && !(required_only && row.only_when_set)) keys.emplace_back(row.key);
   return keys;
 }
 

@@ -37,8 +37,9 @@ at::Tensor run_steps(const RunSetup& run, const std::vector<int64_t>& indices,
     return out;
   };
   return sample_steps(
-      run.sampler, run.schedule, start.x, 0, last, denoise,
-      [&](int64_t) { return start.noise->step(draws_noise(run.sampler)); }, step_done);
+             run.sampler, SamplerState{start.x, {}, {}}, 0, last, denoise,
+             [&](int64_t e) { return start.noise->for_evaluation(run.sampler, e); }, step_done)
+      .x;
 }
 
 // Names where step `bad` first went non-finite: replays the batch up to that step (sampling is
@@ -58,7 +59,7 @@ at::Tensor run_steps(const RunSetup& run, const std::vector<int64_t>& indices,
       : run.whole_forward ? std::string(" (--whole-forward: blocks not checked)")
                           : std::string(" in the final layer");
   fail("the model output holds NaN or Inf at sampling step ", bad,
-       " (t = ", run.block_loop().timestep(bad), ")", where, ", cache '", batch.plan().spec(),
+       " (t = ", run.sampler.model_time(bad), ")", where, ", cache '", batch.plan().spec(),
        "'; check the model and prior, or pass --no-check-finite to skip this check");
 }
 

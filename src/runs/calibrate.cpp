@@ -166,8 +166,8 @@ void run_calibrate(const CalibrateOptions& o) {
   // the judge batch, draw from it in that order.
   if (run.seed_mode == SeedMode::official) seed_global(run.seed);
 
-  auto done = budget ? calibrate_eoc_with_budget(loop, run.sampler, *budget, settings, images)
-                     : calibrate_eoc(loop, run.sampler, *plan, settings, images);
+  auto done = budget ? calibrate_eoc_with_budget(loop, *budget, settings, images)
+                     : calibrate_eoc(loop, *plan, settings, images);
   PriorFile file;
   file.prior = std::move(done.prior);
   file.assumes = run_settings(RunFacts{run, done.plan}, kInPrior);

@@ -104,8 +104,8 @@ void run_compare(const CompareOptions& options) {
     std::cout << j.dump(2) << "\n";
     return;
   }
-  std::cout << "images           " << run.num_samples << " (" << sampler_name(run.sampler.kind)
-            << "-" << run.steps() << ", cfg " << run.guidance.scale << ", seed " << run.seed
+  std::cout << "images           " << run.num_samples << " (" << sampler_name(run.sampler.kind())
+            << "-" << run.sampler.steps() << ", cfg " << run.guidance.scale << ", seed " << run.seed
             << ")\n"
             << "                 uncached      " << label << "\n"
             << "wall time (s)    " << fixed(base.median(), 3) << "         "

@@ -36,6 +36,8 @@ void run_info(const InfoOptions& options) {
                       {"sha256", model->sha256()},
                       {"name", c.name},
                       {"contract_version", c.contract_version},
+                      {"prediction", c.prediction},
+                      {"family", c.family},
                       {"input_size", c.input_size},
                       {"patch_size", c.patch_size},
                       {"tokens", c.tokens()},
@@ -56,6 +58,9 @@ void run_info(const InfoOptions& options) {
   std::cout << "model          " << c.name << "\n"
             << "file           " << path << "\n"
             << "sha256         " << model->sha256() << "\n"
+            << "predicts       " << c.prediction << " (" << c.family << ", contract "
+            << c.contract_version << "; samplers: "
+            << (c.prediction == "velocity" ? "euler, heun, sde, sde-heun" : "ddim, ddpm") << ")\n"
             << "input          " << c.input_size << "x" << c.input_size << "x" << c.in_channels
             << " (" << c.tokens() << " tokens of patch " << c.patch_size << ")\n"
             << "depth          " << c.depth << "\n"

@@ -157,7 +157,7 @@ nlohmann::json sample_report(const RunFacts& facts, const CacheSetup& cache, con
 void log_run_start(const RunSetup& run, const CacheSetup& cache) {
   const auto& cfg = run.model->config();
   log::info(str("model ", cfg.name, " (", run.model->path(), ") on ", run.device.str(), "; ",
-                sampler_name(run.sampler.kind), " ", run.steps(), " steps, cfg ",
+                sampler_name(run.sampler.kind()), " ", run.sampler.steps(), " steps, cfg ",
                 run.guidance.scale, ", cache ", cache.plan.spec(), " (",
                 static_cast<int>(100 * cache.plan.caching_level() + 0.5), "% reused), correct ",
                 cache.corrector_name));

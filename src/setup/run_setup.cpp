@@ -34,15 +34,50 @@ std::vector<int64_t> image_labels(const ClassChoice& classes, int64_t num_classe
 }
 
 void check_sampling(const SamplingOptions& so) {
-  if (so.steps < 1 || so.steps > 1000)
-    fail("--steps ", so.steps, " is out of range (expected 1..1000)");
+  const bool flow = is_flow_sampler(so.sampler);
+  if (so.steps < (flow ? 2 : 1) || so.steps > 1000)
+    fail("--steps ", so.steps, " is out of range (expected ", flow ? 2 : 1, "..1000",
+         flow ? str("; --sampler ", sampler_name(so.sampler),
+                    " counts SiT's grid points: N - 1 "
+                    "steps")
+              : std::string(),
+         ")");
   if (!(so.eta >= 0.0 && so.eta <= 1.0)) fail("--eta ", so.eta, " is out of range (expected 0..1)");
   if (so.eta > 0.0 && so.sampler != SamplerKind::ddim) fail("--eta applies to --sampler ddim only");
   if (!(so.cfg_scale >= 1.0))
     fail("--cfg-scale ", so.cfg_scale, " is out of range (expected >= 1; 1 = no guidance)");
+  if (so.cfg_interval) {
+    const auto& i = *so.cfg_interval;
+    if (!flow)
+      fail(
+          "--cfg-interval applies to the flow samplers (euler, heun, sde, sde-heun), not "
+          "--sampler ",
+          sampler_name(so.sampler));
+    if (!(0.0 <= i.low && i.low <= i.high && i.high <= 1.0))
+      fail("--cfg-interval ", i.low, ",", i.high,
+           " is out of range (expected 0 <= LOW <= HIGH <= 1, "
+           "in REPA's time: 1 = noise, 0 = data)");
+    if (!(so.cfg_scale > 1.0)) fail("--cfg-interval needs guidance (--cfg-scale > 1)");
+  }
   if (so.num_samples < 1 || so.num_samples > kMaxSamples)
     fail("--num-samples ", so.num_samples, " is out of range (expected 1..", kMaxSamples, ")");
   if (so.batch_size < 1) fail("--batch-size ", so.batch_size, " must be >= 1");
+}
+
+// Error unless the sampler fits what the model predicts.
+void check_prediction(SamplerKind sampler, const DitModel& model) {
+  const auto& cfg = model.config();
+  const bool velocity = cfg.prediction == "velocity";
+  if (is_flow_sampler(sampler) == velocity) return;
+  if (velocity)
+    fail("--sampler ", sampler_name(sampler), " needs a model that predicts eps (DiT), but model '",
+         model.path(), "' predicts velocity (", cfg.family,
+         "): use --sampler euler, heun, sde "
+         "or sde-heun");
+  fail("--sampler ", sampler_name(sampler),
+       " integrates a flow-matching model's velocity, but "
+       "model '",
+       model.path(), "' predicts eps (", cfg.family, "): use --sampler ddim or ddpm");
 }
 
 // The device, checked, with the CPU thread and TF32 settings applied.
@@ -76,19 +111,25 @@ RunSetup prepare_run(const ModelOptions& mo, const SamplingOptions& so) {
   // Cheap checks first, so a bad flag never waits for a model to load.
   check_sampling(so);
   RunSetup run;
-  run.sampler = SamplerOptions{so.sampler, so.eta};
   run.respacing = so.respacing;
-  run.guidance = Guidance{so.cfg_scale, so.cfg_channels};
+  run.guidance = Guidance{so.cfg_scale, so.cfg_channels, so.cfg_interval};
   run.num_samples = so.num_samples;
   run.batch_size = so.batch_size;
   run.seed = so.seed;
   run.seed_mode = so.seed_mode;
   run.check_finite = so.check_finite;
   run.whole_forward = so.whole_forward;
-  try {
-    run.schedule = make_schedule(so.steps, so.respacing);
-  } catch (const Error& e) {
-    fail("--steps ", so.steps, " --respacing ", respacing_name(so.respacing), ": ", e.what());
+  SamplerOptions sampler;
+  sampler.kind = so.sampler;
+  sampler.eta = so.eta;
+  if (is_flow_sampler(so.sampler)) {
+    run.sampler = Sampler(sampler, so.steps);
+  } else {
+    try {
+      run.sampler = Sampler(sampler, make_schedule(so.steps, so.respacing));
+    } catch (const Error& e) {
+      fail("--steps ", so.steps, " --respacing ", respacing_name(so.respacing), ": ", e.what());
+    }
   }
   run.device = configure_device(mo);
   run.tf32 = mo.tf32;
@@ -99,6 +140,7 @@ RunSetup prepare_run(const ModelOptions& mo, const SamplingOptions& so) {
                              ? run.seed_mode == SeedMode::per_image && !run.device.is_cuda()
                              : mo.batch_invariant == BatchInvariance::on;
   run.model = DitModel::load(path, run.device, mo.dtype, invariant);
+  check_prediction(so.sampler, *run.model);
   run.load_seconds = load.seconds();
   run.random_labels = so.classes.kind == ClassChoice::Kind::random;
   if (!run.random_labels)

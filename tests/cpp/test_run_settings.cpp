@@ -32,7 +32,12 @@ TEST(RunSettings, EachDocumentTakesItsRows) {
                                        "model.hidden_size", "sampler",    "steps",
                                        "respacing",         "eta",        "cfg_scale",
                                        "cfg_channels",      "cache.spec", "cache.layout"};
-  EXPECT_EQ(eoc::setting_keys(eoc::kInPrior), prior);
+  EXPECT_EQ(eoc::setting_keys(eoc::kInPrior, /*required_only=*/true), prior);
+  // Rows that apply to some runs only: the flow samplers' evaluations and grid, an interval.
+  const auto all = eoc::setting_keys(eoc::kInPrior);
+  for (const auto& key : {"evaluations", "time_grid", "cfg_interval"})
+    EXPECT_TRUE(has(all, key)) << key;
+  EXPECT_EQ(all.size(), prior.size() + 3);
   const auto record = eoc::setting_keys(eoc::kInRecord);
   const auto report = eoc::setting_keys(eoc::kInReport);
   // Batch size, device index and paths never change the images: a folder can be finished with

@@ -22,6 +22,8 @@ E parse_choice(const char* flag, const std::string& text, const Names<E, N>& nam
 // A whole-string integer (an int) or a finite number; Error naming `flag` otherwise.
 int parse_integer(const char* flag, const std::string& text);
 double parse_number(const char* flag, const std::string& text);
+// "LOW,HIGH" (two numbers; the run checks their range).
+GuidanceInterval parse_interval(const std::string& text);
 // "cpu" | "cuda" | "cuda:N" (availability is checked when the run starts).
 at::Device parse_device(const std::string& text);
 // "" (the default spread) | "random" | "1,2,3".

@@ -32,10 +32,12 @@ struct RunFacts {
   double vae_scale = 0.0;
 };
 
-// The rows marked for `use`, nested at their dotted keys.
+// The rows marked for `use`, nested at their dotted keys (rows that apply only to some runs, such
+// as the flow samplers' time grid, only where they apply).
 nlohmann::json run_settings(const RunFacts& facts, SettingUse use);
-// The dotted keys of the rows marked for `use`, in table order.
-std::vector<std::string> setting_keys(SettingUse use);
+// The dotted keys of the rows marked for `use`, in table order; `required_only` leaves out the
+// rows that apply only to some runs (a document may lack them).
+std::vector<std::string> setting_keys(SettingUse use, bool required_only = false);
 
 // The first field (a dotted path such as "cfg_scale" or "vae.sha256") whose value differs
 // between `a` and `b`; "." when they differ but are not both objects; "" when they are equal.

@@ -47,11 +47,12 @@ struct ClassChoice {
 
 struct SamplingOptions {
   SamplerKind sampler = SamplerKind::ddim;
-  int64_t steps = 50;
+  int64_t steps = 50;  // DDPM/DDIM: respaced steps; flow samplers: SiT's grid points
   Respacing respacing = Respacing::even;
   double eta = 0.0;
   double cfg_scale = 4.0;
   CfgChannels cfg_channels = CfgChannels::first3;
+  std::optional<GuidanceInterval> cfg_interval;  // flow samplers: REPA's guidance interval
   ClassChoice classes;
   int64_t num_samples = 16;
   int64_t batch_size = 16;

@@ -9,7 +9,6 @@
 #include "eoc/cache/block_loop.hpp"
 #include "eoc/diffusion/guidance.hpp"
 #include "eoc/diffusion/sampler.hpp"
-#include "eoc/diffusion/schedule.hpp"
 #include "eoc/diffusion/seeds.hpp"
 #include "eoc/model/dit_model.hpp"
 #include "eoc/setup/options.hpp"
@@ -23,9 +22,8 @@ struct RunSetup {
   std::shared_ptr<const DitModel> model;
   at::Device device{at::kCPU};
   bool tf32 = false;
-  Respacing respacing = Respacing::even;
-  DiffusionSchedule schedule;
-  SamplerOptions sampler;
+  Respacing respacing = Respacing::even;  // DDPM/DDIM only
+  Sampler sampler{SamplerOptions{}, DiffusionSchedule{}};
   Guidance guidance;
   SeedMode seed_mode = SeedMode::per_image;
   uint64_t seed = 0;
@@ -38,8 +36,9 @@ struct RunSetup {
   double load_seconds = 0;
 
   std::vector<int64_t> image_shape() const;  // (C, H, W)
-  int64_t steps() const { return schedule.size(); }
-  BlockLoop block_loop() const { return BlockLoop(*model, schedule, guidance); }
+  // Model evaluations per image: what a cache plan's steps count (DDPM/DDIM: the steps).
+  int64_t steps() const { return sampler.evaluations(); }
+  BlockLoop block_loop() const { return BlockLoop(*model, sampler, guidance); }
 };
 
 RunSetup prepare_run(const ModelOptions& model, const SamplingOptions& sampling);
