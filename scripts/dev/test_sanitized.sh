@@ -6,7 +6,8 @@
 #      command (sample, compare, calibrate, info, pack), every cache and corrector (none, fora:N,
 #      mask:, --warmup, taylor, taylor:O, eoc in the scale/extrapolate/taylor forms, local and
 #      trajectory judgment, the order search),
-#      --out-dir with a resume after SIGKILL, shards, signals, the NaN replay and error paths.
+#      --out-dir with a resume after SIGKILL, shards, signals, the NaN replay and error paths;
+#      the flow samplers (euler, heun, sde, sde-heun) and calibration on a velocity model.
 # Any ASan report (LeakSanitizer at exit included) or UBSan report fails the run: the unit tests
 # stop on it; an eoc process aborts on it, which fails its test (see below).
 #
@@ -77,6 +78,11 @@ CLI_TESTS=(
   tests/python/test_fid_runs.py::test_pack_refuses_missing_index_and_mismatching_records
   tests/python/test_fid_runs.py::test_sample_with_vae_decodes_latents
   tests/python/test_fid_runs.py::test_config_drives_a_real_run
+  # flow models (contract 2, velocity): SiT's ODE and SDE samplers with guidance and an interval,
+  # the order search and the budget search over their evaluations
+  'tests/python/cli/test_flow_sampling.py::test_parity_latent_sit[4.0-sde-heun]'
+  'tests/python/cli/test_flow_sampling.py::test_parity_guidance_interval[heun]'
+  tests/python/cli/test_flow_sampling.py::test_taylor_and_eoc_calibration_on_a_velocity_model
 )
 
 # Debug (assertions, -g) at -O1, the level ASan's documentation recommends: at -O0, eoc's own
