@@ -30,53 +30,53 @@ PYTHON="${EOC_PYTHON:-/usr/bin/python3}"
 # corrector and output path at least once, mostly with the tiny random models of conftest.py.
 CLI_TESTS=(
   # info; the launcher starting eoc-torch; eoc-torch run directly re-executing itself; help
-  tests/python/test_cli_sampling.py::test_info_builtin
-  tests/python/test_cli_sampling.py::test_version_and_help
-  tests/python/test_runtime_env.py::test_launcher_sets_the_defaults
-  tests/python/test_runtime_env.py::test_the_program_run_directly_sets_them_itself
+  tests/python/cli/test_cli_sampling.py::test_info_builtin
+  tests/python/cli/test_cli_sampling.py::test_version_and_help
+  tests/python/cli/test_runtime_env.py::test_launcher_sets_the_defaults
+  tests/python/cli/test_runtime_env.py::test_the_program_run_directly_sets_them_itself
   # sample against the reference sampler: DDPM with learned and fixed variance, DDIM with eta
   # and "ddimN" respacing, guidance on 3 or all channels, official and per-image seed streams
-  tests/python/test_cli_sampling.py::test_parity_latent_cfg_channels
-  tests/python/test_cli_sampling.py::test_parity_pixel_ddpm_fixed_variance_random_labels
-  tests/python/test_cli_sampling.py::test_parity_latent_ddim_respacing_eta
-  tests/python/test_cli_sampling.py::test_per_image_parity_random_labels
-  tests/python/test_cli_sampling.py::test_block_loop_equals_whole_forward_bitwise
+  tests/python/cli/test_cli_sampling.py::test_parity_latent_cfg_channels
+  tests/python/cli/test_cli_sampling.py::test_parity_pixel_ddpm_fixed_variance_random_labels
+  tests/python/cli/test_cli_sampling.py::test_parity_latent_ddim_respacing_eta
+  tests/python/cli/test_cli_sampling.py::test_per_image_parity_random_labels
+  tests/python/cli/test_cli_sampling.py::test_block_loop_equals_whole_forward_bitwise
   # caches: none, mask: (an all-compute mask and a shipped one), fora:N with plain reuse and
   # taylor, the cache's memory accounting, --report. (Left out for time: the fmnist variants of
   # the first two, same code as the latent ones; the bf16 test, by far the slowest here.)
-  'tests/python/test_cli_sampling.py::test_cache_none_and_all_compute_mask_are_bitwise_plain[latent]'
-  'tests/python/test_cli_sampling.py::test_fora3_matches_reference[latent-none]'
-  'tests/python/test_cli_sampling.py::test_fora3_matches_reference[latent-taylor]'
+  'tests/python/cli/test_cli_sampling.py::test_cache_none_and_all_compute_mask_are_bitwise_plain[latent]'
+  'tests/python/cli/test_cli_sampling.py::test_fora3_matches_reference[latent-none]'
+  'tests/python/cli/test_cli_sampling.py::test_fora3_matches_reference[latent-taylor]'
   # TaylorSeer's orders (the fused update's series terms) and --warmup
-  'tests/python/test_cli_sampling.py::test_taylor_orders_match_reference[latent-taylor:4]'
-  tests/python/test_cli_sampling.py::test_warmup_computes_the_first_steps
-  tests/python/test_cli_sampling.py::test_shipped_mask_ddim20_50_report
-  tests/python/test_cli_sampling.py::test_cache_memory_is_one_tensor_per_block_and_branch
+  'tests/python/cli/test_cli_sampling.py::test_taylor_orders_match_reference[latent-taylor:4]'
+  tests/python/cli/test_cli_sampling.py::test_warmup_computes_the_first_steps
+  tests/python/cli/test_cli_sampling.py::test_shipped_mask_ddim20_50_report
+  tests/python/cli/test_cli_sampling.py::test_cache_memory_is_one_tensor_per_block_and_branch
   # compare
-  tests/python/test_cli_sampling.py::test_compare_json
+  tests/python/cli/test_cli_sampling.py::test_compare_json
   # calibrate and sample --correct eoc: the three forms (local judgment), trajectory judgment,
   # priors refused on load
-  tests/python/test_eoc.py::test_each_form_matches_the_reference
-  tests/python/test_eoc.py::test_trajectory_judgment_never_worse_on_its_judge_samples
+  tests/python/cli/test_eoc.py::test_each_form_matches_the_reference
+  tests/python/cli/test_eoc.py::test_trajectory_judgment_never_worse_on_its_judge_samples
   # the trajectory judgment's forecast order search (eoc's default for the taylor form)
-  'tests/python/test_calibration_reference.py::test_calibration_matches_the_reference[cfg-taylor-trajectory-None]'
-  tests/python/test_reliability.py::test_broken_prior
+  'tests/python/cli/test_calibration_reference.py::test_calibration_matches_the_reference[cfg-taylor-trajectory-None]'
+  tests/python/cli/test_reliability.py::test_broken_prior
   # error paths: bad input, NaN outputs and their replay, signals
-  tests/python/test_cli_sampling.py::test_bad_input_fails_cleanly
-  tests/python/test_cli_sampling.py::test_error_during_sampling_leaves_no_outputs
-  tests/python/test_cli_sampling.py::test_error_during_sampling_keeps_only_complete_out_dir_images
-  tests/python/test_reliability.py::test_nan_names_step_and_block
-  tests/python/test_reliability.py::test_sigterm_during_calibrate_writes_no_prior
-  tests/python/test_reliability.py::test_sigint_during_sample_writes_no_grid
+  tests/python/cli/test_cli_sampling.py::test_bad_input_fails_cleanly
+  tests/python/cli/test_cli_sampling.py::test_error_during_sampling_leaves_no_outputs
+  tests/python/cli/test_cli_sampling.py::test_error_during_sampling_keeps_only_complete_out_dir_images
+  tests/python/cli/test_reliability.py::test_nan_names_step_and_block
+  tests/python/cli/test_reliability.py::test_sigterm_during_calibrate_writes_no_prior
+  tests/python/cli/test_reliability.py::test_sigint_during_sample_writes_no_grid
   # --out-dir, pack, shards (environment and flag), resume after SIGKILL, records, VAE, configs
-  tests/python/test_fid_runs.py::test_pack_is_numpy_npz_with_settings
-  tests/python/test_fid_runs.py::test_three_shards_pack_equals_one_process
-  tests/python/test_fid_runs.py::test_shard_flag_wins_over_environment
-  tests/python/test_fid_runs.py::test_sigkill_midway_then_rerun_completes
-  tests/python/test_fid_runs.py::test_resume_refuses_changed_settings
-  tests/python/test_fid_runs.py::test_pack_refuses_missing_index_and_mismatching_records
-  tests/python/test_fid_runs.py::test_sample_with_vae_decodes_latents
-  tests/python/test_fid_runs.py::test_config_drives_a_real_run
+  tests/python/cli/test_fid_runs.py::test_pack_is_numpy_npz_with_settings
+  tests/python/cli/test_fid_runs.py::test_three_shards_pack_equals_one_process
+  tests/python/cli/test_fid_runs.py::test_shard_flag_wins_over_environment
+  tests/python/cli/test_fid_runs.py::test_sigkill_midway_then_rerun_completes
+  tests/python/cli/test_fid_runs.py::test_resume_refuses_changed_settings
+  tests/python/cli/test_fid_runs.py::test_pack_refuses_missing_index_and_mismatching_records
+  tests/python/cli/test_fid_runs.py::test_sample_with_vae_decodes_latents
+  tests/python/cli/test_fid_runs.py::test_config_drives_a_real_run
 )
 
 # Debug (assertions, -g) at -O1, the level ASan's documentation recommends: at -O0, eoc's own

@@ -1,7 +1,8 @@
 """Shared fixtures: repository paths, the Python interpreter, small random DiT models exported
 through the project's own scripts (once per test session), and the one way the tests run eoc
-(`run_eoc`). No test module imports another: what several modules share is here, as a
-fixture."""
+(`run_eoc`). The suite lives in folders by what it tests (cli/, tools/, reference/, bench/,
+lint/); this is its only conftest, and no test module imports another: what several modules
+share is here, as a fixture."""
 import os
 import subprocess
 import sys
@@ -239,11 +240,11 @@ def check_clean_failure():
 # test cannot mean anything in this environment, through no fault of eoc or of the checkout. A
 # skip for any other reason fails the session. A missing binary, model or checkpoint is a
 # failure (see the fixtures above); so is a build without libzip ("this eoc build has no libzip",
-# test_fid_runs.py), because then `eoc pack` goes untested.
+# cli/test_fid_runs.py), because then `eoc pack` goes untested.
 ALLOWED_SKIPS = {
     "running as root: permissions are not enforced":
         "root writes into a read-only folder anyway, so the read-only case cannot be made "
-        "(test_cli_sampling.py::test_out_into_read_only_dir; CI runs as root)",
+        "(cli/test_cli_sampling.py::test_out_into_read_only_dir; CI runs as root)",
     "mounting a tmpfs needs root":
         "the full-file-system tests mount a 64 KiB tmpfs, which an unprivileged user cannot",
     "cannot mount a tmpfs here":
@@ -255,9 +256,9 @@ ALLOWED_SKIPS = {
         "a timing race: on a fast machine the run ended before the signal was sent, so there "
         "is nothing to interrupt (the test sends it only while the process runs)",
     "the sampler finished before SIGTERM":
-        "the same timing race (test_fid_runs.py::test_sigterm_exits_143_without_temp_files)",
+        "the same timing race (cli/test_fid_runs.py::test_sigterm_exits_143_without_temp_files)",
     "eoc finished before the signal":
-        "the same timing race (test_reliability.py signal tests)",
+        "the same timing race (cli/test_reliability.py signal tests)",
 }
 
 _COUNTS = dict(passed=0, failed=0, errors=0, skipped=0, xfailed=0, xpassed=0)

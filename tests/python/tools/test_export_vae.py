@@ -1,7 +1,7 @@
 """scripts/tools/export_vae.py: the exported TorchScript VAE decoder against an independent
 functional decoder computed in float64 straight from the diffusers state dict (both attention
 naming schemes, F32/BF16/F16 safetensors and a torch .bin), and its one-line errors naming the
-bad tensor. `eoc sample --vae` with an exported decoder is tested in test_fid_runs.py."""
+bad tensor. `eoc sample --vae` with an exported decoder is tested in cli/test_fid_runs.py."""
 import os
 import subprocess
 import sys

@@ -1,7 +1,7 @@
 """FID-run plumbing end to end: per-image output folders made by several processes (sharding
 from torchrun-style variables), resume after SIGKILL, clean stop on SIGTERM, `eoc pack` into
 the ADM evaluator's npz, settings records, decoding through an exported VAE (`--vae`; the
-export itself: test_export_vae.py), and configs.
+export itself: tools/test_export_vae.py), and configs.
 
 The built-in Fashion-MNIST model samples with `--sampler ddim --steps 3 --cfg-scale 1` (32x32
 images) and one thread per process, so the suite stays short on two cores."""
@@ -306,7 +306,7 @@ def test_sharding_refusals(eoc, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# VAE: decoding in `eoc sample --vae` (the decoder's export: test_export_vae.py)
+# VAE: decoding in `eoc sample --vae` (the decoder's export: tools/test_export_vae.py)
 # --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
