@@ -15,6 +15,7 @@
 # Environment: EOC_ASAN_BUILD (default build-asan), JOBS, EOC_PYTHON (default /usr/bin/python3),
 # EOC_SANITIZED_CLI=0 (unit tests only), EOC_SANITIZED_UNIT=0 (CLI tests only),
 # EOC_SANITIZED_TESTS (pytest node ids, space-separated, instead of CLI_TESTS),
+# EOC_SANITIZED_JOBS (pytest processes for the CLI tests, default the core count),
 # ASAN_OPTIONS / UBSAN_OPTIONS (replace the defaults below).
 #
 # allocator_may_return_null=1 makes an absurd allocation (a corrupt header asking for
@@ -107,11 +108,58 @@ fi
 if [ -n "${EOC_SANITIZED_TESTS:-}" ]; then
   read -r -a CLI_TESTS <<<"$EOC_SANITIZED_TESTS"
 fi
-echo "== sanitized CLI tests (EOC_BINARY=$BUILD/eoc, ${#CLI_TESTS[@]} test functions)"
+# The node ids run in EOC_SANITIZED_JOBS pytest processes side by side (default: the core
+# count), a module's ids all in one process so that its module fixtures are made once (e.g.
+# test_fid_runs.py's 200-image run): the modules, most ids first, each go to the process with the
+# fewest ids so far. Every process writes its own log, printed whole when it has finished; the
+# run fails if any of them failed. The tests share no file or port: each works in its own
+# temporary folders (pytest's tmp_path), as under ctest -j.
+jobs_n="${EOC_SANITIZED_JOBS:-$(nproc)}"
+declare -A module_ids=() module_count=()
+for id in "${CLI_TESTS[@]}"; do
+  module="${id%%::*}"
+  module_ids[$module]+="$id"$'\n'
+  module_count[$module]=$((${module_count[$module]:-0} + 1))
+done
+groups=() load=()
+for ((p = 0; p < jobs_n; p++)); do groups[p]=""; load[p]=0; done
+while read -r _ module; do
+  best=0
+  for ((p = 1; p < jobs_n; p++)); do
+    if ((load[p] < load[best])); then best=$p; fi
+  done
+  groups[best]+="${module_ids[$module]}"
+  load[best]=$((load[best] + module_count[$module]))
+done < <(for m in "${!module_count[@]}"; do echo "${module_count[$m]} $m"; done | sort -k1,1nr -k2)
+
+echo "== sanitized CLI tests (EOC_BINARY=$BUILD/eoc, ${#CLI_TESTS[@]} test functions," \
+  "${#module_count[@]} modules in up to $jobs_n pytest processes)"
 # abort_on_error=1: a report kills the process with SIGABRT (exit -6), which every one of these
 # tests takes for a failure (they require exit 0, 1, 130/143 or 1..127, and print stderr, where
 # the report is). EOC_TEST_NO_SKIPS=1: no skip is allowed here, not even the timing ones (an
 # eoc that aborted before a signal could be sent would otherwise look like "finished early").
-EOC_BINARY="$BUILD/eoc" EOC_TEST_NO_SKIPS=1 \
-  ASAN_OPTIONS="$ASAN_OPTIONS:abort_on_error=1" UBSAN_OPTIONS="$UBSAN_OPTIONS:abort_on_error=1" \
-  "$PYTHON" -m pytest -q -p no:cacheprovider "${CLI_TESTS[@]}"
+logs="$(mktemp -d)"
+pids=()
+stop() { if ((${#pids[@]})); then kill "${pids[@]}" 2>/dev/null || true; fi; }
+trap 'stop; rm -rf "$logs"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+for ((p = 0; p < jobs_n; p++)); do
+  [ -n "${groups[p]}" ] || continue
+  mapfile -t ids <<<"${groups[p]%$'\n'}"
+  EOC_BINARY="$BUILD/eoc" EOC_TEST_NO_SKIPS=1 \
+    ASAN_OPTIONS="$ASAN_OPTIONS:abort_on_error=1" UBSAN_OPTIONS="$UBSAN_OPTIONS:abort_on_error=1" \
+    "$PYTHON" -m pytest -q -p no:cacheprovider "${ids[@]}" >"$logs/$p.log" 2>&1 &
+  pids[p]=$!
+done
+status=0
+for p in "${!pids[@]}"; do
+  rc=0
+  wait "${pids[p]}" || rc=$?
+  echo "== sanitized CLI tests, process $((p + 1)) (exit $rc):" \
+    "$(cut -d: -f1 <<<"${groups[p]}" | sort -u | xargs -n1 basename | paste -sd' ')"
+  cat "$logs/$p.log"
+  if [ "$rc" != 0 ]; then status=1; fi
+done
+pids=()
+exit "$status"
