@@ -1,6 +1,10 @@
-"""Shared fixtures: repository paths, the Python interpreter, and small random DiT models
-exported through the project's own scripts (once per test session)."""
+"""Shared fixtures: repository paths, the Python interpreter, small random DiT models exported
+through the project's own scripts (once per test session), and the one way the tests run eoc
+(`run_eoc`). The suite lives in folders by what it tests (cli/, tools/, reference/, bench/,
+lint/); this is its only conftest, and no test module imports another: what several modules
+share is here, as a fixture."""
 import os
+import subprocess
 import sys
 
 import pytest
@@ -126,6 +130,108 @@ def builtin_model(fmnist_ts):
     return fmnist_ts
 
 
+@pytest.fixture(scope="session")
+def eoc_torch_bin(eoc_bin):
+    """eoc-torch, the LibTorch program beside the eoc launcher; fails the requesting test when it
+    is not built."""
+    return require_executable(os.path.join(os.path.dirname(eoc_bin), "eoc-torch"),
+                              "eoc-torch (the program the eoc launcher starts)")
+
+
+@pytest.fixture(scope="session")
+def random_dit_variant(fixture_dir):
+    """-> make(base, name, edit=None): the `base` fixture's architecture ("latent" or "pixel",
+    FIXTURES) with its weights passed through edit(state dict), saved and exported as
+    fixture_dir/NAME.pt and NAME.ts; returns the .ts path."""
+    def make(base, name, edit=None):
+        arch, heads = FIXTURES[base]
+        sd = make_random_dit.random_state_dict(**arch)
+        if edit is not None:
+            edit(sd)
+        ckpt, ts = str(fixture_dir / f"{name}.pt"), str(fixture_dir / f"{name}.ts")
+        torch.save(sd, ckpt)
+        export_dit.export(ckpt, ts, num_heads=heads)
+        return ts
+    return make
+
+
+# --------------------------------------------------------------------------------------------
+# Running eoc: the one runner of every test that starts the binary
+# --------------------------------------------------------------------------------------------
+
+class EocRunner:
+    """Runs the eoc binary under test (or `program`, e.g. eoc-torch or a copy of the launcher).
+
+    run_eoc(args, cwd, check=True, timeout=300, env=None, program=None) runs `eoc ARGS...` in
+    folder cwd (arguments made strings) and returns the CompletedProcess, text mode, stdout and
+    stderr captured. check=True raises AssertionError naming the command and exit status, with
+    its stdout and stderr, when it exits non-zero. env=None inherits the environment.
+
+    run_eoc.start(args, cwd, env=None, stdout=PIPE, stderr=PIPE) starts it the same way without
+    waiting and returns the Popen (text mode), for tests that signal or overlap runs."""
+
+    def __init__(self, binary):
+        self.binary = binary
+
+    def _command(self, args, program):
+        return [str(program or self.binary)] + [str(a) for a in args]
+
+    def __call__(self, args, cwd, check=True, timeout=300, env=None, program=None):
+        proc = subprocess.run(self._command(args, program), cwd=str(cwd), env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            name = os.path.basename(str(program)) if program else "eoc"
+            raise AssertionError(f"{name} {' '.join(map(str, args))} exited {proc.returncode}\n"
+                                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return proc
+
+    def start(self, args, cwd, env=None, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+              program=None):
+        return subprocess.Popen(self._command(args, program), cwd=str(cwd), env=env,
+                                stdout=stdout, stderr=stderr, text=True)
+
+
+@pytest.fixture(scope="session")
+def run_eoc(eoc_bin):
+    """The runner of the eoc binary under test (EocRunner)."""
+    return EocRunner(eoc_bin)
+
+
+def _files_under(root):
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            out.add(os.path.relpath(os.path.join(dirpath, n), root))
+    return out
+
+
+@pytest.fixture(scope="session")
+def files_under():
+    """-> files_under(root): the set of paths (folders too) below root, relative to it."""
+    return _files_under
+
+
+def _check_clean_failure(proc, eoc_error=True):
+    err = proc.stderr
+    assert proc.returncode != 0, f"exited 0\nstderr:\n{err}"
+    assert 0 < proc.returncode < 128, f"killed / crashed: rc {proc.returncode}\n{err}"
+    for bad in ("terminate called", "Traceback", "core dumped", "Segmentation fault",
+                "Exception raised from", "Aborted"):
+        assert bad not in err, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert 1 <= len(lines) <= 3, err
+    if eoc_error:
+        assert len(lines) == 1 and lines[0].startswith("eoc: error:"), err
+
+
+@pytest.fixture(scope="session")
+def check_clean_failure():
+    """-> check(proc, eoc_error=True): eoc failed cleanly: a non-zero exit below 128 (no crash
+    or signal), no traceback, terminate or abort on stderr, at most 3 stderr lines, and with
+    eoc_error exactly one, `eoc: error: ...`."""
+    return _check_clean_failure
+
+
 # --------------------------------------------------------------------------------------------
 # The session's counts, and skips: only the environment-dependent reasons below are allowed
 # --------------------------------------------------------------------------------------------
@@ -134,11 +240,11 @@ def builtin_model(fmnist_ts):
 # test cannot mean anything in this environment, through no fault of eoc or of the checkout. A
 # skip for any other reason fails the session. A missing binary, model or checkpoint is a
 # failure (see the fixtures above); so is a build without libzip ("this eoc build has no libzip",
-# test_fid_runs.py), because then `eoc pack` goes untested.
+# cli/test_fid_runs.py), because then `eoc pack` goes untested.
 ALLOWED_SKIPS = {
     "running as root: permissions are not enforced":
         "root writes into a read-only folder anyway, so the read-only case cannot be made "
-        "(test_cli_sampling.py::test_out_into_read_only_dir; CI runs as root)",
+        "(cli/test_cli_sampling.py::test_out_into_read_only_dir; CI runs as root)",
     "mounting a tmpfs needs root":
         "the full-file-system tests mount a 64 KiB tmpfs, which an unprivileged user cannot",
     "cannot mount a tmpfs here":
@@ -150,9 +256,9 @@ ALLOWED_SKIPS = {
         "a timing race: on a fast machine the run ended before the signal was sent, so there "
         "is nothing to interrupt (the test sends it only while the process runs)",
     "the sampler finished before SIGTERM":
-        "the same timing race (test_fid_runs.py::test_sigterm_exits_143_without_temp_files)",
+        "the same timing race (cli/test_fid_runs.py::test_sigterm_exits_143_without_temp_files)",
     "eoc finished before the signal":
-        "the same timing race (test_reliability.py signal tests)",
+        "the same timing race (cli/test_reliability.py signal tests)",
 }
 
 _COUNTS = dict(passed=0, failed=0, errors=0, skipped=0, xfailed=0, xpassed=0)

@@ -5,8 +5,6 @@ for bit on the same weights: docs/MODEL_CONTRACT.md says how that was checked), 
 unguided, official and per-image seed streams; the refusals of samplers that do not fit the
 model; and the caches, correctors and calibration on a velocity model."""
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -42,19 +40,9 @@ def sits(tmp_path_factory):
     return out
 
 
-def run(eoc_bin, args, cwd, check=True):
-    proc = subprocess.run([eoc_bin] + [str(a) for a in args], cwd=str(cwd), capture_output=True,
-                          text=True, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"eoc {' '.join(map(str, args))} exited {proc.returncode}\n"
-                             f"{proc.stderr}")
-    return proc
-
-
-def sample_raw(eoc_bin, tmp_path, args, name="out.npy"):
+def sample_raw(run, tmp_path, args, name="out.npy"):
     out = tmp_path / name
-    run(eoc_bin, ["-q", "sample"] + THREADS + [str(a) for a in args] + ["--out-raw", out],
-        tmp_path)
+    run(["-q", "sample"] + THREADS + list(args) + ["--out-raw", out], tmp_path)
     return np.load(str(out))
 
 
@@ -88,8 +76,8 @@ def assert_close(got, want, tol=TOL):
     assert diff <= tol, f"max |diff| = {diff:.3g} > {tol}"
 
 
-def check(eoc_bin, tmp_path, model, extra=(), **settings):
-    got = sample_raw(eoc_bin, tmp_path, flags(model, **settings) + list(extra))
+def check(run, tmp_path, model, extra=(), **settings):
+    got = sample_raw(run, tmp_path, flags(model, **settings) + list(extra))
     assert_close(got, reference(model, **settings))
     return got
 
@@ -101,26 +89,26 @@ def check(eoc_bin, tmp_path, model, extra=(), **settings):
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "sde", "sde-heun"])
 @pytest.mark.parametrize("cfg_scale", [1.0, 4.0])
-def test_parity_latent_sit(eoc_bin, sits, tmp_path, sampler, cfg_scale):
-    check(eoc_bin, tmp_path, sits["sit_latent"], sampler=sampler, steps=6, cfg_scale=cfg_scale,
+def test_parity_latent_sit(run_eoc, sits, tmp_path, sampler, cfg_scale):
+    check(run_eoc, tmp_path, sits["sit_latent"], sampler=sampler, steps=6, cfg_scale=cfg_scale,
           num_samples=3, batch_size=2, seed=4, seed_mode="official")
 
 
 @pytest.mark.parametrize("sampler", ["euler", "sde-heun"])
-def test_parity_pixel_sit_random_labels_all_channels(eoc_bin, sits, tmp_path, sampler):
-    check(eoc_bin, tmp_path, sits["sit_pixel"], sampler=sampler, steps=5, cfg_scale=2.5,
+def test_parity_pixel_sit_random_labels_all_channels(run_eoc, sits, tmp_path, sampler):
+    check(run_eoc, tmp_path, sits["sit_pixel"], sampler=sampler, steps=5, cfg_scale=2.5,
           cfg_channels="all", num_samples=3, batch_size=3, seed=9, seed_mode="official",
           classes="random")
 
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "sde"])
-def test_parity_guidance_interval(eoc_bin, sits, tmp_path, sampler):
+def test_parity_guidance_interval(run_eoc, sits, tmp_path, sampler):
     """REPA's rule, low <= t <= high in REPA's time (1 = noise); the doubled batch is evaluated
     outside the interval too, so batch-invariant rows give the reference's bits for the
     conditional half. The ends lie between grid points here (see the next test for ends on
     them)."""
     model = sits["sit_latent"]
-    got = check(eoc_bin, tmp_path, model, extra=["--batch-invariant", "on"], sampler=sampler,
+    got = check(run_eoc, tmp_path, model, extra=["--batch-invariant", "on"], sampler=sampler,
                 steps=11, cfg_scale=4.0, cfg_interval=(0.35, 0.75), num_samples=2, batch_size=2,
                 seed=1, seed_mode="official")
     everywhere = reference(model, sampler=sampler, steps=11, cfg_scale=4.0, num_samples=2,
@@ -128,12 +116,12 @@ def test_parity_guidance_interval(eoc_bin, sits, tmp_path, sampler):
     assert np.abs(got - everywhere).max() > 1e-3  # the interval changed the images
 
 
-def test_interval_ends_on_grid_points_are_inclusive(eoc_bin, sits, tmp_path):
+def test_interval_ends_on_grid_points_are_inclusive(run_eoc, sits, tmp_path):
     """Steps start at REPA times 1, 0.9, ..., 0.1 (11 points): [0.3, 0.7] guides the five
     steps from 0.7 to 0.3, both ends included (REPA's float64 linspace rounds 0.3 to either side
     by device; eoc decides on the exact grid value), and the report lists them."""
     report = tmp_path / "r.json"
-    sample_raw(eoc_bin, tmp_path, flags(sits["sit_pixel"], sampler="heun", steps=11,
+    sample_raw(run_eoc, tmp_path, flags(sits["sit_pixel"], sampler="heun", steps=11,
                                         cfg_scale=2.0, num_samples=1, batch_size=1, seed=0,
                                         seed_mode="official", cfg_interval=(0.3, 0.7))
                + ["--report", report])
@@ -144,13 +132,13 @@ def test_interval_ends_on_grid_points_are_inclusive(eoc_bin, sits, tmp_path):
 
 
 @pytest.mark.parametrize("sampler", ["sde", "heun"])
-def test_per_image_streams_match_the_reference_and_ignore_batching(eoc_bin, sits, tmp_path,
+def test_per_image_streams_match_the_reference_and_ignore_batching(run_eoc, sits, tmp_path,
                                                                    sampler):
     model = sits["sit_latent"]
     settings = dict(sampler=sampler, steps=5, cfg_scale=1.5, num_samples=3, seed=2,
                     seed_mode="per-image")
-    one = check(eoc_bin, tmp_path, model, batch_size=3, **settings)
-    split = sample_raw(eoc_bin, tmp_path, flags(model, batch_size=1, **settings), "split.npy")
+    one = check(run_eoc, tmp_path, model, batch_size=3, **settings)
+    split = sample_raw(run_eoc, tmp_path, flags(model, batch_size=1, **settings), "split.npy")
     assert np.array_equal(one, split)
 
 
@@ -166,25 +154,25 @@ def test_per_image_streams_match_the_reference_and_ignore_batching(eoc_bin, sits
     (["--sampler", "euler", "--cfg-scale", "1", "--cfg-interval", "0,0.7"], "--cfg-scale > 1"),
     (["--sampler", "dopri5"], "--sampler"),
 ])
-def test_samplers_that_do_not_fit_are_refused(eoc_bin, sits, tmp_path, args, message):
-    proc = run(eoc_bin, ["sample", "--model", sits["sit_pixel"], "--num-samples", 1] + args,
+def test_samplers_that_do_not_fit_are_refused(run_eoc, sits, tmp_path, args, message):
+    proc = run_eoc(["sample", "--model", sits["sit_pixel"], "--num-samples", 1] + args,
                tmp_path, check=False)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert lines and lines[-1].startswith("eoc: error:") and message in lines[-1], proc.stderr
 
 
-def test_eps_model_refuses_flow_samplers(eoc_bin, latent_dit, tmp_path):
-    proc = run(eoc_bin, ["sample", "--model", latent_dit["ts"], "--sampler", "euler",
+def test_eps_model_refuses_flow_samplers(run_eoc, latent_dit, tmp_path):
+    proc = run_eoc(["sample", "--model", latent_dit["ts"], "--sampler", "euler",
                          "--num-samples", 1], tmp_path, check=False)
     assert proc.returncode != 0 and "predicts eps" in proc.stderr
-    proc = run(eoc_bin, ["sample", "--model", latent_dit["ts"], "--sampler", "ddim",
+    proc = run_eoc(["sample", "--model", latent_dit["ts"], "--sampler", "ddim",
                          "--cfg-interval", "0,0.5", "--num-samples", 1], tmp_path, check=False)
     assert proc.returncode != 0 and "flow samplers" in proc.stderr
 
 
-def test_info_names_the_prediction(eoc_bin, sits, tmp_path):
-    info = json.loads(run(eoc_bin, ["info", "--json", "--model", sits["sit_latent"]],
+def test_info_names_the_prediction(run_eoc, sits, tmp_path):
+    info = json.loads(run_eoc(["info", "--json", "--model", sits["sit_latent"]],
                           tmp_path).stdout)
     assert info["prediction"] == "velocity" and info["family"] == "sit"
     assert info["contract_version"] == 2
@@ -198,13 +186,13 @@ HEUN = ["--sampler", "heun", "--steps", 6, "--cfg-scale", 3.0, "--num-samples", 
         "--batch-size", 2, "--seed", 3]
 
 
-def test_cache_none_is_the_uncached_run_and_fora_reuses_evaluations(eoc_bin, sits, tmp_path):
+def test_cache_none_is_the_uncached_run_and_fora_reuses_evaluations(run_eoc, sits, tmp_path):
     model = sits["sit_latent"]
-    plain = sample_raw(eoc_bin, tmp_path, ["--model", model] + HEUN, "plain.npy")
-    none = sample_raw(eoc_bin, tmp_path, ["--model", model, "--cache", "none"] + HEUN, "none.npy")
+    plain = sample_raw(run_eoc, tmp_path, ["--model", model] + HEUN, "plain.npy")
+    none = sample_raw(run_eoc, tmp_path, ["--model", model, "--cache", "none"] + HEUN, "none.npy")
     assert np.array_equal(plain, none)
     report = tmp_path / "r.json"
-    cached = sample_raw(eoc_bin, tmp_path, ["--model", model, "--cache", "fora:2",
+    cached = sample_raw(run_eoc, tmp_path, ["--model", model, "--cache", "fora:2",
                                             "--report", report] + HEUN, "fora.npy")
     r = json.loads(report.read_text())
     # Heun over 6 points: 10 evaluations, the plan's steps.
@@ -213,82 +201,82 @@ def test_cache_none_is_the_uncached_run_and_fora_reuses_evaluations(eoc_bin, sit
     assert 0 < np.abs(cached - plain).max() < 1.0
 
 
-def test_taylor_and_eoc_calibration_on_a_velocity_model(eoc_bin, sits, tmp_path):
+def test_taylor_and_eoc_calibration_on_a_velocity_model(run_eoc, sits, tmp_path):
     model = sits["sit_latent"]
     base = ["--model", model] + HEUN
-    plain = sample_raw(eoc_bin, tmp_path, base + ["--cache", "fora:3"], "fora.npy")
-    uncached = sample_raw(eoc_bin, tmp_path, base, "uncached.npy")
-    run(eoc_bin, ["-q", "calibrate"] + THREADS + ["--model", model, "--sampler", "heun",
+    plain = sample_raw(run_eoc, tmp_path, base + ["--cache", "fora:3"], "fora.npy")
+    uncached = sample_raw(run_eoc, tmp_path, base, "uncached.npy")
+    run_eoc(["-q", "calibrate"] + THREADS + ["--model", model, "--sampler", "heun",
                   "--steps", 6, "--cfg-scale", 3.0, "--num-samples", 3, "--judge-samples", 2,
                   "--cache", "fora:3", "--max-order", 2, "--out", tmp_path / "p.json"], tmp_path)
     prior = json.loads((tmp_path / "p.json").read_text())
     assert prior["assumes"]["sampler"] == "heun" and prior["assumes"]["evaluations"] == 10
     assert len(prior["step_theta"]) == 10
-    eoc = sample_raw(eoc_bin, tmp_path, base + ["--prior", tmp_path / "p.json"], "eoc.npy")
+    eoc = sample_raw(run_eoc, tmp_path, base + ["--prior", tmp_path / "p.json"], "eoc.npy")
     assert np.isfinite(eoc).all()
-    taylor = sample_raw(eoc_bin, tmp_path, base + ["--cache", "fora:3", "--correct", "taylor:2"],
+    taylor = sample_raw(run_eoc, tmp_path, base + ["--cache", "fora:3", "--correct", "taylor:2"],
                         "taylor.npy")
     assert not np.array_equal(taylor, plain)
     # The prior is refused for another sampler or grid, naming what differs.
-    proc = run(eoc_bin, ["sample", "--model", model, "--sampler", "euler", "--steps", 11,
+    proc = run_eoc(["sample", "--model", model, "--sampler", "euler", "--steps", 11,
                          "--cfg-scale", 3.0, "--num-samples", 1, "--prior", tmp_path / "p.json"],
                tmp_path, check=False)
     assert proc.returncode != 0 and "sampler" in proc.stderr and "time_grid" in proc.stderr
     assert np.mean((uncached - plain) ** 2) > 0
 
 
-def test_budget_search_on_a_velocity_model(eoc_bin, sits, tmp_path):
+def test_budget_search_on_a_velocity_model(run_eoc, sits, tmp_path):
     model = sits["sit_pixel"]
-    run(eoc_bin, ["-q", "calibrate"] + THREADS + ["--model", model, "--sampler", "euler",
+    run_eoc(["-q", "calibrate"] + THREADS + ["--model", model, "--sampler", "euler",
                   "--steps", 11, "--cfg-scale", 2.0, "--num-samples", 2, "--judge-samples", 2,
                   "--budget", 0.5, "--max-order", 2, "--out", tmp_path / "b.json"], tmp_path)
     prior = json.loads((tmp_path / "b.json").read_text())
     assert prior["assumes"]["cache"]["spec"].startswith("budget:0.5")
-    got = sample_raw(eoc_bin, tmp_path, ["--model", model, "--sampler", "euler", "--steps", 11,
+    got = sample_raw(run_eoc, tmp_path, ["--model", model, "--sampler", "euler", "--steps", 11,
                                          "--cfg-scale", 2.0, "--num-samples", 2, "--prior",
                                          tmp_path / "b.json"])
     assert np.isfinite(got).all()
 
 
-def test_fit_forms_and_local_judgment_on_a_velocity_model(eoc_bin, sits, tmp_path):
+def test_fit_forms_and_local_judgment_on_a_velocity_model(run_eoc, sits, tmp_path):
     """The forms with fitted vectors (the fit runs the uncached flow sampler beside a shadowing
     session) and the local judgment, then sampling with each prior."""
     model = sits["sit_latent"]
     base = ["--model", model, "--sampler", "sde", "--steps", 6, "--cfg-scale", 2.0]
     for form, judgment in (("scale", "local"), ("extrapolate", "trajectory")):
         prior = tmp_path / f"{form}.json"
-        run(eoc_bin, ["-q", "calibrate"] + THREADS + base + [
+        run_eoc(["-q", "calibrate"] + THREADS + base + [
             "--num-samples", 4, "--judge-samples", 2, "--batch-size", 2, "--cache", "fora:2",
             "--eoc-form", form, "--judgment", judgment, "--out", prior], tmp_path)
         doc = json.loads(prior.read_text())
         assert doc["form"] == form and doc["vectors"]["entries"], form
-        got = sample_raw(eoc_bin, tmp_path, base + ["--num-samples", 2, "--cache", "fora:2",
+        got = sample_raw(run_eoc, tmp_path, base + ["--num-samples", 2, "--cache", "fora:2",
                                                     "--prior", prior], f"{form}.npy")
         assert np.isfinite(got).all()
 
 
-def test_compare_masks_out_dir_resume_and_pack_on_a_velocity_model(eoc_bin, sits, tmp_path):
+def test_compare_masks_out_dir_resume_and_pack_on_a_velocity_model(run_eoc, sits, tmp_path):
     model = sits["sit_pixel"]
     base = ["--model", model, "--sampler", "euler", "--steps", 9, "--cfg-scale", 2.0]
-    out = json.loads(run(eoc_bin, ["-q", "compare", "--json"] + THREADS + base + [
+    out = json.loads(run_eoc(["-q", "compare", "--json"] + THREADS + base + [
         "--num-samples", 2, "--cache", "fora:2", "--correct", "taylor"], tmp_path).stdout)
     # Euler over 9 grid points: 8 evaluations, the plan's steps.
     assert out["settings"]["evaluations"] == 8 and out["mse"] > 0
     mask = tmp_path / "m.json"
     mask.write_text(json.dumps({"format": "eoc-cache-mask", "version": 1, "steps": 8,
                                 "schedule": ["compute", "reuse"] * 4}))
-    masked = sample_raw(eoc_bin, tmp_path, base + ["--num-samples", 2, "--cache", f"mask:{mask}"],
+    masked = sample_raw(run_eoc, tmp_path, base + ["--num-samples", 2, "--cache", f"mask:{mask}"],
                         "mask.npy")
-    whole = sample_raw(eoc_bin, tmp_path, base + ["--num-samples", 3, "--batch-size", 2],
+    whole = sample_raw(run_eoc, tmp_path, base + ["--num-samples", 3, "--batch-size", 2],
                        "whole.npy")
     folder = tmp_path / "dir"
     for shard in ("0/2", "1/2"):  # two shards, then a rerun that has nothing left to do
-        run(eoc_bin, ["-q", "sample"] + THREADS + base + ["--num-samples", 3, "--out-dir", folder,
+        run_eoc(["-q", "sample"] + THREADS + base + ["--num-samples", 3, "--out-dir", folder,
                                                           "--shard", shard], tmp_path)
-    proc = run(eoc_bin, ["sample"] + THREADS + base + ["--num-samples", 3, "--out-dir", folder,
+    proc = run_eoc(["sample"] + THREADS + base + ["--num-samples", 3, "--out-dir", folder,
                                                        "--shard", "0/2"], tmp_path)
     assert "2 already in" in proc.stderr
-    run(eoc_bin, ["-q", "pack", folder, "-o", tmp_path / "s.npz"], tmp_path)
+    run_eoc(["-q", "pack", folder, "-o", tmp_path / "s.npz"], tmp_path)
     packed = np.load(tmp_path / "s.npz")["arr_0"]
     assert packed.shape == (3, 16, 16, 3)
     pixels = np.clip(127.5 * whole + 128.0, 0, 255).astype(np.uint8)[:, 0]
@@ -296,12 +284,12 @@ def test_compare_masks_out_dir_resume_and_pack_on_a_velocity_model(eoc_bin, sits
     assert not np.array_equal(masked, whole[:2])
 
 
-def test_bf16_flow_sampling_is_close_to_fp32(eoc_bin, sits, tmp_path):
+def test_bf16_flow_sampling_is_close_to_fp32(run_eoc, sits, tmp_path):
     model = sits["sit_latent"]
     base = ["--model", model, "--sampler", "heun", "--steps", 6, "--cfg-scale", 3.0,
             "--num-samples", 2]
-    fp32 = sample_raw(eoc_bin, tmp_path, base, "fp32.npy")
-    bf16 = sample_raw(eoc_bin, tmp_path, base + ["--dtype", "bf16", "--cache", "fora:2",
+    fp32 = sample_raw(run_eoc, tmp_path, base, "fp32.npy")
+    bf16 = sample_raw(run_eoc, tmp_path, base + ["--dtype", "bf16", "--cache", "fora:2",
                                                  "--correct", "taylor:2"], "bf16.npy")
     assert np.isfinite(bf16).all()
     assert np.abs(bf16 - fp32).max() < 0.5 * np.abs(fp32).max()

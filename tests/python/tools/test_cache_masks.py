@@ -1,13 +1,12 @@
 """The cache masks shipped in configs/cache/ and the mask format checks (docs/CACHE_MASKS.md)."""
 import json
 import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts", "tools"))
-import cache_mask  # noqa: E402
+import cache_mask  # scripts/tools/, on sys.path through conftest.py
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
 SHIPPED = {
     "eoc-ddim20-25.json": (0.25, {1, 3, 5, 7, 9}),

@@ -4,7 +4,6 @@ C++ correction equals the Python reference of the same formula
 one thread: fast."""
 import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -15,27 +14,43 @@ THREADS = ["--threads", "1"]
 RUN = ["--sampler", "ddim", "--steps", "6", "--cfg-scale", "1.5", "--seed-mode", "official"]
 
 
-def eoc(eoc_bin, *args, check=True):
-    proc = subprocess.run([eoc_bin, "-q", *[str(a) for a in args]], capture_output=True, text=True,
-                          timeout=300)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def calibrate(eoc_bin, model, out, form, extra):
-    eoc(eoc_bin, "calibrate", "--model", model, *RUN, "--cache", "fora:2", "--eoc-form", form,
-        "--num-samples", 4, "--judge-samples", 2, "--batch-size", 4, "--out", out, *THREADS, *extra)
+def calibrate(run_eoc, model, out, form, extra):
+    """`eoc -q calibrate` into file `out`, run in out's folder; returns out."""
+    run_eoc(["-q", "calibrate", "--model", model, *RUN, "--cache", "fora:2", "--eoc-form", form,
+             "--num-samples", 4, "--judge-samples", 2, "--batch-size", 4, "--out", out, *THREADS,
+             *extra], os.path.dirname(out))
     return out
 
 
-def sample_raw(eoc_bin, model, out, *extra):
-    eoc(eoc_bin, "sample", "--model", model, *RUN, "--cache", "fora:2", "--num-samples", 3,
-        "--batch-size", 3, "--out-raw", out, *THREADS, *extra)
+def sample_raw(run_eoc, model, out, *extra):
+    run_eoc(["-q", "sample", "--model", model, *RUN, "--cache", "fora:2", "--num-samples", 3,
+             "--batch-size", 3, "--out-raw", out, *THREADS, *extra], os.path.dirname(out))
     return np.load(out)
+
+
+@pytest.fixture(scope="module")
+def prior_of(run_eoc, latent_dit, tmp_path_factory):
+    """-> prior_of(form, *extra): the path of `calibrate` on the latent fixture with these
+    arguments, run once per module (tests that calibrate alike share the prior; none edits it)."""
+    made = {}
+
+    def get(form, *extra):
+        key = (form, extra)
+        if key not in made:
+            out = tmp_path_factory.mktemp("prior") / "p.json"
+            made[key] = calibrate(run_eoc, latent_dit["ts"], str(out), form, list(extra))
+        return made[key]
+    return get
+
+
+@pytest.fixture(scope="module")
+def plain_raw(run_eoc, latent_dit, tmp_path_factory):
+    """sample_raw with --correct none: the plain cached result the corrected ones differ from."""
+    out = tmp_path_factory.mktemp("plain") / "n.npy"
+    return sample_raw(run_eoc, latent_dit["ts"], str(out), "--correct", "none")
 
 
 def reference_raw(model, prior):
@@ -46,38 +61,35 @@ def reference_raw(model, prior):
 
 
 @pytest.mark.parametrize("form", ["scale", "extrapolate", "taylor"])
-def test_each_form_matches_the_reference(eoc_bin, latent_dit, tmp_path, form):
+def test_each_form_matches_the_reference(run_eoc, prior_of, plain_raw, latent_dit, tmp_path,
+                                         form):
     # One candidate strength (1): every reused step applies the form fully, so the check is
     # not vacuous whatever a judgment would have chosen.
-    prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), form,
-                      ["--judgment", "local", "--eoc-thetas", "1"])
+    prior = prior_of(form, "--judgment", "local", "--eoc-thetas", "1")
     doc = json.load(open(prior))
     assert doc["form"] == form and any(t == 1.0 for t in doc["step_theta"])
     if form != "taylor":
         assert doc["vectors"]["entries"], "the fit produced no vectors"
-    got = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "c.npy"), "--prior", prior)
-    plain = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "n.npy"), "--correct", "none")
+    got = sample_raw(run_eoc, latent_dit["ts"], str(tmp_path / "c.npy"), "--prior", prior)
     want = reference_raw(latent_dit["ts"], prior)
-    assert np.abs(got - plain).max() > 1e-3, "the correction changed nothing"
+    assert np.abs(got - plain_raw).max() > 1e-3, "the correction changed nothing"
     assert np.abs(got - want).max() <= 1e-4
 
 
-def test_all_zero_strengths_give_the_plain_cached_result(eoc_bin, latent_dit, tmp_path):
-    prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), "extrapolate",
-                      ["--judgment", "local", "--eoc-thetas", "0"])
+def test_all_zero_strengths_give_the_plain_cached_result(run_eoc, prior_of, plain_raw, latent_dit,
+                                                         tmp_path):
+    prior = prior_of("extrapolate", "--judgment", "local", "--eoc-thetas", "0")
     assert set(json.load(open(prior))["step_theta"]) == {0.0}
-    got = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "c.npy"), "--prior", prior)
-    plain = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "n.npy"), "--correct", "none")
-    assert np.array_equal(got, plain)
+    got = sample_raw(run_eoc, latent_dit["ts"], str(tmp_path / "c.npy"), "--prior", prior)
+    assert np.array_equal(got, plain_raw)
 
 
-def test_trajectory_judgment_never_worse_on_its_judge_samples(eoc_bin, latent_dit, tmp_path):
+def test_trajectory_judgment_never_worse_on_its_judge_samples(prior_of):
     """The greedy keeps the current strength and order unless a candidate lowers the final error,
     so the chosen error is the smallest recorded for the step, and the last step's (the final
     error of the whole prior) is at most the best fixed order's (eoc's default searches orders
     1..4, starting from the best of them)."""
-    prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), "taylor", [])
-    doc = json.load(open(prior))
+    doc = json.load(open(prior_of("taylor")))
     assert doc["judgment"] == "trajectory" and doc["judged"]
     fixed = doc["fixed_order_errors"]
     assert len(fixed) == 4
@@ -90,16 +102,16 @@ def test_trajectory_judgment_never_worse_on_its_judge_samples(eoc_bin, latent_di
     assert min(doc["judged"][-1]["errors"]) <= min(fixed) * (1 + 1e-6)
 
 
-def test_forecast_orders_match_the_reference(eoc_bin, latent_dit, tmp_path):
+def test_forecast_orders_match_the_reference(run_eoc, prior_of, latent_dit, tmp_path):
     """A prior of the default order search, sampled: the C++ series correction (derivative
     estimates kept up to the highest order chosen) equals the reference's."""
-    prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), "taylor", [])
+    prior = prior_of("taylor")
     doc = json.load(open(prior))
     assert doc["version"] == 3
     used = {o for o, t in zip(doc["step_order"], doc["step_theta"]) if t != 0.0}
     assert max(used) >= 2, f"the search chose orders {used}: the case checks no series"
-    got = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "c.npy"), "--prior", prior)
-    first = sample_raw(eoc_bin, latent_dit["ts"], str(tmp_path / "t.npy"), "--correct", "taylor")
+    got = sample_raw(run_eoc, latent_dit["ts"], str(tmp_path / "c.npy"), "--prior", prior)
+    first = sample_raw(run_eoc, latent_dit["ts"], str(tmp_path / "t.npy"), "--correct", "taylor")
     want = reference_raw(latent_dit["ts"], prior)
     assert np.abs(got - first).max() > 1e-4, "the orders changed nothing against taylor"
     assert np.abs(got - want).max() <= 1e-4
@@ -110,23 +122,23 @@ def test_forecast_orders_match_the_reference(eoc_bin, latent_dit, tmp_path):
     (["--steps", "8"], "steps"),
     (["--cfg-scale", "2"], "cfg_scale 1.5 (this run: 2.0)"),
 ])
-def test_prior_for_another_run_is_refused(eoc_bin, latent_dit, tmp_path, change, expect):
-    prior = calibrate(eoc_bin, latent_dit["ts"], str(tmp_path / "p.json"), "taylor",
-                      ["--judgment", "local", "--eoc-thetas", "1"])
+def test_prior_for_another_run_is_refused(run_eoc, prior_of, latent_dit, tmp_path, change,
+                                          expect):
+    prior = prior_of("taylor", "--judgment", "local", "--eoc-thetas", "1")
     args = ["sample", "--model", latent_dit["ts"], *RUN, "--cache", "fora:2", "--num-samples", 1,
             "--prior", prior, "--out-raw", tmp_path / "x.npy", *THREADS]
     for i in range(0, len(change), 2):
         args[args.index(change[i]) + 1] = change[i + 1]
-    proc = eoc(eoc_bin, *args, check=False)
+    proc = run_eoc(["-q", *args], tmp_path, check=False)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("eoc: error:") and expect in lines[0]
     assert not os.path.exists(tmp_path / "x.npy")
 
 
-def test_prior_for_another_model_is_refused(eoc_bin, random_dits, tmp_path):
-    prior = calibrate(eoc_bin, random_dits["latent"]["ts"], str(tmp_path / "p.json"), "taylor",
-                      ["--judgment", "local", "--eoc-thetas", "1"])
-    proc = eoc(eoc_bin, "sample", "--model", random_dits["pixel"]["ts"], *RUN, "--cache", "fora:2",
-               "--num-samples", 1, "--prior", prior, *THREADS, check=False)
+def test_prior_for_another_model_is_refused(run_eoc, prior_of, random_dits, tmp_path):
+    prior = prior_of("taylor", "--judgment", "local", "--eoc-thetas", "1")  # the latent model's
+    proc = run_eoc(["-q", "sample", "--model", random_dits["pixel"]["ts"], *RUN, "--cache",
+                    "fora:2", "--num-samples", 1, "--prior", prior, *THREADS], tmp_path,
+                   check=False)
     assert proc.returncode != 0 and "model" in proc.stderr and proc.stderr.count("\n") == 1

@@ -29,7 +29,6 @@ import torch
 
 import export_dit
 import make_random_dit
-from test_cli_sampling import run_eoc
 
 # Same flags for `compare` and both `sample --out-raw` runs: 3 images in batches of 2 (so the
 # concatenation of batches is covered), 6 DDIM steps, FORA interval 2.
@@ -96,22 +95,22 @@ def reference_quality(cached, uncached, clamp_for_mse=False, **ssim_args):
     return dict(mse=mse, psnr_db=psnr(mse), ssim=mean_ssim(ca, cb, **ssim_args))
 
 
-def compare_json(eoc_bin, tmp_path, model_args, flags, cache):
-    proc = run_eoc(eoc_bin, ["-q", "compare", "--json"] + model_args + flags + cache, tmp_path)
+def compare_json(run_eoc, tmp_path, model_args, flags, cache):
+    proc = run_eoc(["-q", "compare", "--json"] + model_args + flags + cache, tmp_path)
     return json.loads(proc.stdout)
 
 
-def sample_raw(eoc_bin, tmp_path, model_args, flags, cache, name):
+def sample_raw(run_eoc, tmp_path, model_args, flags, cache, name):
     out = tmp_path / name
-    run_eoc(eoc_bin, ["-q", "sample"] + model_args + flags + cache + ["--out-raw", out], tmp_path)
+    run_eoc(["-q", "sample"] + model_args + flags + cache + ["--out-raw", out], tmp_path)
     return np.load(str(out))
 
 
-def test_compare_metrics_match_an_independent_computation(eoc_bin, builtin_model, tmp_path):
+def test_compare_metrics_match_an_independent_computation(run_eoc, builtin_model, tmp_path):
     model = ["--model", builtin_model]
-    got = compare_json(eoc_bin, tmp_path, model, FLAGS, CACHE)
-    uncached = sample_raw(eoc_bin, tmp_path, model, FLAGS, [], "uncached.npy")
-    cached = sample_raw(eoc_bin, tmp_path, model, FLAGS, CACHE, "cached.npy")
+    got = compare_json(run_eoc, tmp_path, model, FLAGS, CACHE)
+    uncached = sample_raw(run_eoc, tmp_path, model, FLAGS, [], "uncached.npy")
+    cached = sample_raw(run_eoc, tmp_path, model, FLAGS, CACHE, "cached.npy")
     assert uncached.shape == cached.shape == (3, 1, 32, 32) and cached.dtype == np.float32
 
     # The raw files hold the very images compare compared: the max |difference| is exact in
@@ -146,9 +145,9 @@ def test_compare_metrics_match_an_independent_computation(eoc_bin, builtin_model
         assert abs(value - got["ssim"]) > SEPARATION * SSIM_ATOL, (name, value, got)
 
 
-def test_identical_images_give_infinite_psnr_and_ssim_one(eoc_bin, pixel_dit, tmp_path):
+def test_identical_images_give_infinite_psnr_and_ssim_one(run_eoc, pixel_dit, tmp_path):
     """--cache none: the "cached" images are the uncached ones, bit for bit."""
-    got = compare_json(eoc_bin, tmp_path, ["--model", pixel_dit["ts"]],
+    got = compare_json(run_eoc, tmp_path, ["--model", pixel_dit["ts"]],
                        ["--threads", 1, "--steps", 4, "--num-samples", 2], ["--cache", "none"])
     assert got["mse"] == 0 and got["max_abs_diff"] == 0
     assert got["psnr_db"] == "inf"
@@ -166,13 +165,13 @@ def small_pixel_dit(tmp_path_factory):
     return str(d / "small.ts")
 
 
-def test_images_smaller_than_the_window_have_no_ssim(eoc_bin, small_pixel_dit, tmp_path):
+def test_images_smaller_than_the_window_have_no_ssim(run_eoc, small_pixel_dit, tmp_path):
     flags = ["--threads", 1, "--steps", 4, "--num-samples", 2]
     model = ["--model", small_pixel_dit]
-    got = compare_json(eoc_bin, tmp_path, model, flags, CACHE)
+    got = compare_json(run_eoc, tmp_path, model, flags, CACHE)
     assert got["ssim"] is None
-    uncached = sample_raw(eoc_bin, tmp_path, model, flags, [], "uncached.npy")
-    cached = sample_raw(eoc_bin, tmp_path, model, flags, CACHE, "cached.npy")
+    uncached = sample_raw(run_eoc, tmp_path, model, flags, [], "uncached.npy")
+    cached = sample_raw(run_eoc, tmp_path, model, flags, CACHE, "cached.npy")
     assert cached.shape[2:] == (8, 8)
     want = reference_quality(cached, uncached)
     assert want["ssim"] is None and want["mse"] > 0

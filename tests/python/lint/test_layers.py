@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 ARCHITECTURE = os.path.join(REPO, "docs", "ARCHITECTURE.md")
 CORE = ("model", "diffusion", "cache")
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)

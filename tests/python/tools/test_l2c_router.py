@@ -7,11 +7,11 @@ import sys
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cache_mask  # scripts/tools/, on sys.path through conftest.py
+import convert_l2c_router
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 SCRIPT = os.path.join(ROOT, "scripts", "tools", "convert_l2c_router.py")
-sys.path.insert(0, os.path.join(ROOT, "scripts", "tools"))
-import cache_mask  # noqa: E402
-import convert_l2c_router  # noqa: E402
 
 BIG = 10.0  # sigmoid(10) ~ 1 -> compute; sigmoid(-10) ~ 0 -> reuse
 

@@ -20,20 +20,23 @@ import torch
 
 import export_dit
 import make_random_dit
-from test_cli_sampling import _check_clean_failure, _files_under, run_eoc
 
 THREADS = ["--threads", "1"]
 # The settings the prior is calibrated for and sampled with (pixel fixture: depth 2, hidden 32).
 PRIOR_RUN = ["--steps", 4, "--cache", "fora:2"]
 
 
-def fails_cleanly(eoc_bin, args, cwd, timeout=120):
-    """Runs `eoc -q ARGS` in cwd; checks the one-line failure and that cwd gained no file."""
-    before = _files_under(cwd)
-    proc = run_eoc(eoc_bin, ["-q"] + list(args), cwd, check=False, timeout=timeout)
-    _check_clean_failure(proc)
-    assert _files_under(cwd) == before, "files left behind"
-    return proc.stderr.strip()
+@pytest.fixture(scope="module")
+def fails_cleanly(run_eoc, check_clean_failure, files_under):
+    """-> fails_cleanly(args, cwd, timeout=120): runs `eoc -q ARGS` in cwd, checks the one-line
+    failure and that cwd gained no file; returns the stderr line."""
+    def run(args, cwd, timeout=120):
+        before = files_under(cwd)
+        proc = run_eoc(["-q"] + list(args), cwd, check=False, timeout=timeout)
+        check_clean_failure(proc)
+        assert files_under(cwd) == before, "files left behind"
+        return proc.stderr.strip()
+    return run
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,11 +66,11 @@ def broken_models(builtin_model, tmp_path_factory):
     ("no_contract.ts", "lacks the integer attribute 'contract_version'"),
 ])
 @pytest.mark.parametrize("command", ["sample", "info"])
-def test_broken_model_file(eoc_bin, broken_models, tmp_path, name, expected, command):
+def test_broken_model_file(fails_cleanly, broken_models, tmp_path, name, expected, command):
     args = [command, "--model", broken_models / name] + THREADS
     if command == "sample":
         args += ["--steps", 2, "--num-samples", 1, "--out-raw", tmp_path / "o.npy"]
-    line = fails_cleanly(eoc_bin, args, tmp_path)
+    line = fails_cleanly(args, tmp_path)
     assert name in line and expected in line, line
 
 
@@ -76,11 +79,11 @@ def test_broken_model_file(eoc_bin, broken_models, tmp_path, name, expected, com
 # --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def prior(eoc_bin, pixel_dit, tmp_path_factory):
+def prior(run_eoc, pixel_dit, tmp_path_factory):
     """A real prior (scale form: it has coefficient vectors) for the pixel fixture."""
     d = tmp_path_factory.mktemp("prior")
     path = d / "prior.json"
-    run_eoc(eoc_bin, ["-q", "calibrate", "--model", pixel_dit["ts"]] + THREADS + PRIOR_RUN +
+    run_eoc(["-q", "calibrate", "--model", pixel_dit["ts"]] + THREADS + PRIOR_RUN +
             ["--num-samples", 3, "--judge-samples", 1, "--eoc-form", "scale", "--out", path], d)
     return path
 
@@ -98,12 +101,12 @@ def sample_with_prior(pixel_dit, prior_path, tmp_path, model=None, steps=4):
              "--out-raw", tmp_path / "o.npy", "--report", tmp_path / "r.json"])
 
 
-def test_prior_itself_is_accepted(eoc_bin, pixel_dit, prior, tmp_path):
+def test_prior_itself_is_accepted(run_eoc, pixel_dit, prior, tmp_path):
     """The control: the unedited prior samples, and re-signing reproduces its checksum (so the
     re-signed edits below are refused for their content, not for their checksum)."""
     doc = json.loads(prior.read_text())
     assert resign(doc)["checksum"] == doc["checksum"]
-    run_eoc(eoc_bin, ["-q"] + sample_with_prior(pixel_dit, prior, tmp_path), tmp_path)
+    run_eoc(["-q"] + sample_with_prior(pixel_dit, prior, tmp_path), tmp_path)
     assert (tmp_path / "o.npy").is_file()
 
 
@@ -160,23 +163,23 @@ PRIOR_EDITS = {
 
 
 @pytest.mark.parametrize("name", sorted(PRIOR_EDITS))
-def test_broken_prior(eoc_bin, pixel_dit, prior, tmp_path, name):
+def test_broken_prior(fails_cleanly, pixel_dit, prior, tmp_path, name):
     edit, expected = PRIOR_EDITS[name]
     bad = tmp_path / f"{name}.json"
     bad.write_text(edit(prior.read_text()))
-    line = fails_cleanly(eoc_bin, sample_with_prior(pixel_dit, bad, tmp_path), tmp_path)
+    line = fails_cleanly(sample_with_prior(pixel_dit, bad, tmp_path), tmp_path)
     assert str(bad) in line and expected in line, line
 
 
 @pytest.mark.parametrize("case", ["other_step_count", "other_model"])
-def test_prior_for_another_run(eoc_bin, pixel_dit, latent_dit, prior, tmp_path, case):
+def test_prior_for_another_run(fails_cleanly, pixel_dit, latent_dit, prior, tmp_path, case):
     if case == "other_step_count":
         args = sample_with_prior(pixel_dit, prior, tmp_path, steps=6)
         expected = "steps 4 (this run: 6)"
     else:
         args = sample_with_prior(pixel_dit, prior, tmp_path, model=latent_dit["ts"])
         expected = 'model.name "pixel"'
-    line = fails_cleanly(eoc_bin, args, tmp_path)
+    line = fails_cleanly(args, tmp_path)
     assert "was made for another run" in line and expected in line, line
 
 
@@ -197,9 +200,9 @@ OTHER_SETTING = {
 
 
 @pytest.mark.parametrize("field", sorted(OTHER_SETTING))
-def test_prior_for_another_setting(eoc_bin, pixel_dit, prior, tmp_path, field):
+def test_prior_for_another_setting(fails_cleanly, pixel_dit, prior, tmp_path, field):
     extra, difference = OTHER_SETTING[field]
-    line = fails_cleanly(eoc_bin, sample_with_prior(pixel_dit, prior, tmp_path) + extra, tmp_path)
+    line = fails_cleanly(sample_with_prior(pixel_dit, prior, tmp_path) + extra, tmp_path)
     assert line == another_run_line(prior, difference)
 
 
@@ -223,8 +226,8 @@ def pixel_dit_other_weights(pixel_dit, tmp_path_factory):
     return ts
 
 
-def test_prior_for_a_model_with_other_weights(eoc_bin, pixel_dit, pixel_dit_other_weights, prior,
-                                              tmp_path):
+def test_prior_for_a_model_with_other_weights(fails_cleanly, pixel_dit, pixel_dit_other_weights,
+                                              prior, tmp_path):
     """The checksum branch alone: same name, same architecture, other weights."""
     def sha256(path):
         with open(path, "rb") as f:
@@ -233,7 +236,7 @@ def test_prior_for_a_model_with_other_weights(eoc_bin, pixel_dit, pixel_dit_othe
     made_for, this_run = sha256(pixel_dit["ts"]), sha256(pixel_dit_other_weights)
     assert made_for != this_run
     args = sample_with_prior(pixel_dit, prior, tmp_path, model=pixel_dit_other_weights)
-    line = fails_cleanly(eoc_bin, args, tmp_path)
+    line = fails_cleanly(args, tmp_path)
     assert line == another_run_line(prior, f'model.sha256 "{made_for}" (this run: "{this_run}")')
     assert "model.name" not in line
 
@@ -255,7 +258,7 @@ BAD_FLAGS = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_FLAGS))
-def test_bad_flags(eoc_bin, pixel_dit, prior, tmp_path, name):
+def test_bad_flags(fails_cleanly, pixel_dit, prior, tmp_path, name):
     extra, expected = BAD_FLAGS[name]
     extra = [str(a).replace("{PRIOR}", str(prior)).replace("{TMP}", str(tmp_path)) for a in extra]
     args = ["sample", "--model", pixel_dit["ts"], "--steps", 4, "--num-samples", 2]
@@ -263,25 +266,26 @@ def test_bad_flags(eoc_bin, pixel_dit, prior, tmp_path, name):
         args += THREADS
     if "--out" not in extra:
         args += ["--out-raw", tmp_path / "o.npy"]
-    line = fails_cleanly(eoc_bin, args + extra, tmp_path)
+    line = fails_cleanly(args + extra, tmp_path)
     assert expected in line, line
 
 
-def test_failed_calibrate_keeps_the_existing_prior(eoc_bin, pixel_dit, prior, tmp_path):
+def test_failed_calibrate_keeps_the_existing_prior(run_eoc, check_clean_failure, pixel_dit, prior,
+                                                   tmp_path):
     """A calibration that fails (here: fora:1 reuses nothing, found after the model is loaded)
     must leave an existing --out file as it was, like any other output."""
     out = tmp_path / "prior.json"
     out.write_bytes(prior.read_bytes())
-    proc = run_eoc(eoc_bin, ["-q", "calibrate", "--model", pixel_dit["ts"]] + THREADS +
+    proc = run_eoc(["-q", "calibrate", "--model", pixel_dit["ts"]] + THREADS +
                    ["--steps", 4, "--cache", "fora:1", "--num-samples", 3, "--judge-samples", 1,
                     "--out", out], tmp_path, check=False)
-    _check_clean_failure(proc)
+    check_clean_failure(proc)
     assert "reuses nothing" in proc.stderr, proc.stderr
     assert out.is_file() and out.read_bytes() == prior.read_bytes(), "the existing prior was lost"
 
 
-def test_calibrate_theta_out_of_range(eoc_bin, pixel_dit, tmp_path):
-    line = fails_cleanly(eoc_bin, ["calibrate", "--model", pixel_dit["ts"]] + THREADS + PRIOR_RUN +
+def test_calibrate_theta_out_of_range(fails_cleanly, pixel_dit, tmp_path):
+    line = fails_cleanly(["calibrate", "--model", pixel_dit["ts"]] + THREADS + PRIOR_RUN +
                          ["--num-samples", 3, "--judge-samples", 1, "--eoc-thetas", 9,
                           "--out", tmp_path / "p.json"], tmp_path)
     assert "--eoc-thetas" in line and "9" in line, line
@@ -293,8 +297,8 @@ def test_calibrate_theta_out_of_range(eoc_bin, pixel_dit, tmp_path):
     (["--max-order", 2, "--eoc-form", "scale"], "the scale form has no forecast orders"),
     (["--max-order", 3, "--judgment", "local"], "orders are chosen by the trajectory judgment only"),
 ])
-def test_calibrate_max_order_refused(eoc_bin, pixel_dit, tmp_path, flags, expect):
-    line = fails_cleanly(eoc_bin, ["calibrate", "--model", pixel_dit["ts"]] + THREADS + PRIOR_RUN +
+def test_calibrate_max_order_refused(fails_cleanly, pixel_dit, tmp_path, flags, expect):
+    line = fails_cleanly(["calibrate", "--model", pixel_dit["ts"]] + THREADS + PRIOR_RUN +
                          ["--num-samples", 3, "--judge-samples", 1, *flags,
                           "--out", tmp_path / "p.json"], tmp_path)
     assert expect in line, line
@@ -320,14 +324,15 @@ def full_fs(tmp_path):
         subprocess.run(["umount", str(mnt)], check=False)
 
 
-def test_full_out_dir_keeps_only_complete_pngs(eoc_bin, pixel_dit, full_fs, tmp_path):
+def test_full_out_dir_keeps_only_complete_pngs(run_eoc, check_clean_failure, pixel_dit, full_fs,
+                                               tmp_path):
     """40 images into 64 KiB (a page per file): it fills up midway; the error names the image
     that did not fit, every PNG left is complete, no temp file remains."""
     from PIL import Image
     out = full_fs / "imgs"
-    proc = run_eoc(eoc_bin, ["-q", "sample", "--model", pixel_dit["ts"]] + THREADS +
+    proc = run_eoc(["-q", "sample", "--model", pixel_dit["ts"]] + THREADS +
                    ["--steps", 2, "--num-samples", 40, "--out-dir", out], tmp_path, check=False)
-    _check_clean_failure(proc)
+    check_clean_failure(proc)
     assert "No space left on device" in proc.stderr and ".png" in proc.stderr, proc.stderr
     names = sorted(os.listdir(out))
     assert not [n for n in names if ".tmp" in n], names
@@ -339,12 +344,12 @@ def test_full_out_dir_keeps_only_complete_pngs(eoc_bin, pixel_dit, full_fs, tmp_
             im.load()
 
 
-def test_full_out_raw_leaves_nothing(eoc_bin, pixel_dit, full_fs, tmp_path):
+def test_full_out_raw_leaves_nothing(run_eoc, check_clean_failure, pixel_dit, full_fs, tmp_path):
     """80 x 16 x 16 float32 samples (80 KiB) do not fit: no .npy, no temp file."""
-    proc = run_eoc(eoc_bin, ["-q", "sample", "--model", pixel_dit["ts"]] + THREADS +
+    proc = run_eoc(["-q", "sample", "--model", pixel_dit["ts"]] + THREADS +
                    ["--steps", 2, "--num-samples", 80, "--out-raw", full_fs / "r.npy"], tmp_path,
                    check=False)
-    _check_clean_failure(proc)
+    check_clean_failure(proc)
     assert "r.npy" in proc.stderr and "No space left on device" in proc.stderr, proc.stderr
     assert os.listdir(full_fs) == []
 
@@ -363,13 +368,12 @@ def handlers_installed(pid, signals=(signal.SIGINT, signal.SIGTERM)):
     return all(caught & (1 << (int(s) - 1)) for s in signals)
 
 
-def signal_midway(eoc_bin, args, cwd, sig, timeout=300):
+def signal_midway(run_eoc, args, cwd, sig, timeout=300):
     """Starts `eoc -q ARGS`; once its SIGINT/SIGTERM handlers are installed and it has run for
     another 0.5 s, sends `sig`. Returns (returncode, stderr, whether the signal was sent)."""
     if not os.path.exists("/proc/self/status"):
         pytest.skip("needs /proc to see when eoc's signal handlers are installed")
-    proc = subprocess.Popen([eoc_bin, "-q"] + [str(a) for a in args], cwd=str(cwd),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = run_eoc.start(["-q"] + list(args), cwd, stdout=subprocess.DEVNULL)
     try:
         deadline = time.time() + timeout
         while proc.poll() is None and not handlers_installed(proc.pid) and time.time() < deadline:
@@ -398,24 +402,24 @@ def check_interrupted(rc, err, sent, code, word):
     assert "stopped cleanly" in lines[0], err
 
 
-def test_sigterm_during_calibrate_writes_no_prior(eoc_bin, pixel_dit, tmp_path):
+def test_sigterm_during_calibrate_writes_no_prior(run_eoc, files_under, pixel_dit, tmp_path):
     """A calibration of 100 steps (many seconds) stopped after 0.5 s: exit 143, no prior."""
     rc, err, sent = signal_midway(
-        eoc_bin, ["calibrate", "--model", pixel_dit["ts"]] + THREADS +
+        run_eoc, ["calibrate", "--model", pixel_dit["ts"]] + THREADS +
         ["--steps", 100, "--cache", "fora:2", "--num-samples", 24, "--judge-samples", 8,
          "--out", tmp_path / "prior.json"], tmp_path, signal.SIGTERM)
     check_interrupted(rc, err, sent, 143, "terminated (SIGTERM)")
-    assert _files_under(tmp_path) == set(), "files left behind"
+    assert files_under(tmp_path) == set(), "files left behind"
 
 
-def test_sigint_during_sample_writes_no_grid(eoc_bin, pixel_dit, tmp_path):
+def test_sigint_during_sample_writes_no_grid(run_eoc, files_under, pixel_dit, tmp_path):
     """A 1000-step grid run (many seconds) stopped after 0.5 s: exit 130, no grid, no report."""
     rc, err, sent = signal_midway(
-        eoc_bin, ["sample", "--model", pixel_dit["ts"]] + THREADS +
+        run_eoc, ["sample", "--model", pixel_dit["ts"]] + THREADS +
         ["--steps", 1000, "--num-samples", 32, "--out", tmp_path / "grid.png",
          "--report", tmp_path / "r.json"], tmp_path, signal.SIGINT)
     check_interrupted(rc, err, sent, 130, "interrupted (SIGINT)")
-    assert _files_under(tmp_path) == set(), "files left behind"
+    assert files_under(tmp_path) == set(), "files left behind"
 
 
 # --------------------------------------------------------------------------------------------
@@ -427,16 +431,10 @@ def test_sigint_during_sample_writes_no_grid(eoc_bin, pixel_dit, tmp_path):
     ("blocks.0.attn.proj.bias", "after block 0's attn branch"),
     ("final_layer.linear.bias", "in the final layer"),
 ])
-def test_nan_names_step_and_block(eoc_bin, fixture_dir, tmp_path, tensor, where):
-    import export_dit
-    import make_random_dit
-    from conftest import FIXTURES
-    arch, heads = FIXTURES["pixel"]
-    sd = make_random_dit.random_state_dict(**arch)
-    sd[tensor][0] = float("nan")
-    ckpt, ts = str(fixture_dir / f"nan_{tensor}.pt"), str(fixture_dir / f"nan_{tensor}.ts")
-    torch.save(sd, ckpt)
-    export_dit.export(ckpt, ts, num_heads=heads)
-    message = fails_cleanly(eoc_bin, ["sample", "--model", ts, "--steps", 3, "--num-samples", 1,
-                                      "--out", "g.png"] + THREADS, tmp_path)
+def test_nan_names_step_and_block(fails_cleanly, random_dit_variant, tmp_path, tensor, where):
+    def nan_first_entry(sd):
+        sd[tensor][0] = float("nan")
+    ts = random_dit_variant("pixel", f"nan_{tensor}", nan_first_entry)
+    message = fails_cleanly(["sample", "--model", ts, "--steps", 3, "--num-samples", 1,
+                             "--out", "g.png"] + THREADS, tmp_path)
     assert "NaN or Inf at sampling step 0" in message and where in message, message

@@ -2,13 +2,12 @@
 sampler (scripts/testing/reference_sampler.py), per-image seed streams, feature caching, error
 handling of bad input, `info` and `compare`.
 
-Every test runs the real binary (fixture `eoc_bin`, $EOC_BINARY or build/eoc) in a temporary
-folder and reads back its `--out-raw` float32 .npy or its `--report` / `--json` output."""
+Every test runs the real binary (fixture `run_eoc` of conftest.py: $EOC_BINARY or build/eoc) in
+a temporary folder and reads back its `--out-raw` float32 .npy or its `--report` / `--json` output."""
 import functools
 import json
 import os
 import re
-import subprocess
 
 import numpy as np
 import pytest
@@ -30,20 +29,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-def run_eoc(eoc_bin, args, cwd, check=True, timeout=300):
-    """Runs `eoc args...` in cwd; returns the CompletedProcess (text mode)."""
-    proc = subprocess.run([eoc_bin] + [str(a) for a in args], cwd=str(cwd), capture_output=True,
-                          text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"eoc {' '.join(map(str, args))} exited {proc.returncode}\n"
-                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
-
-
-def sample_raw(eoc_bin, tmp_path, args, name="out.npy"):
+def sample_raw(run_eoc, tmp_path, args, name="out.npy"):
     """`eoc -q sample ARGS --out-raw tmp/NAME`; returns the float32 (N, C, H, W) array."""
     out = tmp_path / name
-    run_eoc(eoc_bin, ["-q", "sample"] + THREADS + list(args) + ["--out-raw", out], tmp_path)
+    run_eoc(["-q", "sample"] + THREADS + list(args) + ["--out-raw", out], tmp_path)
     arr = np.load(str(out))
     assert arr.dtype == np.float32 and arr.ndim == 4
     return arr
@@ -88,8 +77,8 @@ def assert_close(got, want, tol=TOL):
     assert diff <= tol, f"max |diff| = {diff:.3g} > {tol}"
 
 
-def check_parity(eoc_bin, tmp_path, model, **settings):
-    got = sample_raw(eoc_bin, tmp_path, cli_args(model, **settings))
+def check_parity(run_eoc, tmp_path, model, **settings):
+    got = sample_raw(run_eoc, tmp_path, cli_args(model, **settings))
     want = reference(model, **settings)
     assert_close(got, want)
     return got
@@ -99,16 +88,16 @@ def check_parity(eoc_bin, tmp_path, model, **settings):
 # 1. Parity with the reference sampler (official seed stream)
 # --------------------------------------------------------------------------------------------
 
-def test_parity_fmnist_ddpm50_cfg4(eoc_bin, builtin_model, tmp_path):
+def test_parity_fmnist_ddpm50_cfg4(run_eoc, builtin_model, tmp_path):
     """Issue acceptance: DDPM 50 steps, cfg 4, 4 images in one batch."""
-    check_parity(eoc_bin, tmp_path, builtin_model, sampler="ddpm", steps=50, cfg_scale=4.0,
+    check_parity(run_eoc, tmp_path, builtin_model, sampler="ddpm", steps=50, cfg_scale=4.0,
                  num_samples=4, batch_size=4, seed=0, seed_mode="official")
 
 
-def test_parity_fmnist_ddim20_cfg1p5_two_batches(eoc_bin, builtin_model, tmp_path):
+def test_parity_fmnist_ddim20_cfg1p5_two_batches(run_eoc, builtin_model, tmp_path):
     """Issue acceptance: DDIM 20 steps, cfg 1.5, 4 images in batches of 2 (the official stream
     continues across batches)."""
-    check_parity(eoc_bin, tmp_path, builtin_model, sampler="ddim", steps=20, cfg_scale=1.5,
+    check_parity(run_eoc, tmp_path, builtin_model, sampler="ddim", steps=20, cfg_scale=1.5,
                  num_samples=4, batch_size=2, seed=3, seed_mode="official")
 
 
@@ -117,9 +106,9 @@ LATENT_CFG = dict(sampler="ddpm", steps=8, cfg_scale=4.0, num_samples=3, batch_s
 
 
 @pytest.mark.parametrize("cfg_channels", ["3", "all"])
-def test_parity_latent_cfg_channels(eoc_bin, latent_dit, tmp_path, cfg_channels):
+def test_parity_latent_cfg_channels(run_eoc, latent_dit, tmp_path, cfg_channels):
     """4-channel learn_sigma model: by default only output channels 0..2 are guided."""
-    check_parity(eoc_bin, tmp_path, latent_dit["ts"], cfg_channels=cfg_channels, **LATENT_CFG)
+    check_parity(run_eoc, tmp_path, latent_dit["ts"], cfg_channels=cfg_channels, **LATENT_CFG)
 
 
 def test_latent_cfg_channels_matter(latent_dit):
@@ -129,16 +118,16 @@ def test_latent_cfg_channels_matter(latent_dit):
     assert np.abs(a - b).max() > 1e-3
 
 
-def test_parity_pixel_ddpm_fixed_variance_random_labels(eoc_bin, pixel_dit, tmp_path):
+def test_parity_pixel_ddpm_fixed_variance_random_labels(run_eoc, pixel_dit, tmp_path):
     """1-channel model without sigma channels (fixed-large variance), random labels drawn from
     the official stream."""
-    check_parity(eoc_bin, tmp_path, pixel_dit["ts"], sampler="ddpm", steps=6, cfg_scale=2.0,
+    check_parity(run_eoc, tmp_path, pixel_dit["ts"], sampler="ddpm", steps=6, cfg_scale=2.0,
                  num_samples=3, batch_size=2, seed=11, seed_mode="official", classes="random")
 
 
-def test_parity_latent_ddim_respacing_eta(eoc_bin, latent_dit, tmp_path):
+def test_parity_latent_ddim_respacing_eta(run_eoc, latent_dit, tmp_path):
     """IDDPM "ddimN" respacing and DDIM with eta > 0 (noise used)."""
-    check_parity(eoc_bin, tmp_path, latent_dit["ts"], sampler="ddim", steps=10, respacing="ddim",
+    check_parity(run_eoc, tmp_path, latent_dit["ts"], sampler="ddim", steps=10, respacing="ddim",
                  eta=0.5, cfg_scale=1.5, num_samples=2, batch_size=2, seed=2,
                  seed_mode="official", classes="1,7")
 
@@ -147,7 +136,7 @@ def test_parity_latent_ddim_respacing_eta(eoc_bin, latent_dit, tmp_path):
 # 2. Per-image seeds
 # --------------------------------------------------------------------------------------------
 
-def test_per_image_pngs_independent_of_batch_size(eoc_bin, builtin_model, tmp_path):
+def test_per_image_pngs_independent_of_batch_size(run_eoc, builtin_model, tmp_path):
     """10 images, default per-image seeds (and --batch-invariant auto, on for the CPU): batch 10
     and batch 3 write byte-identical PNGs and identical raw samples, which match the reference
     sampler in per-image mode."""
@@ -157,8 +146,8 @@ def test_per_image_pngs_independent_of_batch_size(eoc_bin, builtin_model, tmp_pa
     for bs in (10, 3):
         d = tmp_path / f"bs{bs}"
         raw = tmp_path / f"bs{bs}.npy"
-        run_eoc(eoc_bin, ["-q", "sample"] + common + ["--batch-size", bs, "--out-dir", d,
-                                                       "--out-raw", raw], tmp_path)
+        run_eoc(["-q", "sample"] + common + ["--batch-size", bs, "--out-dir", d,
+                                              "--out-raw", raw], tmp_path)
         dirs[bs] = d
         raws[bs] = np.load(str(raw))
     names = sorted(n for n in os.listdir(dirs[10]) if n.endswith(".png"))
@@ -179,12 +168,12 @@ def test_per_image_pngs_independent_of_batch_size(eoc_bin, builtin_model, tmp_pa
     assert_close(raws[10], want, tol=max(TOL, 4 * spread))
 
 
-def test_per_image_parity_random_labels(eoc_bin, latent_dit, tmp_path):
+def test_per_image_parity_random_labels(run_eoc, latent_dit, tmp_path):
     """Per-image noise streams and per-image random labels (splitmix64 hash) vs the reference,
     with the same batching on both sides (--batch-invariant off), over two batches."""
     settings = dict(sampler="ddpm", steps=5, cfg_scale=4.0, num_samples=5, batch_size=2, seed=9,
                     seed_mode="per-image", classes="random")
-    got = sample_raw(eoc_bin, tmp_path,
+    got = sample_raw(run_eoc, tmp_path,
                      cli_args(latent_dit["ts"], **settings) + ["--batch-invariant", "off"])
     assert_close(got, reference(latent_dit["ts"], **settings))
 
@@ -215,33 +204,33 @@ def cache_model(request):
     return d["ts"], d["depth"]
 
 
-def test_cache_none_and_all_compute_mask_are_bitwise_plain(eoc_bin, cache_model, tmp_path):
+def test_cache_none_and_all_compute_mask_are_bitwise_plain(run_eoc, cache_model, tmp_path):
     model, depth = cache_model
     base = cli_args(model, **CACHE_SETTINGS)
-    plain = sample_raw(eoc_bin, tmp_path, base, "plain.npy")
-    none = sample_raw(eoc_bin, tmp_path, base + ["--cache", "none"], "none.npy")
+    plain = sample_raw(run_eoc, tmp_path, base, "plain.npy")
+    none = sample_raw(run_eoc, tmp_path, base + ["--cache", "none"], "none.npy")
     assert np.array_equal(plain, none)
     mask = _all_compute_mask(tmp_path / "compute.json", CACHE_SETTINGS["steps"], depth)
-    masked = sample_raw(eoc_bin, tmp_path, base + ["--cache", f"mask:{mask}"], "mask.npy")
+    masked = sample_raw(run_eoc, tmp_path, base + ["--cache", f"mask:{mask}"], "mask.npy")
     assert np.array_equal(plain, masked)
 
 
-def test_block_loop_equals_whole_forward_bitwise(eoc_bin, builtin_model, tmp_path):
+def test_block_loop_equals_whole_forward_bitwise(run_eoc, builtin_model, tmp_path):
     """The block loop (modulations once per distinct row of c, residual terms in one pass)
     gives the module's own forward bit for bit on the batch-invariant CPU export; the labels
     repeat, so the modulations are grouped in both guidance halves."""
     base = cli_args(builtin_model, sampler="ddpm", steps=4, cfg_scale=1.5, num_samples=12,
                     batch_size=12, seed=5, seed_mode="official", classes="3,3,5")
-    loop = sample_raw(eoc_bin, tmp_path, base, "loop.npy")
-    whole = sample_raw(eoc_bin, tmp_path, base + ["--whole-forward"], "whole.npy")
+    loop = sample_raw(run_eoc, tmp_path, base, "loop.npy")
+    whole = sample_raw(run_eoc, tmp_path, base + ["--whole-forward"], "whole.npy")
     assert np.array_equal(loop, whole)
 
 
 @pytest.mark.parametrize("correct", ["none", "taylor"])
-def test_fora3_matches_reference(eoc_bin, cache_model, tmp_path, correct):
+def test_fora3_matches_reference(run_eoc, cache_model, tmp_path, correct):
     model, _ = cache_model
     base = cli_args(model, **CACHE_SETTINGS)
-    got = sample_raw(eoc_bin, tmp_path, base + ["--cache", "fora:3", "--correct", correct])
+    got = sample_raw(run_eoc, tmp_path, base + ["--cache", "fora:3", "--correct", correct])
     want = reference(model, cache="fora:3", correct=correct, **CACHE_SETTINGS)
     assert_close(got, want)
     # caching really happened: the result differs from uncached sampling
@@ -250,13 +239,13 @@ def test_fora3_matches_reference(eoc_bin, cache_model, tmp_path, correct):
 
 
 @pytest.mark.parametrize("correct", ["taylor:2", "taylor:3", "taylor:4"])
-def test_taylor_orders_match_reference(eoc_bin, cache_model, tmp_path, correct):
+def test_taylor_orders_match_reference(run_eoc, cache_model, tmp_path, correct):
     """TaylorSeer's forecasts of order 2-4 against the reference's own implementation. fora:2
     over 10 steps computes steps 0, 1, 3, 5, 7, 9 (uneven at first), so the reused steps 2, 4, 6
     and 8 forecast from 1, 2, 3 and 4 derivative estimates."""
     model, _ = cache_model
     base = cli_args(model, **CACHE_SETTINGS)
-    got = sample_raw(eoc_bin, tmp_path, base + ["--cache", "fora:2", "--correct", correct])
+    got = sample_raw(run_eoc, tmp_path, base + ["--cache", "fora:2", "--correct", correct])
     want = reference(model, cache="fora:2", correct=correct, **CACHE_SETTINGS)
     assert_close(got, want)
     # The order matters: each differs from the first-order forecast.
@@ -264,57 +253,37 @@ def test_taylor_orders_match_reference(eoc_bin, cache_model, tmp_path, correct):
     assert np.abs(want - first).max() > 10 * TOL
 
 
-def test_taylor_1_is_taylor(eoc_bin, builtin_model, tmp_path):
+def test_taylor_1_is_taylor(run_eoc, builtin_model, tmp_path):
     """`taylor:1` is today's `taylor`, bit for bit, and the run records name it the same."""
     base = cli_args(builtin_model, **CACHE_SETTINGS) + ["--cache", "fora:3"]
-    one = sample_raw(eoc_bin, tmp_path, base + ["--correct", "taylor:1", "--report", tmp_path / "r1.json"],
+    one = sample_raw(run_eoc, tmp_path, base + ["--correct", "taylor:1", "--report", tmp_path / "r1.json"],
                      "one.npy")
-    plain = sample_raw(eoc_bin, tmp_path, base + ["--correct", "taylor", "--report", tmp_path / "r.json"],
+    plain = sample_raw(run_eoc, tmp_path, base + ["--correct", "taylor", "--report", tmp_path / "r.json"],
                        "taylor.npy")
     assert np.array_equal(one, plain)
     names = [json.loads((tmp_path / r).read_text())["settings"]["cache"]["correct"] for r in ("r1.json", "r.json")]
     assert names == ["taylor", "taylor"]
 
 
-def test_warmup_computes_the_first_steps(eoc_bin, builtin_model, tmp_path):
+def test_warmup_computes_the_first_steps(run_eoc, builtin_model, tmp_path):
     """--warmup K computes every branch of steps 0..K-1 whatever the plan says, and says so in
     the plan's name; later steps follow the plan."""
     report = tmp_path / "r.json"
     base = cli_args(builtin_model, **CACHE_SETTINGS) + ["--cache", "fora:2", "--correct", "taylor:2"]
-    sample_raw(eoc_bin, tmp_path, base + ["--warmup", 4, "--report", report])
+    sample_raw(run_eoc, tmp_path, base + ["--warmup", 4, "--report", report])
     r = json.loads(report.read_text())
     assert r["settings"]["cache"]["spec"] == "fora:2+warmup:4"
     reused = r["cache_stats"]["reused_per_step"]
     assert reused[:4] == [0, 0, 0, 0] and reused[4] > 0 and reused[6] > 0
-    proc = run_eoc(eoc_bin, ["sample"] + base + ["--warmup", 11, "--out-raw", tmp_path / "x.npy"], tmp_path,
-                   check=False)
+    proc = run_eoc(["sample"] + base + ["--warmup", 11, "--out-raw", tmp_path / "x.npy"],
+                   tmp_path, check=False)
     assert proc.returncode == 1 and "--warmup 11 is out of range (expected 0..10" in proc.stderr
 
 
-def test_bf16_sampling_close_to_fp32_and_forecast_still_helps(eoc_bin, builtin_model, tmp_path):
-    """`--dtype bf16` (the ATen path of the hook's residual update, which CUDA takes too): the
-    trained model's images stay close to fp32 ones (measured: MSE 1.3e-4 on this model), and
-    with fora:3 the taylor forecast is still much closer to uncached than plain reuse (measured:
-    0.19x plain's MSE)."""
-    base = cli_args(builtin_model, sampler="ddim", steps=20, cfg_scale=1.5, num_samples=4,
-                    batch_size=4, seed=0, seed_mode="per-image")
-    fp32 = sample_raw(eoc_bin, tmp_path, base, "fp32.npy")
-    bf16 = sample_raw(eoc_bin, tmp_path, base + ["--dtype", "bf16"], "bf16.npy")
-    plain = sample_raw(eoc_bin, tmp_path, base + ["--dtype", "bf16", "--cache", "fora:3"],
-                       "plain.npy")
-    taylor = sample_raw(eoc_bin, tmp_path, base + ["--dtype", "bf16", "--cache", "fora:3",
-                                                   "--correct", "taylor"], "taylor.npy")
-    def mse(a, b):
-        return float(((a - b) ** 2).mean())
-    assert np.isfinite(bf16).all() and np.isfinite(taylor).all()
-    assert 0 < mse(bf16, fp32) < 2e-3
-    assert mse(taylor, bf16) < 0.5 * mse(plain, bf16)
-
-
-def test_shipped_mask_ddim20_50_report(eoc_bin, builtin_model, repo_root, tmp_path):
+def test_shipped_mask_ddim20_50_report(run_eoc, builtin_model, repo_root, tmp_path):
     mask = os.path.join(repo_root, "configs", "cache", "eoc-ddim20-50.json")
     report = tmp_path / "r.json"
-    run_eoc(eoc_bin, ["-q", "sample"] + THREADS + [
+    run_eoc(["-q", "sample"] + THREADS + [
                 "--model", builtin_model, "--sampler", "ddim", "--steps", 20,
                 "--cfg-scale", 1, "--num-samples", 1, "--batch-size", 1,
                 "--cache", f"mask:{mask}", "--out-raw", tmp_path / "o.npy",
@@ -327,10 +296,10 @@ def test_shipped_mask_ddim20_50_report(eoc_bin, builtin_model, repo_root, tmp_pa
     assert np.isfinite(np.load(str(tmp_path / "o.npy"))).all()
 
 
-def test_fora2_report_reuses_nothing_at_compute_steps(eoc_bin, builtin_model, tmp_path):
+def test_fora2_report_reuses_nothing_at_compute_steps(run_eoc, builtin_model, tmp_path):
     S, N = 20, 2
     report = tmp_path / "r.json"
-    run_eoc(eoc_bin, ["-q", "sample"] + THREADS + [
+    run_eoc(["-q", "sample"] + THREADS + [
                 "--model", builtin_model, "--sampler", "ddim", "--steps", S,
                 "--cfg-scale", 1, "--num-samples", 1, "--batch-size", 1,
                 "--cache", f"fora:{N}", "--out-raw", tmp_path / "o.npy",
@@ -346,11 +315,11 @@ def test_fora2_report_reuses_nothing_at_compute_steps(eoc_bin, builtin_model, tm
 
 @pytest.mark.parametrize("cache,correct,tensors_per_entry", [
     ("none", "none", 0), ("fora:2", "none", 1), ("fora:2", "taylor", 2)])
-def test_cache_memory_is_one_tensor_per_block_and_branch(eoc_bin, builtin_model, tmp_path, cache,
+def test_cache_memory_is_one_tensor_per_block_and_branch(run_eoc, builtin_model, tmp_path, cache,
                                                          correct, tensors_per_entry):
     """The cache holds F[r] per (block, branch) (taylor also F[r] - F[p]); uncached holds nothing."""
     report = tmp_path / "r.json"
-    run_eoc(eoc_bin, ["-q", "sample"] + THREADS + [
+    run_eoc(["-q", "sample"] + THREADS + [
                 "--model", builtin_model, "--sampler", "ddim", "--steps", 6, "--cfg-scale", 1.5,
                 "--num-samples", 3, "--batch-size", 3, "--cache", cache, "--correct", correct,
                 "--out-raw", tmp_path / "o.npy", "--report", report], tmp_path)
@@ -364,11 +333,11 @@ def test_cache_memory_is_one_tensor_per_block_and_branch(eoc_bin, builtin_model,
 
 
 @pytest.mark.parametrize("num_samples,batch_size", [(5, 2), (2, 2)])
-def test_report_times_each_batch(eoc_bin, builtin_model, tmp_path, num_samples, batch_size):
+def test_report_times_each_batch(run_eoc, builtin_model, tmp_path, num_samples, batch_size):
     """timings_s.batches has one time per batch, within the sampling phase; the steady rate
     counts the images after the first batch over their time, and is null for one batch."""
     report = tmp_path / "r.json"
-    run_eoc(eoc_bin, ["-q", "sample"] + THREADS + [
+    run_eoc(["-q", "sample"] + THREADS + [
                 "--model", builtin_model, "--sampler", "ddim", "--steps", 3,
                 "--num-samples", num_samples, "--batch-size", batch_size,
                 "--out-raw", tmp_path / "o.npy", "--report", report], tmp_path)
@@ -386,27 +355,6 @@ def test_report_times_each_batch(eoc_bin, builtin_model, tmp_path, num_samples, 
 # --------------------------------------------------------------------------------------------
 # 4. Bad input, info, version, help
 # --------------------------------------------------------------------------------------------
-
-def _files_under(root):
-    out = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in dirnames + filenames:
-            out.add(os.path.relpath(os.path.join(dirpath, n), root))
-    return out
-
-
-def _check_clean_failure(proc, eoc_error=True):
-    err = proc.stderr
-    assert proc.returncode != 0, f"exited 0\nstderr:\n{err}"
-    assert 0 < proc.returncode < 128, f"killed / crashed: rc {proc.returncode}\n{err}"
-    for bad in ("terminate called", "Traceback", "core dumped", "Segmentation fault",
-                "Exception raised from", "Aborted"):
-        assert bad not in err, err
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert 1 <= len(lines) <= 3, err
-    if eoc_error:
-        assert len(lines) == 1 and lines[0].startswith("eoc: error:"), err
-
 
 # name -> extra args ({FILE}: a plain file in the test's tmp folder, {README}: the repo's README)
 BAD_INPUT = {
@@ -430,7 +378,8 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD_INPUT))
-def test_bad_input_fails_cleanly(eoc_bin, repo_root, tmp_path, name):
+def test_bad_input_fails_cleanly(run_eoc, check_clean_failure, files_under, repo_root, tmp_path,
+                                 name):
     (tmp_path / "plain_file").write_text("not a folder\n")
     subs = {"{FILE}": str(tmp_path / "plain_file"),
             "{README}": os.path.join(repo_root, "README.md")}
@@ -444,29 +393,22 @@ def test_bad_input_fails_cleanly(eoc_bin, repo_root, tmp_path, name):
     for flag, path in (("--out", "grid.png"), ("--out-raw", "raw.npy"), ("--report", "r.json")):
         if flag not in flags:
             outputs += [flag, str(tmp_path / path)]
-    before = _files_under(tmp_path)
+    before = files_under(tmp_path)
     args = ["sample", "--num-samples", 2, "--batch-size", 2] + THREADS
     if "--steps" not in flags:
         args += ["--steps", 2]
-    proc = run_eoc(eoc_bin, args + extra + outputs, tmp_path, check=False, timeout=120)
-    _check_clean_failure(proc)
-    assert _files_under(tmp_path) == before, "files left behind"
+    proc = run_eoc(args + extra + outputs, tmp_path, check=False, timeout=120)
+    check_clean_failure(proc)
+    assert files_under(tmp_path) == before, "files left behind"
 
 
 @pytest.fixture(scope="module")
-def nan_dit(fixture_dir):
+def nan_dit(random_dit_variant):
     """The pixel fixture with a NaN label embedding for class 1: batches with label 1 produce NaN
     model outputs, i.e. an error that only appears during sampling."""
-    import export_dit
-    import make_random_dit
-    from conftest import FIXTURES
-    arch, heads = FIXTURES["pixel"]
-    sd = make_random_dit.random_state_dict(**arch)
-    sd["y_embedder.embedding_table.weight"][1] = float("nan")
-    ckpt, ts = str(fixture_dir / "nan_label1.pt"), str(fixture_dir / "nan_label1.ts")
-    torch.save(sd, ckpt)
-    export_dit.export(ckpt, ts, num_heads=heads)
-    return ts
+    def nan_label1(sd):
+        sd["y_embedder.embedding_table.weight"][1] = float("nan")
+    return random_dit_variant("pixel", "nan_label1", nan_label1)
 
 
 # image 0 (label 0) is fine, image 1 (label 1, second batch) fails the NaN check
@@ -474,25 +416,27 @@ NAN_RUN = ["-q", "sample", "--steps", 2, "--cfg-scale", 1, "--classes", "0,1", "
            "--batch-size", 1] + THREADS
 
 
-def test_error_during_sampling_leaves_no_outputs(eoc_bin, nan_dit, tmp_path):
-    proc = run_eoc(eoc_bin, NAN_RUN + ["--model", nan_dit, "--out", tmp_path / "g.png",
-                                       "--out-raw", tmp_path / "r.npy", "--report",
-                                       tmp_path / "r.json"], tmp_path, check=False, timeout=120)
-    _check_clean_failure(proc)
+def test_error_during_sampling_leaves_no_outputs(run_eoc, check_clean_failure, files_under,
+                                                 nan_dit, tmp_path):
+    proc = run_eoc(NAN_RUN + ["--model", nan_dit, "--out", tmp_path / "g.png",
+                              "--out-raw", tmp_path / "r.npy", "--report", tmp_path / "r.json"],
+                   tmp_path, check=False, timeout=120)
+    check_clean_failure(proc)
     # class 1's embedding feeds every modulation: the first branch added is already non-finite
     assert "NaN or Inf at sampling step 0" in proc.stderr
     assert "after block 0's attn branch" in proc.stderr
-    assert _files_under(tmp_path) == set(), "files left behind"
+    assert files_under(tmp_path) == set(), "files left behind"
 
 
-def test_error_during_sampling_keeps_only_complete_out_dir_images(eoc_bin, nan_dit, tmp_path):
+def test_error_during_sampling_keeps_only_complete_out_dir_images(run_eoc, check_clean_failure,
+                                                                  files_under, nan_dit, tmp_path):
     """--out-dir streams finished images (a 50,000-image run resumes from them): a failure in a
     later batch keeps the finished batch's PNG, complete, and leaves nothing partial."""
     from PIL import Image
-    proc = run_eoc(eoc_bin, NAN_RUN + ["--model", nan_dit, "--out-dir", tmp_path / "imgs"],
+    proc = run_eoc(NAN_RUN + ["--model", nan_dit, "--out-dir", tmp_path / "imgs"],
                    tmp_path, check=False, timeout=120)
-    _check_clean_failure(proc)
-    files = _files_under(tmp_path)
+    check_clean_failure(proc)
+    files = files_under(tmp_path)
     assert not [f for f in files if ".tmp" in f], f"temporary files left behind: {files}"
     pngs = sorted(f for f in files if f.endswith(".png"))
     assert pngs == [os.path.join("imgs", "000000.png")]  # image 1 (label 1) hit the NaN
@@ -500,7 +444,7 @@ def test_error_during_sampling_keeps_only_complete_out_dir_images(eoc_bin, nan_d
         im.load()  # decodes completely
 
 
-def test_out_into_read_only_dir(eoc_bin, tmp_path):
+def test_out_into_read_only_dir(run_eoc, check_clean_failure, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
@@ -508,9 +452,9 @@ def test_out_into_read_only_dir(eoc_bin, tmp_path):
         if os.access(str(ro), os.W_OK):
             pytest.skip("running as root: permissions are not enforced (see the file-as-folder "
                         "and /proc cases)")
-        proc = run_eoc(eoc_bin, ["sample", "--steps", 2, "--num-samples", 1, "--out",
-                                 ro / "x.png"], tmp_path, check=False, timeout=120)
-        _check_clean_failure(proc)
+        proc = run_eoc(["sample", "--steps", 2, "--num-samples", 1, "--out", ro / "x.png"],
+                       tmp_path, check=False, timeout=120)
+        check_clean_failure(proc)
         assert os.listdir(str(ro)) == []
     finally:
         ro.chmod(0o755)
@@ -518,27 +462,27 @@ def test_out_into_read_only_dir(eoc_bin, tmp_path):
 
 @pytest.mark.parametrize("args", [["--steps", "abc"], ["--no-such-flag"], ["--num-samples"]],
                          ids=["not_a_number", "unknown_flag", "missing_value"])
-def test_parse_errors_are_short(eoc_bin, tmp_path, args):
-    proc = run_eoc(eoc_bin, ["sample"] + args, tmp_path, check=False, timeout=60)
-    _check_clean_failure(proc, eoc_error=False)
-    assert _files_under(tmp_path) == set()
+def test_parse_errors_are_short(run_eoc, check_clean_failure, files_under, tmp_path, args):
+    proc = run_eoc(["sample"] + args, tmp_path, check=False, timeout=60)
+    check_clean_failure(proc, eoc_error=False)
+    assert files_under(tmp_path) == set()
 
 
-def test_info_builtin(eoc_bin, tmp_path):
-    proc = run_eoc(eoc_bin, ["info"], tmp_path)
+def test_info_builtin(run_eoc, tmp_path):
+    proc = run_eoc(["info"], tmp_path)
     text = proc.stdout
     for pattern in (r"^depth\s+12$", r"^hidden size\s+192$", r"^patch size\s+4$",
                     r"^classes\s+10\b", r"^learn_sigma\s+yes\b"):
         assert re.search(pattern, text, re.M), (pattern, text)
-    j = json.loads(run_eoc(eoc_bin, ["info", "--json"], tmp_path).stdout)
+    j = json.loads(run_eoc(["info", "--json"], tmp_path).stdout)
     assert (j["depth"], j["hidden_size"], j["patch_size"], j["num_classes"], j["learn_sigma"]) == \
         (12, 192, 4, 10, True)
 
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["sample", "--help"]],
                          ids=["version", "help", "sample_help"])
-def test_version_and_help(eoc_bin, tmp_path, args):
-    proc = run_eoc(eoc_bin, args, tmp_path, timeout=60)
+def test_version_and_help(run_eoc, tmp_path, args):
+    proc = run_eoc(args, tmp_path, timeout=60)
     assert proc.stdout.strip()
     if args == ["--version"]:
         assert re.match(r"^eoc \d+\.\d+\.\d+", proc.stdout)
@@ -551,15 +495,15 @@ def test_version_and_help(eoc_bin, tmp_path, args):
 # 5. compare
 # --------------------------------------------------------------------------------------------
 
-def test_compare_json(eoc_bin, tmp_path):
+def test_compare_json(run_eoc, tmp_path):
     # --batch-invariant off: the default per-image seeds would otherwise run one matmul per image
     common = ["-q", "compare", "--json", "--num-samples", 4, "--steps", 10,
               "--batch-invariant", "off"] + THREADS
-    j = json.loads(run_eoc(eoc_bin, common + ["--cache", "fora:3", "--correct", "taylor"],
+    j = json.loads(run_eoc(common + ["--cache", "fora:3", "--correct", "taylor"],
                            tmp_path).stdout)
     for key in ("mse", "psnr_db", "ssim", "speedup"):
         assert key in j, key
     assert j["mse"] > 0 and j["speedup"] > 0
     assert isinstance(j["psnr_db"], (int, float)) and np.isfinite(j["psnr_db"])
-    j0 = json.loads(run_eoc(eoc_bin, common + ["--cache", "none"], tmp_path).stdout)
+    j0 = json.loads(run_eoc(common + ["--cache", "none"], tmp_path).stdout)
     assert j0["mse"] == 0

@@ -27,7 +27,6 @@ the C++ block loop fuses the gated residual update and runs batch-invariant GEMM
 """
 import base64
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -106,13 +105,13 @@ def fitted():
     return {}
 
 
-def eoc_calibrate(eoc_bin, model, flags, form, judgment, out, max_order=None):
-    cmd = [eoc_bin, "-q", "calibrate", "--model", model, *flags, "--eoc-form", form,
-           "--judgment", judgment, "--out", out, *THREADS]
+def eoc_calibrate(run_eoc, model, flags, form, judgment, out, max_order=None):
+    """`eoc -q calibrate` into file `out` (a pathlib.Path), run in its folder; -> the prior."""
+    args = ["-q", "calibrate", "--model", model, *flags, "--eoc-form", form,
+            "--judgment", judgment, "--out", out, *THREADS]
     if max_order is not None:
-        cmd += ["--max-order", max_order]
-    proc = subprocess.run([str(a) for a in cmd], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+        args += ["--max-order", max_order]
+    run_eoc(args, out.parent)
     with open(out) as f:
         return json.load(f)
 
@@ -186,10 +185,10 @@ def check_judgments(got, want, trajectory):
 
 
 @pytest.mark.parametrize("case,form,judgment,max_order", RUNS)
-def test_calibration_matches_the_reference(eoc_bin, settings, fitted, tmp_path, case, form,
+def test_calibration_matches_the_reference(run_eoc, settings, fitted, tmp_path, case, form,
                                            judgment, max_order):
     model, flags, ref_args = settings[case]
-    doc = eoc_calibrate(eoc_bin, model, flags, form, judgment, tmp_path / "prior.json", max_order)
+    doc = eoc_calibrate(run_eoc, model, flags, form, judgment, tmp_path / "prior.json", max_order)
     want = rc.calibrate(model, form=form, judgment=judgment,
                         vectors=fitted.get((case, form)), max_order=max_order, **ref_args)
     fitted[(case, form)] = want["vectors"]
@@ -226,11 +225,11 @@ def test_calibration_matches_the_reference(eoc_bin, settings, fitted, tmp_path, 
     assert any(j["theta"] != 0.0 for j in want["judged"])
 
 
-def test_official_seed_mode_matches_the_reference(eoc_bin, settings, tmp_path):
+def test_official_seed_mode_matches_the_reference(run_eoc, settings, tmp_path):
     model, flags, ref_args = settings["cfg"]
     flags = list(flags)
     flags[flags.index("--seed-mode") + 1] = "official"
-    doc = eoc_calibrate(eoc_bin, model, flags, "scale", "local", tmp_path / "prior.json")
+    doc = eoc_calibrate(run_eoc, model, flags, "scale", "local", tmp_path / "prior.json")
     want = rc.calibrate(model, form="scale", judgment="local",
                         **dict(ref_args, seed_mode="official"))
     check_vectors(prior_vectors(doc), want["vectors"], True)

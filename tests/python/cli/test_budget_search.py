@@ -6,7 +6,6 @@ few steps and two judge images (one thread), so the search itself is exercised, 
 (docs/BENCHMARKS.md measures that)."""
 import json
 import math
-import subprocess
 
 import pytest
 
@@ -15,27 +14,20 @@ FLAGS = ["--sampler", "ddim", "--steps", str(STEPS), "--cfg-scale", "1.5", "--th
 CALIB = ["--num-samples", "2", "--judge-samples", "2", "--seed", "1000", "--max-order", "2"]
 
 
-def run(cmd, ok=True):
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=600)
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 @pytest.fixture(scope="module")
 def model(random_dits):
     return random_dits["pixel"]["ts"]
 
 
 @pytest.fixture(scope="module")
-def budget_priors(eoc_bin, model, tmp_path_factory):
+def budget_priors(run_eoc, model, tmp_path_factory):
     """budget -> (prior document, prior path, mask path, calibrate's stderr)."""
     out = {}
     for budget in (0.3, 0.5):
         work = tmp_path_factory.mktemp(f"budget{budget}")
         prior, mask = work / "prior.json", work / "mask.json"
-        proc = run([eoc_bin, "calibrate", "--model", model, *FLAGS, *CALIB, "--budget", budget,
-                    "--out", prior, "--out-mask", mask])
+        proc = run_eoc(["calibrate", "--model", model, *FLAGS, *CALIB, "--budget", budget,
+                        "--out", prior, "--out-mask", mask], work, timeout=600)
         out[budget] = (json.loads(prior.read_text()), prior, mask, proc.stderr)
     return out
 
@@ -81,11 +73,11 @@ def test_search_errors_are_those_of_its_schedule(budget_priors, budget):
     assert sorted(s["order"] for s in even) == [1, 2]
 
 
-def test_sample_takes_the_plan_from_the_prior(eoc_bin, model, budget_priors, tmp_path):
+def test_sample_takes_the_plan_from_the_prior(run_eoc, model, budget_priors, tmp_path):
     doc, prior, mask, _ = budget_priors[0.3]
     report = tmp_path / "r.json"
-    run([eoc_bin, "-q", "sample", "--model", model, *FLAGS, "--num-samples", "2", "--prior", prior,
-         "--out", tmp_path / "g.png", "--report", report])
+    run_eoc(["-q", "sample", "--model", model, *FLAGS, "--num-samples", "2", "--prior", prior,
+             "--out", tmp_path / "g.png", "--report", report], tmp_path, timeout=600)
     rep = json.loads(report.read_text())
     assert rep["settings"]["cache"]["spec"] == "budget:0.3"
     assert rep["settings"]["cache"]["correct"] == "eoc"
@@ -93,21 +85,22 @@ def test_sample_takes_the_plan_from_the_prior(eoc_bin, model, budget_priors, tmp
     assert [n > 0 for n in rep["cache_stats"]["computed_per_step"]] == ["r" not in s for s in layout_steps]
     # The mask file holds the same plan, for other correctors.
     report2 = tmp_path / "r2.json"
-    run([eoc_bin, "-q", "sample", "--model", model, *FLAGS, "--num-samples", "2",
-         "--cache", f"mask:{mask}", "--correct", "taylor:2", "--out", tmp_path / "g2.png",
-         "--report", report2])
+    run_eoc(["-q", "sample", "--model", model, *FLAGS, "--num-samples", "2",
+             "--cache", f"mask:{mask}", "--correct", "taylor:2", "--out", tmp_path / "g2.png",
+             "--report", report2], tmp_path, timeout=600)
     rep2 = json.loads(report2.read_text())
     assert rep2["cache_stats"]["computed_per_step"] == rep["cache_stats"]["computed_per_step"]
     # An explicit --cache must still be the prior's plan.
-    proc = run([eoc_bin, "-q", "sample", "--model", model, *FLAGS, "--num-samples", "2",
-                "--cache", "fora:3", "--prior", prior, "--out", tmp_path / "g3.png"], ok=False)
+    proc = run_eoc(["-q", "sample", "--model", model, *FLAGS, "--num-samples", "2",
+                    "--cache", "fora:3", "--prior", prior, "--out", tmp_path / "g3.png"],
+                   tmp_path, check=False, timeout=600)
     assert proc.returncode != 0 and "cache.spec" in proc.stderr and "budget:0.3" in proc.stderr
 
 
-def test_out_mask_of_a_fixed_plan(eoc_bin, model, tmp_path):
+def test_out_mask_of_a_fixed_plan(run_eoc, model, tmp_path):
     mask = tmp_path / "m.json"
-    run([eoc_bin, "-q", "calibrate", "--model", model, *FLAGS, *CALIB, "--cache", "fora:3",
-         "--out", tmp_path / "p.json", "--out-mask", mask])
+    run_eoc(["-q", "calibrate", "--model", model, *FLAGS, *CALIB, "--cache", "fora:3",
+             "--out", tmp_path / "p.json", "--out-mask", mask], tmp_path, timeout=600)
     doc = json.loads(mask.read_text())
     assert doc["format"] == "eoc-cache-mask" and doc["steps"] == STEPS
     fora = ["compute" if k == 0 or (STEPS - 1 - k) % 3 == 0 else "reuse" for k in range(STEPS)]
@@ -123,9 +116,10 @@ def test_out_mask_of_a_fixed_plan(eoc_bin, model, tmp_path):
     (["--budget", "0.4", "--eoc-form", "scale"], "--eoc-form taylor"),
     (["--budget", "0.4", "--judgment", "local", "--max-order", "1"], "--judgment trajectory"),
 ])
-def test_budget_refusals(eoc_bin, model, tmp_path, flags, message):
-    proc = run([eoc_bin, "calibrate", "--model", model, *FLAGS, "--num-samples", "3",
-                "--judge-samples", "2", *flags, "--out", tmp_path / "p.json"], ok=False)
+def test_budget_refusals(run_eoc, model, tmp_path, flags, message):
+    proc = run_eoc(["calibrate", "--model", model, *FLAGS, "--num-samples", "3",
+                    "--judge-samples", "2", *flags, "--out", tmp_path / "p.json"], tmp_path,
+                   check=False, timeout=600)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
     assert "--budget" in proc.stderr
@@ -159,14 +153,14 @@ def test_search_matches_the_reference(budget_priors, model, budget, one_torch_th
     assert got["refinement"]["moves_taken"] == want["moves_taken"]
 
 
-def test_budget_with_a_warm_up(eoc_bin, model, tmp_path, one_torch_thread):
+def test_budget_with_a_warm_up(run_eoc, model, tmp_path, one_torch_thread):
     """The warm-up's steps are computed and counted in the budget; the search matches the
     reference with them forced; sampling takes the plan with its warm-up from the prior, and a
     second --warmup is refused rather than applied twice."""
     import reference_calibration as rc
     prior = tmp_path / "p.json"
-    run([eoc_bin, "-q", "calibrate", "--model", model, *FLAGS, *CALIB, "--budget", "0.5",
-         "--warmup", "3", "--out", prior])
+    run_eoc(["-q", "calibrate", "--model", model, *FLAGS, *CALIB, "--budget", "0.5",
+             "--warmup", "3", "--out", prior], tmp_path, timeout=600)
     doc = json.loads(prior.read_text())
     assert doc["assumes"]["cache"]["spec"] == "budget:0.5+warmup:3"
     computed = computed_steps(doc["assumes"]["cache"]["layout"])
@@ -175,9 +169,10 @@ def test_budget_with_a_warm_up(eoc_bin, model, tmp_path, one_torch_thread):
                             cfg_scale=1.5, num_samples=2, judge_samples=2, batch_size=2, seed=1000)
     assert doc["calibration"]["search"]["computed_steps"] == want["computed_steps"]
     report = tmp_path / "r.json"
-    run([eoc_bin, "-q", "sample", "--model", model, *FLAGS, "--num-samples", "2", "--prior", prior,
-         "--out", tmp_path / "g.png", "--report", report])
+    run_eoc(["-q", "sample", "--model", model, *FLAGS, "--num-samples", "2", "--prior", prior,
+             "--out", tmp_path / "g.png", "--report", report], tmp_path, timeout=600)
     assert json.loads(report.read_text())["settings"]["cache"]["spec"] == "budget:0.5+warmup:3"
-    proc = run([eoc_bin, "-q", "sample", "--model", model, *FLAGS, "--num-samples", "2",
-                "--prior", prior, "--warmup", "3", "--out", tmp_path / "g2.png"], ok=False)
+    proc = run_eoc(["-q", "sample", "--model", model, *FLAGS, "--num-samples", "2",
+                    "--prior", prior, "--warmup", "3", "--out", tmp_path / "g2.png"],
+                   tmp_path, check=False, timeout=600)
     assert proc.returncode != 0 and "without --cache the prior's own plan" in proc.stderr

@@ -1,6 +1,7 @@
 """FID-run plumbing end to end: per-image output folders made by several processes (sharding
 from torchrun-style variables), resume after SIGKILL, clean stop on SIGTERM, `eoc pack` into
-the ADM evaluator's npz, settings records, the VAE decoder export and `--vae`, and configs.
+the ADM evaluator's npz, settings records, decoding through an exported VAE (`--vae`; the
+export itself: tools/test_export_vae.py), and configs.
 
 The built-in Fashion-MNIST model samples with `--sampler ddim --steps 3 --cfg-scale 1` (32x32
 images) and one thread per process, so the suite stays short on two cores."""
@@ -11,7 +12,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import time
 import zipfile
 
@@ -38,12 +38,13 @@ def clean_env(**extra):
     return env
 
 
-def eoc(eoc_bin, args, cwd, env=None, check=True, timeout=600):
-    proc = subprocess.run([eoc_bin] + [str(a) for a in args], cwd=str(cwd), env=env or clean_env(),
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"eoc {' '.join(map(str, args))} exited {proc.returncode}\n{proc.stderr}")
-    return proc
+@pytest.fixture(scope="module")
+def eoc(run_eoc):
+    """-> eoc(args, cwd, env=None, check=True, timeout=600): run_eoc in the environment
+    clean_env() unless env is given (no launcher variables: they would shard the run)."""
+    def run(args, cwd, env=None, check=True, timeout=600):
+        return run_eoc(args, cwd, check=check, timeout=timeout, env=env or clean_env())
+    return run
 
 
 def sample_args(out_dir, num, batch):
@@ -58,8 +59,8 @@ def temp_files(folder):
     return [f for f in os.listdir(str(folder)) if ".tmp." in f]
 
 
-def pack(eoc_bin, folder, out, *extra, env=None):
-    proc = eoc(eoc_bin, ["-q", "pack", folder, "-o", out] + list(extra), os.path.dirname(str(out)),
+def pack(eoc, folder, out, *extra, env=None):
+    proc = eoc(["-q", "pack", folder, "-o", out] + list(extra), os.path.dirname(str(out)),
                env=env, check=False)
     if "has no libzip" in proc.stderr:
         pytest.skip("this eoc build has no libzip (eoc pack)")
@@ -110,14 +111,14 @@ def wait_for(predicate, proc, timeout=300):
 # --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def reference_run(eoc_bin, tmp_path_factory):
+def reference_run(eoc, tmp_path_factory):
     root = tmp_path_factory.mktemp("reference")
     folder = root / "ref"
-    eoc(eoc_bin, sample_args(folder, 200, 5), root)
-    return dict(dir=folder, npz=pack(eoc_bin, folder, root / "ref.npz"), root=root)
+    eoc(sample_args(folder, 200, 5), root)
+    return dict(dir=folder, npz=pack(eoc, folder, root / "ref.npz"), root=root)
 
 
-def test_pack_is_numpy_npz_with_settings(eoc_bin, reference_run):
+def test_pack_is_numpy_npz_with_settings(reference_run):
     npz = reference_run["npz"]
     with np.load(npz) as data:
         assert list(data.keys()) == ["arr_0"]
@@ -144,7 +145,7 @@ ZIP64 = 0x0001  # the ZIP64 extended information extra field
 ZIP64_VERSION = 45  # "version needed to extract" of a ZIP64 member (4.5)
 
 
-def test_pack_forced_zip64_matches_normal_pack(eoc_bin, reference_run, tmp_path):
+def test_pack_forced_zip64_matches_normal_pack(eoc, reference_run, tmp_path):
     """EOC_PACK_FORCE_ZIP64=1 (a testing aid, docs/FID.md) makes a 200-image pack take the path
     of a real FID-50K npz (~10 GB): the member is streamed without a stated size, so libzip gives
     it ZIP64 headers from the start (version 4.5, a ZIP64 extra field holding the 64-bit sizes in
@@ -152,7 +153,7 @@ def test_pack_forced_zip64_matches_normal_pack(eoc_bin, reference_run, tmp_path)
     pack, whose headers (the control) are plain zip. libzip adds the central directory's ZIP64
     field only for values over 4 GiB, which scripts/bench/bench_pack_large.sh checks."""
     normal = reference_run["npz"]
-    forced = pack(eoc_bin, reference_run["dir"], tmp_path / "zip64.npz",
+    forced = pack(eoc, reference_run["dir"], tmp_path / "zip64.npz",
                   env=clean_env(EOC_PACK_FORCE_ZIP64=1))
     with zipfile.ZipFile(normal) as z:
         (info,) = z.infolist()
@@ -175,19 +176,18 @@ def test_pack_forced_zip64_matches_normal_pack(eoc_bin, reference_run, tmp_path)
         assert list(data.keys()) == ["arr_0"] and data["arr_0"].shape == (200, 32, 32, 3)
         assert (data["arr_0"] == want["arr_0"]).all()
     # Only 1 (or 0 / unset) is accepted.
-    proc = eoc(eoc_bin, ["pack", reference_run["dir"], "-o", tmp_path / "bad.npz"], tmp_path,
+    proc = eoc(["pack", reference_run["dir"], "-o", tmp_path / "bad.npz"], tmp_path,
                env=clean_env(EOC_PACK_FORCE_ZIP64="yes"), check=False)
     assert proc.returncode == 1 and "EOC_PACK_FORCE_ZIP64 is 'yes'" in proc.stderr, proc.stderr
     assert not os.path.exists(tmp_path / "bad.npz")
 
 
-def test_three_shards_pack_equals_one_process(eoc_bin, reference_run, tmp_path):
+def test_three_shards_pack_equals_one_process(run_eoc, eoc, reference_run, tmp_path):
     """96 images as 3 torchrun-style processes (concurrently), then pack: arr_0 bytes equal one
     process with another batch size (the 200-image reference, packed with --num 96)."""
     folder = tmp_path / "shards"
-    procs = [subprocess.Popen([eoc_bin] + [str(a) for a in sample_args(folder, 96, 8)], cwd=str(tmp_path),
-                              env=clean_env(RANK=r, WORLD_SIZE=3, LOCAL_RANK=r),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [run_eoc.start(sample_args(folder, 96, 8), tmp_path,
+                           env=clean_env(RANK=r, WORLD_SIZE=3, LOCAL_RANK=r))
              for r in range(3)]
     for p in procs:
         _, err = p.communicate(timeout=600)
@@ -196,28 +196,28 @@ def test_three_shards_pack_equals_one_process(eoc_bin, reference_run, tmp_path):
     assert records == [f"eoc-run-{r}-of-3.json" for r in range(3)]
     assert json.load(open(folder / "eoc-run-1-of-3.json"))["shard"]["source"] == "torchrun"
     assert len(pngs(folder)) == 96
-    shards = pack(eoc_bin, folder, tmp_path / "shards.npz")
-    single = pack(eoc_bin, reference_run["dir"], tmp_path / "single96.npz", "--num", "96")
+    shards = pack(eoc, folder, tmp_path / "shards.npz")
+    single = pack(eoc, reference_run["dir"], tmp_path / "single96.npz", "--num", "96")
     assert arr0_bytes(shards) == arr0_bytes(single)
     assert np.load(shards)["arr_0"].shape == (96, 32, 32, 3)
 
 
-def test_shard_flag_wins_over_environment(eoc_bin, tmp_path):
+def test_shard_flag_wins_over_environment(eoc, tmp_path):
     folder = tmp_path / "d"
-    proc = eoc(eoc_bin, ["sample"] + FAST + ["--num-samples", 5, "--out-dir", folder, "--shard", "1/2"],
+    proc = eoc(["sample"] + FAST + ["--num-samples", 5, "--out-dir", folder, "--shard", "1/2"],
                tmp_path, env=clean_env(RANK=0, WORLD_SIZE=3))
     assert [os.path.basename(p) for p in pngs(folder)] == ["000001.png", "000003.png"]
     assert "shard 1/2 (flag)" in proc.stderr
     # Slurm variables are read when torchrun's are absent.
-    eoc(eoc_bin, sample_args(folder, 5, 2)[:-2] + ["--out-dir", tmp_path / "s"], tmp_path,
+    eoc(sample_args(folder, 5, 2)[:-2] + ["--out-dir", tmp_path / "s"], tmp_path,
         env=clean_env(SLURM_PROCID=2, SLURM_NTASKS=3, SLURM_LOCALID=0))
     assert [os.path.basename(p) for p in pngs(tmp_path / "s")] == ["000002.png"]
 
 
-def test_sigkill_midway_then_rerun_completes(eoc_bin, reference_run, tmp_path):
+def test_sigkill_midway_then_rerun_completes(run_eoc, eoc, reference_run, tmp_path):
     folder = tmp_path / "killed"
-    args = [eoc_bin] + [str(a) for a in sample_args(folder, 200, 4)]
-    proc = subprocess.Popen(args, cwd=str(tmp_path), env=clean_env(), stderr=subprocess.DEVNULL)
+    proc = run_eoc.start(sample_args(folder, 200, 4), tmp_path, env=clean_env(), stdout=None,
+                         stderr=subprocess.DEVNULL)
     running = wait_for(lambda: len(pngs(folder)) >= 12, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
@@ -225,19 +225,18 @@ def test_sigkill_midway_then_rerun_completes(eoc_bin, reference_run, tmp_path):
         pytest.skip("the sampler finished before it could be killed")
     done = len(pngs(folder))
     assert 12 <= done < 200
-    eoc(eoc_bin, sample_args(folder, 200, 4), tmp_path)
+    eoc(sample_args(folder, 200, 4), tmp_path)
     files = pngs(folder)
     assert len(files) == 200 and not temp_files(folder)
     for f in files:
         assert np.asarray(Image.open(f)).shape == (32, 32, 3)
-    resumed = pack(eoc_bin, folder, tmp_path / "resumed.npz")
+    resumed = pack(eoc, folder, tmp_path / "resumed.npz")
     assert arr0_bytes(resumed) == arr0_bytes(reference_run["npz"])
 
 
-def test_sigterm_exits_143_without_temp_files(eoc_bin, tmp_path):
+def test_sigterm_exits_143_without_temp_files(run_eoc, tmp_path):
     folder = tmp_path / "term"
-    args = [eoc_bin] + [str(a) for a in sample_args(folder, 400, 2)]
-    proc = subprocess.Popen(args, cwd=str(tmp_path), env=clean_env(), stderr=subprocess.PIPE, text=True)
+    proc = run_eoc.start(sample_args(folder, 400, 2), tmp_path, env=clean_env(), stdout=None)
     running = wait_for(lambda: len(pngs(folder)) >= 2, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -251,35 +250,35 @@ def test_sigterm_exits_143_without_temp_files(eoc_bin, tmp_path):
         Image.open(f).load()
 
 
-def test_resume_refuses_changed_settings(eoc_bin, reference_run, tmp_path):
+def test_resume_refuses_changed_settings(eoc, reference_run, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(reference_run["dir"], folder)
     args = sample_args(folder, 200, 5)
     args[args.index("--cfg-scale") + 1] = "2"
-    proc = eoc(eoc_bin, args, tmp_path, check=False)
+    proc = eoc(args, tmp_path, check=False)
     assert proc.returncode == 1
     assert "cfg_scale" in proc.stderr and "eoc-run-0-of-1.json" in proc.stderr
     # The same settings with another batch size resume with nothing to do.
-    proc = eoc(eoc_bin, ["sample"] + FAST + ["--num-samples", 200, "--batch-size", 9, "--out-dir", folder],
+    proc = eoc(["sample"] + FAST + ["--num-samples", 200, "--batch-size", 9, "--out-dir", folder],
                tmp_path)
     assert "200 already in" in proc.stderr
 
 
-def test_pack_refuses_missing_index_and_mismatching_records(eoc_bin, reference_run, tmp_path):
+def test_pack_refuses_missing_index_and_mismatching_records(eoc, reference_run, tmp_path):
     folder = tmp_path / "gap"
     shutil.copytree(reference_run["dir"], folder)
     os.remove(folder / "000037.png")
-    proc = eoc(eoc_bin, ["pack", folder, "-o", tmp_path / "x.npz"], tmp_path, check=False)
+    proc = eoc(["pack", folder, "-o", tmp_path / "x.npz"], tmp_path, check=False)
     assert proc.returncode == 1 and "000037.png" in proc.stderr and "lacks 1 of the first 200" in proc.stderr
     assert not os.path.exists(tmp_path / "x.npz")
     # --num below the gap packs the first N.
-    pack(eoc_bin, folder, tmp_path / "first30.npz", "--num", "30")
+    pack(eoc, folder, tmp_path / "first30.npz", "--num", "30")
     assert (np.load(tmp_path / "first30.npz")["arr_0"] == np.load(reference_run["npz"])["arr_0"][:30]).all()
 
     # A truncated PNG is named as unreadable, not as missing.
     with open(folder / "000005.png", "r+b") as f:
         f.truncate(100)
-    proc = eoc(eoc_bin, ["pack", folder, "-o", tmp_path / "x.npz", "--num", "30"], tmp_path, check=False)
+    proc = eoc(["pack", folder, "-o", tmp_path / "x.npz", "--num", "30"], tmp_path, check=False)
     assert proc.returncode == 1 and "000005.png' is unreadable" in proc.stderr, proc.stderr
     assert "lacks" not in proc.stderr
 
@@ -289,75 +288,26 @@ def test_pack_refuses_missing_index_and_mismatching_records(eoc_bin, reference_r
     record["settings"]["steps"] = 4
     with open(mixed / "eoc-run-1-of-2.json", "w") as f:
         json.dump(record, f)
-    proc = eoc(eoc_bin, ["pack", mixed, "-o", tmp_path / "y.npz"], tmp_path, check=False)
+    proc = eoc(["pack", mixed, "-o", tmp_path / "y.npz"], tmp_path, check=False)
     assert proc.returncode == 1 and "steps" in proc.stderr and "eoc-run-1-of-2.json" in proc.stderr
 
 
-def test_sharding_refusals(eoc_bin, tmp_path):
-    proc = eoc(eoc_bin, ["sample"] + FAST + ["--seed-mode", "official", "--out-dir", tmp_path / "o",
+def test_sharding_refusals(eoc, tmp_path):
+    proc = eoc(["sample"] + FAST + ["--seed-mode", "official", "--out-dir", tmp_path / "o",
                                             "--shard", "0/2"], tmp_path, check=False)
     assert proc.returncode == 1 and "--seed-mode official" in proc.stderr
-    proc = eoc(eoc_bin, ["sample", "--shard", "0/2", "--out", tmp_path / "g.png"], tmp_path, check=False)
+    proc = eoc(["sample", "--shard", "0/2", "--out", tmp_path / "g.png"], tmp_path, check=False)
     assert proc.returncode == 1 and "--out-dir" in proc.stderr
-    proc = eoc(eoc_bin, ["sample", "--shard", "3/2", "--out-dir", tmp_path / "o"], tmp_path, check=False)
+    proc = eoc(["sample", "--shard", "3/2", "--out-dir", tmp_path / "o"], tmp_path, check=False)
     assert proc.returncode == 1 and "--shard '3/2'" in proc.stderr
-    proc = eoc(eoc_bin, ["sample", "--out-dir", tmp_path / "o"], tmp_path, check=False,
+    proc = eoc(["sample", "--out-dir", tmp_path / "o"], tmp_path, check=False,
                env=clean_env(RANK=1, WORLD_SIZE="x"))
     assert proc.returncode == 1 and "WORLD_SIZE" in proc.stderr
 
 
 # --------------------------------------------------------------------------------------------
-# VAE: export from the diffusers layout, and decoding in `eoc sample --vae`
+# VAE: decoding in `eoc sample --vae` (the decoder's export: tools/test_export_vae.py)
 # --------------------------------------------------------------------------------------------
-
-def _group_norm(x, sd, name):
-    return torch.nn.functional.group_norm(x, 32, sd[name + ".weight"], sd[name + ".bias"], eps=1e-6)
-
-
-def _conv(x, sd, name):
-    w = sd[name + ".weight"]
-    return torch.nn.functional.conv2d(x, w, sd[name + ".bias"], padding=w.shape[-1] // 2)
-
-
-def _resnet(x, sd, p):
-    silu = torch.nn.functional.silu
-    h = _conv(silu(_group_norm(x, sd, p + "norm1")), sd, p + "conv1")
-    h = _conv(silu(_group_norm(h, sd, p + "norm2")), sd, p + "conv2")
-    if p + "conv_shortcut.weight" in sd:
-        x = _conv(x, sd, p + "conv_shortcut")
-    return x + h
-
-
-def _attention(x, sd, p, names):
-    b, c, hh, ww = x.shape
-    t = _group_norm(x, sd, p + "group_norm").reshape(b, c, hh * ww).permute(0, 2, 1)
-    q, k, v, o = [t @ sd[p + n + ".weight"].T + sd[p + n + ".bias"] for n in names[:3]] + [None]
-    a = torch.softmax(q @ k.transpose(1, 2) / c ** 0.5, dim=-1) @ v
-    out = a @ sd[p + names[3] + ".weight"].T + sd[p + names[3] + ".bias"]
-    return out.permute(0, 2, 1).reshape(b, c, hh, ww) + x
-
-
-def functional_decode(sd, z, old_names=False):
-    """The AutoencoderKL decoder computed in float64 straight from the state dict."""
-    sd = {k: v.double() for k, v in sd.items()}
-    names = ["query", "key", "value", "proj_attn"] if old_names else ["to_q", "to_k", "to_v", "to_out.0"]
-    x = _conv(_conv(z.double(), sd, "post_quant_conv"), sd, "decoder.conv_in")
-    x = _resnet(x, sd, "decoder.mid_block.resnets.0.")
-    x = _attention(x, sd, "decoder.mid_block.attentions.0.", names)
-    x = _resnet(x, sd, "decoder.mid_block.resnets.1.")
-    i = 0
-    while f"decoder.up_blocks.{i}.resnets.0.conv1.weight" in sd:
-        j = 0
-        while f"decoder.up_blocks.{i}.resnets.{j}.conv1.weight" in sd:
-            x = _resnet(x, sd, f"decoder.up_blocks.{i}.resnets.{j}.")
-            j += 1
-        if f"decoder.up_blocks.{i}.upsamplers.0.conv.weight" in sd:
-            x = torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
-            x = _conv(x, sd, f"decoder.up_blocks.{i}.upsamplers.0.conv")
-        i += 1
-    x = torch.nn.functional.silu(_group_norm(x, sd, "decoder.conv_norm_out"))
-    return _conv(x, sd, "decoder.conv_out")
-
 
 @pytest.fixture(scope="module")
 def tiny_vae(tmp_path_factory):
@@ -370,60 +320,14 @@ def tiny_vae(tmp_path_factory):
     return dict(sd=sd, weights=weights, ts=ts, root=root)
 
 
-@pytest.mark.parametrize("dtype,old_names,fmt", [("F32", False, "safetensors"), ("BF16", False, "safetensors"),
-                                                 ("F16", True, "safetensors"), ("F32", True, "bin")])
-def test_export_vae_matches_functional_decoder(tmp_path, dtype, old_names, fmt):
-    sd = make_random_vae.random_state_dict((32, 32, 64), 1, 4, old_names, seed=5)
-    path = str(tmp_path / f"vae.{fmt}")
-    if fmt == "safetensors":
-        make_random_vae.write_safetensors(sd, path, dtype)
-    else:
-        torch.save(sd, path)
-    export_vae.export(path, str(tmp_path / "vae.ts"))
-    module = torch.jit.load(str(tmp_path / "vae.ts"))
-    assert (module.latent_channels, module.upscale, module.vae_contract_version) == (4, 4, 1)
-    rounded = {k: v.to(make_random_vae._DTYPES[dtype]).float() for k, v in sd.items()}
-    z = torch.randn(2, 4, 6, 5, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        got = module(z)
-    want = functional_decode(rounded, z, old_names)
-    assert got.shape == (2, 3, 24, 20)
-    assert torch.allclose(got.double(), want, atol=1e-4, rtol=1e-4)
-
-
-def test_export_vae_names_the_bad_tensor(tmp_path):
-    sd = make_random_vae.random_state_dict((32, 32), 1, 4, seed=1)
-    bad = dict(sd)
-    del bad["decoder.up_blocks.1.resnets.1.conv2.bias"]
-    torch.save(bad, tmp_path / "missing.bin")
-    bad = dict(sd)
-    bad["decoder.mid_block.attentions.0.to_k.weight"] = torch.zeros(32, 16)
-    torch.save(bad, tmp_path / "shape.bin")
-    bad = dict(sd, **{"decoder.extra.weight": torch.zeros(1)})
-    torch.save(bad, tmp_path / "extra.bin")
-    script = os.path.join(os.path.dirname(export_vae.__file__), "export_vae.py")
-    for name, expect in [("missing", "decoder.up_blocks.1.resnets.1.conv2.bias"),
-                         ("shape", "decoder.mid_block.attentions.0.to_k.weight"),
-                         ("extra", "decoder.extra.weight")]:
-        proc = subprocess.run([sys.executable, script, str(tmp_path / f"{name}.bin"), "-o", str(tmp_path / "x.ts")],
-                              capture_output=True, text=True)
-        assert proc.returncode == 2
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and expect in lines[0], proc.stderr
-    with open(tmp_path / "trunc.safetensors", "wb") as f:
-        f.write((1000).to_bytes(8, "little") + b"{}")
-    with pytest.raises(export_vae.ExportError, match="header"):
-        export_vae.export(str(tmp_path / "trunc.safetensors"), str(tmp_path / "x.ts"))
-
-
-def test_sample_with_vae_decodes_latents(eoc_bin, latent_dit, tiny_vae, tmp_path):
+def test_sample_with_vae_decodes_latents(eoc, latent_dit, tiny_vae, tmp_path):
     """`--vae` writes RGB PNGs of decode(latent / 0.18215), the pixel conversion of DiT."""
     common = ["-q", "sample", "--model", latent_dit["ts"], "--sampler", "ddim", "--steps", "2",
               "--num-samples", "3", "--batch-size", "3", "--classes", "random", "--cfg-scale", "1.5",
               "--threads", "1"]
-    eoc(eoc_bin, common + ["--out-raw", tmp_path / "latents.npy"], tmp_path)
-    eoc(eoc_bin, common + ["--vae", tiny_vae["ts"], "--out-dir", tmp_path / "d", "--image-size", "32",
-                           "--latent-size", "16"], tmp_path)
+    eoc(common + ["--out-raw", tmp_path / "latents.npy"], tmp_path)
+    eoc(common + ["--vae", tiny_vae["ts"], "--out-dir", tmp_path / "d", "--image-size", "32",
+                  "--latent-size", "16"], tmp_path)
     latents = torch.from_numpy(np.load(tmp_path / "latents.npy"))
     with torch.no_grad():
         images = torch.jit.load(tiny_vae["ts"])(latents / 0.18215)
@@ -436,14 +340,14 @@ def test_sample_with_vae_decodes_latents(eoc_bin, latent_dit, tiny_vae, tmp_path
     assert record["settings"]["vae"]["scale"] == 0.18215 and len(record["settings"]["vae"]["sha256"]) == 64
 
 
-def test_vae_mismatches_are_refused(eoc_bin, latent_dit, pixel_dit, tiny_vae, tmp_path):
-    proc = eoc(eoc_bin, ["sample", "--model", pixel_dit["ts"], "--vae", tiny_vae["ts"], "--steps", "2",
+def test_vae_mismatches_are_refused(eoc, latent_dit, pixel_dit, tiny_vae, tmp_path):
+    proc = eoc(["sample", "--model", pixel_dit["ts"], "--vae", tiny_vae["ts"], "--steps", "2",
                          "--num-samples", "1"], tmp_path, check=False)
     assert proc.returncode == 1 and "4-channel latents" in proc.stderr and "in_channels 1" in proc.stderr
-    proc = eoc(eoc_bin, ["sample", "--model", latent_dit["ts"], "--steps", "2", "--num-samples", "1",
+    proc = eoc(["sample", "--model", latent_dit["ts"], "--steps", "2", "--num-samples", "1",
                          "--out-dir", tmp_path / "d"], tmp_path, check=False)
     assert proc.returncode == 1 and "--vae" in proc.stderr
-    proc = eoc(eoc_bin, ["sample", "--model", latent_dit["ts"], "--vae", tiny_vae["ts"], "--steps", "2",
+    proc = eoc(["sample", "--model", latent_dit["ts"], "--vae", tiny_vae["ts"], "--steps", "2",
                          "--num-samples", "1", "--image-size", "256"], tmp_path, check=False)
     assert proc.returncode == 1 and "--image-size 256" in proc.stderr and "32x32" in proc.stderr
 
@@ -456,33 +360,33 @@ def config_files(repo_root):
     return sorted(glob.glob(os.path.join(repo_root, "configs", "*.json")))
 
 
-def test_every_config_loads(eoc_bin, repo_root, tmp_path):
+def test_every_config_loads(eoc, repo_root, tmp_path):
     files = config_files(repo_root)
     assert {os.path.basename(f) for f in files} >= {"dit-xl-2-256.json", "dit-xl-2-512.json", "fmnist-demo.json"}
     for path in files:
         doc = json.load(open(path))
         for sub, extra in [("sample", []), ("compare", []), ("calibrate", ["--out", tmp_path / "p.json"])]:
-            proc = eoc(eoc_bin, [sub, "--config", path, "--dry-run"] + extra, tmp_path)
+            proc = eoc([sub, "--config", path, "--dry-run"] + extra, tmp_path)
             out = json.loads(proc.stdout)
             assert out["subcommand"] == sub and out["config"] == path
             top = {k for k in doc if k not in ("description", "sample", "compare", "calibrate")}
             assert top | set(doc.get(sub, {})) == set(out["from_config"])
 
 
-def test_fid_config_values_and_precedence(eoc_bin, repo_root, tmp_path):
+def test_fid_config_values_and_precedence(eoc, repo_root, tmp_path):
     path = os.path.join(repo_root, "configs", "dit-xl-2-256.json")
-    out = json.loads(eoc(eoc_bin, ["sample", "--config", path, "--dry-run", "--steps", "50"], tmp_path).stdout)
+    out = json.loads(eoc(["sample", "--config", path, "--dry-run", "--steps", "50"], tmp_path).stdout)
     o = out["options"]
     assert o["steps"] == "50" and "steps" not in out["from_config"]  # the flag wins
     assert (o["sampler"], o["cfg-scale"], o["cfg-channels"], o["classes"]) == ("ddpm", "1.5", "3", "random")
     assert (o["num-samples"], o["seed-mode"], o["vae-scale"]) == ("50000", "per-image", "0.18215")
     assert (o["latent-size"], o["image-size"]) == ("32", "256")
     # The sample section's FID sample count does not leak into calibrate.
-    out = json.loads(eoc(eoc_bin, ["calibrate", "--config", path, "--dry-run", "--out", "p.json"], tmp_path).stdout)
+    out = json.loads(eoc(["calibrate", "--config", path, "--dry-run", "--out", "p.json"], tmp_path).stdout)
     assert "num-samples" not in out["from_config"] and out["options"]["steps"] == "250"
 
 
-def test_config_errors_name_key_and_file(eoc_bin, tmp_path):
+def test_config_errors_name_key_and_file(eoc, tmp_path):
     cases = [({"stepz": 3}, "unknown key 'stepz'"),
              ({"sample": {"vae-scael": 1}}, "unknown key 'vae-scael'"),
              ({"calibrate": {"nrow": 2}}, "unknown key 'nrow'"),
@@ -492,16 +396,16 @@ def test_config_errors_name_key_and_file(eoc_bin, tmp_path):
     for i, (doc, expect) in enumerate(cases):
         path = tmp_path / f"c{i}.json"
         path.write_text(json.dumps(doc))
-        proc = eoc(eoc_bin, ["sample", "--config", path, "--dry-run"], tmp_path, check=False)
+        proc = eoc(["sample", "--config", path, "--dry-run"], tmp_path, check=False)
         assert proc.returncode == 1 and expect in proc.stderr and str(path) in proc.stderr, proc.stderr
     (tmp_path / "broken.json").write_text("{")
-    proc = eoc(eoc_bin, ["sample", "--config", tmp_path / "broken.json"], tmp_path, check=False)
+    proc = eoc(["sample", "--config", tmp_path / "broken.json"], tmp_path, check=False)
     assert proc.returncode == 1 and "not valid JSON" in proc.stderr
 
 
-def test_config_drives_a_real_run(eoc_bin, repo_root, tmp_path):
+def test_config_drives_a_real_run(eoc, repo_root, tmp_path):
     path = os.path.join(repo_root, "configs", "fmnist-demo.json")
-    eoc(eoc_bin, ["-q", "sample", "--config", path, "--steps", "2", "--num-samples", "4", "--threads", "1",
+    eoc(["-q", "sample", "--config", path, "--steps", "2", "--num-samples", "4", "--threads", "1",
                   "--report", tmp_path / "r.json", "--out", tmp_path / "g.png"], tmp_path)
     settings = json.load(open(tmp_path / "r.json"))["settings"]
     assert (settings["steps"], settings["cfg_scale"], settings["num_samples"]) == (2, 4.0, 4)
