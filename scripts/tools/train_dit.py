@@ -18,6 +18,7 @@ Linear path x_t = t x1 + (1 - t) x0 between noise x0 (t = 0) and data x1 (t = 1)
 mean squared error; no learned sigma (C output channels). The JSON sidecar records the objective.
 """
 import argparse
+import copy
 import gzip
 import json
 import math
@@ -185,6 +186,12 @@ def main():
     ap.add_argument("--patch", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--ema", type=float, default=None,
+                    help="keep an exponential moving average of the weights with this decay "
+                         "(as DiT/SiT do, 0.9999 there) and write it instead of the raw weights")
+    ap.add_argument("--save-every", type=int, default=0,
+                    help="also write the checkpoint every N steps, so that a long CPU run can be "
+                         "stopped at any time and keep its last save")
     ap.add_argument("--objective", choices=["eps", "flow"], default="eps",
                     help="eps: DiT's diffusion (noise + learned variance); flow: SiT's velocity "
                          "on the Linear path (no learned sigma)")
@@ -198,6 +205,7 @@ def main():
     official_init(model)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
     objective = Diffusion() if a.objective == "eps" else FlowMatching()
+    ema = copy.deepcopy(model).requires_grad_(False) if a.ema is not None else None
     start = time.time()
     for step in range(1, a.steps + 1):
         idx = torch.randint(0, x.shape[0], (a.batch,))
@@ -207,14 +215,23 @@ def main():
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.mul_(a.ema).add_(pm, alpha=1.0 - a.ema)
         if step % 25 == 0 or step == a.steps:
             print(f"step {step}/{a.steps}: loss {loss.item():.4f} "
                   f"({'noise' if a.objective == 'eps' else 'velocity'} mse {mse:.4f}), "
                   f"{time.time() - start:.0f} s", file=sys.stderr)
+        if step == a.steps or (a.save_every and step % a.save_every == 0):
+            save(ema if ema is not None else model, a, step, learn_sigma)
+
+
+def save(model, a, step, learn_sigma):
     sd = {module_to_official(k): v.detach().clone() for k, v in model.state_dict().items()}
     info = dict(input_size=32, patch_size=a.patch, in_channels=1, hidden_size=a.hidden, depth=a.depth,
-                num_heads=a.heads, num_classes=10, learn_sigma=learn_sigma, train_steps=a.steps,
-                batch=a.batch, lr=a.lr, ema=None, seed=a.seed, trainer="scripts/tools/train_dit.py",
+                num_heads=a.heads, num_classes=10, learn_sigma=learn_sigma, train_steps=step,
+                batch=a.batch, lr=a.lr, ema=a.ema, seed=a.seed, trainer="scripts/tools/train_dit.py",
                 dataset="Fashion-MNIST train (60k), horizontal flips, label dropout 0.1",
                 objective=a.objective)
     if a.objective == "eps":
