@@ -164,19 +164,74 @@ def test_bench_frontier_rows_and_plot(eoc_bin, pixel_dit, tmp_path):
         "--images", 2, "--batch-size", 2, "--judge-samples", 2, "--threads", 1,
         "--fora", "2,3", "--budgets", "0.5,0.25", "--out", out, "--markdown", md], tmp_path)
     doc = json.loads(out.read_text())
-    rows = doc["rows"]
+    uncached, rows = doc["rows"][0], doc["rows"][1:]
+    assert (uncached["method"], uncached["computed"], uncached["mse"], uncached["psnr"]) == ("uncached", 1.0, 0.0, None)
     methods = [r["method"] for r in rows]
     for m in ["fora", "taylor:1", "taylor:2", "taylor:3", "taylor:4", "eoc"]:
         assert methods.count(m) == 2, m
     budget = [r for r in rows if r["method"] == "budget eoc"]
     assert [r["schedule"] for r in budget] == ["budget:0.5", "budget:0.25"]
     assert [r["computed"] for r in budget] == [0.5, 0.25]
+    # fewer steps at the distinct fractions of 8 steps: 0.625 (fora:2 computes steps 0, 1, 3, 5,
+    # 7), 0.5 (fora:3: 0, 1, 4, 7; budget 0.5), 0.25 (budget 0.25)
+    fewer = [r for r in rows if r["method"] == "fewer steps"]
+    assert [(r["schedule"], r["steps"], r["computed"], r["flops"]) for r in fewer] == [
+        ("steps:5", 5, 0.625, 0.625), ("steps:4", 4, 0.5, 0.5), ("steps:2", 2, 0.25, 0.25)]
     for r in rows:
         assert 0 < r["computed"] < 1 and 0 < r["flops"] < 1 and r["mse"] > 0
         assert math.isclose(r["mse_median"], r["mse"], rel_tol=1e-12)  # of 2 images: their mean
-        assert positive(r["time_ratio"])
+        assert positive(r["time_ratio"]) and "fid" not in r
     assert all(r["calibration_multiple"] > 1 for r in rows if "eoc" in r["method"])
     text = md.read_text()
-    assert text.count("| computed | fora | taylor:1") == 2 and "budget eoc" in text  # mean and median
+    assert text.count("| computed | fewer steps | fora | taylor:1") == 2 and "budget eoc" in text  # mean and median
+    assert "FID at each" not in text and "| fewer steps | steps:2 | 25.0% |" in text
     run_script("plot_frontier.py", [out, out, "-o", png], tmp_path)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_frontier_fewer_steps_per_sampler():
+    """The step counts of the fewer-steps baseline: DDIM round(f * steps); euler-20 (19
+    evaluations) k + 1 steps for the fractions k / 19; distinct, most first, at least 2."""
+    sys.path.insert(0, SCRIPTS)
+    import bench_frontier as bf
+    assert bf.fewer_steps("ddim", 20, [0.55, 0.5, 0.4, 0.3, 0.25, 0.2]) == [11, 10, 8, 6, 5, 4]
+    assert bf.fewer_steps("euler", 20, [round(k / 19, 3) for k in (10, 7, 5, 4)]) == [11, 8, 6, 5]
+    assert bf.fewer_steps("heun", 20, [0.4]) == [9]  # 16 of 38 evaluations (14 is further)
+    assert bf.fewer_steps("ddim", 20, [0.01, 0.52, 0.5]) == [10, 2]
+
+
+def test_bench_frontier_markdown_has_fewer_steps_and_fid_columns(tmp_path):
+    """The tables of a hand-made results file: fewer steps the first column of every fraction
+    table, an FID table with the uncached floor, the lowest bold, FID in every point's row; and
+    its plot (a third row of panels for FID)."""
+    sys.path.insert(0, SCRIPTS)
+    import bench_frontier as bf
+
+    def row(method, schedule, computed, mse, fid, **kw):
+        return dict(method=method, schedule=schedule, computed=computed, flops=computed, mse=mse,
+                    mse_median=mse / 2, psnr=10 * math.log10(4 / mse) if mse else None,
+                    time_ratio=computed, fid=fid, **kw)
+    rows = [row("uncached", "none", 1.0, 0.0, 11.5),
+            row("fora", "fora:2", 0.5, 2e-3, 30.0),
+            row("eoc", "fora:2", 0.5, 1e-4, 14.0, calibration_multiple=40.0),
+            row("budget eoc", "budget:0.25", 0.25, 3e-3, 25.0, calibration_multiple=60.0),
+            row("fewer steps", "steps:10", 0.5, 5e-3, 12.25, steps=10),
+            row("fewer steps", "steps:5", 0.25, 2e-2, 40.0, steps=5)]
+    meta = dict(command="bench_frontier.py ...", model="m", sampler="ddim", steps=20, cfg_scale=1.5,
+                images=8, judge_samples=4, calib_seed=1000, machine="x", fid_images=64, fid_seed=5000,
+                classifier="third_party/models/fmnist-classifier.pt")
+    text = bf.markdown(dict(meta=meta, rows=rows))
+    assert text.count("| computed | fewer steps | fora | eoc | budget eoc |") == 3  # mean, median, FID
+    assert "| 50% | 5.000e-03 | 2.000e-03 | **1.000e-04** |  |" in text
+    assert "| 25% | 2.000e-02 |  |  | **3.000e-03** |" in text
+    assert "| 50% | **12.25** | 30 | 14 |  |" in text and "| 25% | 40 |  |  | **25** |" in text
+    assert "Uncached (100% computed): 11.5, the floor." in text and "64 images of seed 5000" in text
+    assert "| 100% |" not in text  # the uncached run is no column of the fraction tables
+    assert "| PSNR (dB) | FID | CPU time ratio |" in text
+    assert "| uncached | none | 100.0% | 1.000 | 0.000e+00 | 0.000e+00 |  | 11.5 | 1.000 |  |" in text
+    assert "| fewer steps | steps:5 | 25.0% | 0.250 | 2.000e-02 | 1.000e-02 | 23.01 | 40 | 0.250 |  |" in text
+    without = bf.markdown(dict(meta=meta, rows=[{k: v for k, v in r.items() if k != "fid"} for r in rows]))
+    assert "FID at each" not in without and without.count("| computed | fewer steps |") == 2
+    (tmp_path / "f.json").write_text(json.dumps(dict(meta=meta, rows=rows)))
+    run_script("plot_frontier.py", [tmp_path / "f.json", "-o", tmp_path / "f.png"], tmp_path)
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
