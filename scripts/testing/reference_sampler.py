@@ -4,7 +4,7 @@
     reference_sampler.py --model M.ts --sampler ddpm|ddim --steps N [--respacing even|ddim]
         [--eta E] --cfg-scale S [--cfg-channels 3|all] [--classes 1,2,3|random]
         --num-samples N --batch-size B --seed S --seed-mode official|per-image
-        [--cache none|fora:N|plan.npy] [--correct none|taylor|taylor:O] --out-raw out.npy [--threads T]
+        [--cache none|fora:N|plan.npy] [--correct none|taylor|taylor:O|foca] --out-raw out.npy [--threads T]
 
 Written from the facts in ../shared/reference (official DiT / IDDPM diffusion math): float64 numpy
 schedule arrays, each coefficient extracted per step as float32 (`torch.from_numpy(a)[t].float()`),
@@ -240,14 +240,17 @@ class FeatureCache:
     `prior` from load_prior: theta_k times the form's correction (scale: F[r] (1 + theta E);
     extrapolate: F[r] + theta W (F[r] - F[p]); taylor: F[r] + theta tau (F[r] - F[p]), or with a
     prior's series_order, F[r] + theta sum_(i <= order_k) Di (j - k)^i / i!), the vectors per CFG
-    half."""
+    half. "foca": FoCa's recursive forecast, written here in its closed form: n steps after
+    the last computed step r (value F_r; G the entry's value, computed or forecast, at r - 1;
+    D = (F_r - F_p) / (r - p), or F_r - G without p), F_r + n D + (1 - 2^-n) (F_r - G - D);
+    plain F_r without G."""
 
     def __init__(self, correct="none", prior=None):
         self.order = taylor_order(correct)
         if correct == "taylor:1":
             correct = "taylor"
-        if correct not in ("none", "taylor", "eoc") and not self.order:
-            raise ValueError(f"unknown corrector '{correct}' (none, taylor, taylor:O or eoc)")
+        if correct not in ("none", "taylor", "foca", "eoc") and not self.order:
+            raise ValueError(f"unknown corrector '{correct}' (none, taylor, taylor:O, foca or eoc)")
         if (correct == "eoc") != (prior is not None):
             raise ValueError("correct='eoc' needs a prior (and only it)")
         self.correct = correct
@@ -256,8 +259,14 @@ class FeatureCache:
             self.order = prior.get("series_order", 0)
         self.entries = {}  # (l, b) -> [(k_r, F_r), (k_p, F_p) or None]
         self.derivatives = {}  # taylor:O: (l, b) -> (k_r, [D0 = F_r, D1, ...])
+        self.visited = {}  # foca: (l, b) -> (k, value at step k, computed or forecast)
+        self.before_r = {}  # foca: (l, b) -> the value at r - 1 (G), or None
 
     def store(self, l, b, k, value):
+        if self.correct == "foca":
+            last = self.visited.get((l, b))
+            self.before_r[(l, b)] = last[1] if last is not None and last[0] == k - 1 else None
+            self.visited[(l, b)] = (k, value)
         prev = self.entries.get((l, b))
         self.entries[(l, b)] = [(k, value), prev[0] if prev is not None else None]
         if self.order:
@@ -281,12 +290,24 @@ class FeatureCache:
             return out
         if self.correct == "none":
             return f_r
+        if self.correct == "foca":
+            out = self._foca(l, b, k, f_r, r, older)
+            self.visited[(l, b)] = (k, out)
+            return out
         if self.correct == "taylor":
             if older is None:
                 return f_r
             p, f_p = older
             return f_r + (k - r) / (r - p) * (f_r - f_p)
         return self._eoc(l, b, k, f_r, r, older)
+
+    def _foca(self, l, b, k, f_r, r, older):
+        g = self.before_r[(l, b)]
+        if g is None:
+            return f_r
+        d = (f_r - older[1]) / (r - older[0]) if older is not None else f_r - g
+        n = k - r
+        return f_r + n * d + (1.0 - 0.5 ** n) * (f_r - g - d)
 
     def _eoc(self, l, b, k, f_r, r, older):
         pr = self.prior

@@ -39,6 +39,26 @@ class TaylorCorrector final : public Corrector {
   int order_;
 };
 
+class FocaCorrector final : public Corrector {
+ public:
+  std::string name() const override { return "foca"; }
+  History history() const override { return History{true, 0, true}; }
+  Correction correction(int64_t, int64_t, Branch, const CachedFeature&) const override {
+    EOC_ASSERT(false, "foca's forecast is a tensor (Corrector::correct), not coefficients");
+    return {};
+  }
+  at::Tensor correct(int64_t step, int64_t, Branch, const CachedFeature& e) const override {
+    EOC_ASSERT(e.latest.defined() && e.latest_step == step - 1, "foca at step ", step,
+               " without the value of step ", step - 1);
+    if (!e.before_latest.defined()) return e.latest;
+    const auto local = at::sub(e.latest, e.before_latest);
+    at::Tensor slope = local;
+    if (e.previous.defined() && e.prev_step >= 0)
+      slope = at::sub(e.value, e.previous).div_(static_cast<double>(e.step - e.prev_step));
+    return at::add(e.latest, local.add(slope), 0.5);
+  }
+};
+
 // (rows, T, D) -> (halves, rows / halves, T, D), so a (halves, 1, 1, D) vector broadcasts.
 at::Tensor by_halves(const at::Tensor& t, const at::Tensor& vec) {
   const int64_t halves = vec.size(0);
@@ -80,6 +100,8 @@ const Corrector& plain_corrector() {
   static const PlainCorrector plain;
   return plain;
 }
+std::unique_ptr<Corrector> make_foca_corrector() { return std::make_unique<FocaCorrector>(); }
+
 std::unique_ptr<Corrector> make_taylor_corrector(int order) {
   return std::make_unique<TaylorCorrector>(order);
 }

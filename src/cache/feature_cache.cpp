@@ -1,6 +1,7 @@
 #include "eoc/cache/feature_cache.hpp"
 
 #include <algorithm>
+#include <initializer_list>
 
 #include "eoc/base/error.hpp"
 
@@ -23,6 +24,14 @@ std::vector<at::Tensor> next_derivatives(const CachedFeature& e, int64_t step,
   return next;
 }
 
+// Every step visits every entry (computed or reused), so the latest value is the previous
+// step's; a gap (never in a session) drops the older value rather than mislabel it.
+void advance_latest(CachedFeature& e, int64_t step, const at::Tensor& value) {
+  e.before_latest = e.latest_step == step - 1 ? e.latest : at::Tensor();
+  e.latest = value;
+  e.latest_step = step;
+}
+
 }  // namespace
 
 FeatureCache::FeatureCache(int64_t depth, History history)
@@ -40,6 +49,12 @@ void FeatureCache::store(int64_t step, int64_t block, Branch b, const at::Tensor
   }
   e.value = feature;
   e.step = step;
+  if (history_.recursive) advance_latest(e, step, feature);
+}
+
+void FeatureCache::note_forecast(int64_t step, int64_t block, Branch b, const at::Tensor& forecast) {
+  EOC_ASSERT(history_.recursive, "a forecast noted in a cache that keeps no recursion");
+  advance_latest(entries_[block * 2 + static_cast<int>(b)], step, forecast);
 }
 
 const CachedFeature& FeatureCache::get(int64_t block, Branch b) const {
@@ -55,10 +70,18 @@ void FeatureCache::clear() {
 
 int64_t FeatureCache::bytes() const {
   auto size = [](const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; };
+  // A tensor held twice (F[r] is also the latest value after a computed step) counts once.
+  auto other = [&](const at::Tensor& t, std::initializer_list<const at::Tensor*> seen) {
+    for (const auto* s : seen)
+      if (s->defined() && t.defined() && s->is_same(t)) return int64_t{0};
+    return size(t);
+  };
   int64_t n = 0;
   for (const auto& e : entries_) {
-    n += size(e.value) + size(e.previous);
+    n += size(e.value) + other(e.previous, {&e.value});
     for (const auto& d : e.derivatives) n += size(d);
+    n += other(e.latest, {&e.value, &e.previous});
+    n += other(e.before_latest, {&e.value, &e.previous, &e.latest});
   }
   return n;
 }

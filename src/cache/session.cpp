@@ -59,6 +59,9 @@ CacheSession CacheSession::shadowing(CachePlan plan) {
 }
 
 CacheSession CacheSession::cached_from_here(const Corrector& corrector) const {
+  EOC_ASSERT(!corrector.recursive() || cache_.history().recursive,
+             "continuing a trajectory under ", corrector.name(),
+             " from a cache that kept no recursion");
   CacheSession next(Kind::cached, plan_, corrector, cache_);
   next.observer_ = observer_;
   return next;
@@ -83,7 +86,12 @@ GatedTerm CacheSession::reused_term(int64_t step, int64_t block, Branch b, const
              step);
   ++stats_.reused[step];
   const auto& entry = cache_.get(block, b);
-  return GatedTerm{gate, corrector_->correction(step, block, b, entry), entry};
+  if (!corrector_->recursive())
+    return GatedTerm{gate, corrector_->correction(step, block, b, entry), entry};
+  CachedFeature forecast;
+  forecast.value = corrector_->correct(step, block, b, entry);
+  cache_.note_forecast(step, block, b, forecast.value);
+  return GatedTerm{gate, Correction{}, forecast};
 }
 
 void CacheSession::computed(int64_t step, int64_t block, Branch b, const at::Tensor& feature) {

@@ -94,7 +94,8 @@ void add_cache_flags(CLI::App* cmd, CacheOptions& o) {
       "none | fora:N | mask:FILE.json (default: the prior's plan with --prior, else none)", "none");
   add_parsed(cmd, "--correct", o.correct, parse_corrector,
              "What a reused feature becomes: none | taylor (first order) | taylor:O (TaylorSeer's "
-             "forecast of order O = 1..4) | eoc (default: eoc with --prior, else none)",
+             "forecast of order O = 1..4) | foca (FoCa's BDF2 + Heun forecast) | eoc (default: eoc "
+             "with --prior, else none)",
              "");
   cmd->add_option("--prior", o.prior, "EOC prior from `eoc calibrate`");
 }

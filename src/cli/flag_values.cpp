@@ -117,7 +117,7 @@ CorrectorSpec parse_corrector(const std::string& text) {
     return spec;
   }
   fail("--correct '", text, "' is not one of: none, taylor, taylor:O (O = 1..", kMaxTaylorOrder,
-       "), eoc");
+       "), foca, eoc");
 }
 
 }  // namespace eoc::cli

@@ -75,6 +75,7 @@ CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
       c.corrector = make_taylor_corrector(o.correct.order);
       c.corrector_name = c.corrector->name();
       break;
+    case CorrectorChoice::foca: c.corrector = make_foca_corrector(); break;
     case CorrectorChoice::eoc: {
       check_prior_matches(*prior, run_settings(RunFacts{run, c.plan}, kInPrior), o.prior);
       c.corrector = make_eoc_corrector(prior->prior, run.block_loop());

@@ -6,6 +6,8 @@
 #include "eoc/cache/correctors.hpp"
 #include "eoc/cache/feature_cache.hpp"
 #include "eoc/cache/gated_update.hpp"
+#include "eoc/cache/plan.hpp"
+#include "eoc/cache/session.hpp"
 
 namespace {
 
@@ -61,6 +63,31 @@ TEST(Correctors, TaylorWithoutPreviousIsPlain) {
   const auto c = eoc::make_taylor_corrector();
   const auto e = entry(0, -1);
   EXPECT_TRUE(at::equal(c->correct(1, 0, Branch::attn, e), e.value));
+}
+
+// FoCa's recursion by hand: one block computed at steps 0, 3 and 6 with features k^2 (0, 9,
+// 36); the forecasts are L1 + (d + D) / 2 (d = L1 - L2 over the last two visited steps, D =
+// (F[r] - F[p]) / (r - p), D = d before a second computed step, plain L1 with one value).
+TEST(Correctors, FocaForecastsRecursivelyFromTheLastTwoValues) {
+  const auto foca = eoc::make_foca_corrector();
+  EXPECT_EQ(foca->name(), "foca");
+  EXPECT_TRUE(foca->recursive());
+  eoc::CacheSession s(eoc::CachePlan::computing(7, 1, {0, 3, 6}, "t"), *foca);
+  std::vector<float> forecasts;
+  for (int64_t k = 0; k < 7; ++k)
+    for (Branch b : {Branch::attn, Branch::mlp}) {
+      if (s.reuses(k, 0, b)) {
+        const auto term = s.reused_term(k, 0, b, at::ones({1, 3}));
+        EXPECT_FALSE(term.correction.has_scale() || term.correction.has_trend());
+        if (b == Branch::attn) forecasts.push_back(term.entry.value.flatten()[0].item<float>());
+      } else {
+        s.computed(k, 0, b, at::full({1, 2, 3}, static_cast<float>(k * k)));
+      }
+    }
+  // Step 1: one value (0). Step 2: d = 0, no second computed step: 0. Step 4: L1 = 9 (step 3),
+  // L2 = 0 (step 2's forecast), d = 9, D = 9 / 3 = 3: 9 + 6 = 15. Step 5: L1 = 15, L2 = 9,
+  // d = 6, D = 3: 15 + 4.5 = 19.5.
+  EXPECT_EQ(forecasts, (std::vector<float>{0, 0, 15, 19.5}));
 }
 
 // The fused CPU path of the hook against the ATen formula, for every coefficient kind; the

@@ -38,11 +38,17 @@ class Corrector {
   // What the cache must keep beside F[r] for this corrector.
   virtual History history() const { return {}; }
   bool needs_previous() const { return history().previous; }
-  // Never a trend for an entry without F[p].
+  // A recursive corrector's forecast depends on its own earlier forecasts: the session makes
+  // it as a tensor (correct()), notes it in the cache and adds it like a computed output,
+  // which costs one more write per reused entry than a coefficient correction.
+  bool recursive() const { return history().recursive; }
+  // Never a trend for an entry without F[p]. Not asked of a recursive corrector.
   virtual Correction correction(int64_t step, int64_t block, Branch b,
                                 const CachedFeature& entry) const = 0;
-  // F_hat as a tensor (calibration and tests; sampling uses add_gated_terms).
-  at::Tensor correct(int64_t step, int64_t block, Branch b, const CachedFeature& entry) const;
+  // F_hat as a tensor (recursive correctors, calibration and tests; sampling otherwise uses
+  // add_gated_terms).
+  virtual at::Tensor correct(int64_t step, int64_t block, Branch b,
+                             const CachedFeature& entry) const;
 };
 
 // F_hat of `entry` (rows, T, D) under `c`, with ATen operations: the reference formula.
@@ -59,6 +65,14 @@ const Corrector& plain_corrector();
 std::unique_ptr<Corrector> make_taylor_corrector(int order = 1);
 // The series coefficients (k - r)^i / i!, i = 1..count.
 std::vector<double> taylor_series(int64_t step, const CachedFeature& entry, size_t count);
+
+// `foca`: FoCa's forecast (Zheng et al. 2025, "Forecast then Calibrate", arXiv 2508.16211),
+// recursive, in step units: with L1 and L2 the entry's values at the last two steps (computed
+// or forecast), d = L1 - L2 and D = (F[r] - F[p]) / (r - p) the slope between the last two
+// computed steps, F_hat = L1 + (d + D) / 2: a two-step extrapolation (BDF2's predictor, 2 L1 -
+// L2) pulled halfway towards the computed slope (the Heun correction). D = d while no p exists;
+// plain L1 while only one value exists. docs/EOC.md has the derivation.
+std::unique_ptr<Corrector> make_foca_corrector();
 
 // The forecast step factor tau for an entry, 0 when it has no previous value.
 double taylor_tau(int64_t step, const CachedFeature& entry);

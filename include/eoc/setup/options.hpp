@@ -86,9 +86,10 @@ struct PlanOptions {
 };
 
 // --correct: what a reused feature becomes (automatic: eoc with a prior, else none).
-enum class CorrectorChoice { automatic, none, taylor, eoc };
-inline constexpr Names<CorrectorChoice, 3> kCorrectorNames{{{{CorrectorChoice::none, "none"},
+enum class CorrectorChoice { automatic, none, taylor, foca, eoc };
+inline constexpr Names<CorrectorChoice, 4> kCorrectorNames{{{{CorrectorChoice::none, "none"},
                                                              {CorrectorChoice::taylor, "taylor"},
+                                                             {CorrectorChoice::foca, "foca"},
                                                              {CorrectorChoice::eoc, "eoc"}}}};
 
 struct CorrectorSpec {

@@ -253,6 +253,20 @@ def test_taylor_orders_match_reference(run_eoc, cache_model, tmp_path, correct):
     assert np.abs(want - first).max() > 10 * TOL
 
 
+@pytest.mark.parametrize("cache", ["fora:2", "fora:3"])
+def test_foca_matches_reference(run_eoc, cache_model, tmp_path, cache):
+    """FoCa's recursive forecast (C++: one step at a time) against the reference's closed form
+    of the recursion; fora:2 over 10 steps computes 0, 1, 3, 5, 7, 9 (so the value before r is
+    once computed, then a forecast), fora:3 reuses two steps in a row."""
+    model, _ = cache_model
+    base = cli_args(model, **CACHE_SETTINGS)
+    got = sample_raw(run_eoc, tmp_path, base + ["--cache", cache, "--correct", "foca"])
+    want = reference(model, cache=cache, correct="foca", **CACHE_SETTINGS)
+    assert_close(got, want)
+    first = reference(model, cache=cache, correct="taylor", **CACHE_SETTINGS)
+    assert np.abs(want - first).max() > 10 * TOL
+
+
 def test_taylor_1_is_taylor(run_eoc, builtin_model, tmp_path):
     """`taylor:1` is today's `taylor`, bit for bit, and the run records name it the same."""
     base = cli_args(builtin_model, **CACHE_SETTINGS) + ["--cache", "fora:3"]
