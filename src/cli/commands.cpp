@@ -178,6 +178,9 @@ void add_compare_command(CLI::App& app, const Action& action) {
   add_cache_flags(cmd, o->cache);
   cmd->add_flag("--json", o->json, "Print JSON instead of a table");
   cmd->add_option("--report", o->report, "Also write the JSON here");
+  cmd->add_option("--out-picture", o->picture,
+                  "Also write a PNG: one row per image, uncached | cached | absolute difference "
+                  "(white = the largest difference, stated in the log and the JSON)");
   cmd->add_option("--repeats", o->repeats, "Timed runs of each; medians reported")
       ->capture_default_str();
   add_config_flags(cmd);

@@ -8,6 +8,7 @@
 #include "eoc/diffusion/image_quality.hpp"
 #include "eoc/files/run_settings.hpp"
 #include "eoc/io/files.hpp"
+#include "eoc/io/png.hpp"
 #include "eoc/model/device.hpp"
 #include "eoc/runs/batch_sampling.hpp"
 #include "eoc/runs/cache_setup.hpp"
@@ -67,12 +68,30 @@ std::string sci(double v) {
   return buf;
 }
 
+// One row per compared image: uncached | cached | |cached - uncached|, the difference scaled so
+// that white is the largest difference over all images (all black when they are identical).
+// Returns that largest difference on the images' [-1, 1] scale.
+double write_picture(const std::string& path, const at::Tensor& base, const at::Tensor& cached) {
+  const auto diff = (cached - base).abs();
+  const double top = diff.max().item<double>();
+  const auto shown = top > 0 ? (diff * (255.0 / top)).round().clamp(0, 255).to(at::kByte)
+                             : at::zeros_like(diff, at::kByte);
+  const auto panels = at::stack(
+      {to_uint8_hwc(base), to_uint8_hwc(cached), shown.permute({0, 2, 3, 1}).contiguous()},
+      1);  // (N, 3, H, W, C)
+  const int64_t n = base.size(0);
+  write_png(path,
+            make_grid(panels.reshape({n * 3, panels.size(2), panels.size(3), panels.size(4)}), 3));
+  return top;
+}
+
 }  // namespace
 
 void run_compare(const CompareOptions& options) {
   if (options.repeats < 1) fail("--repeats ", options.repeats, " must be >= 1");
   // Same early check as sample: fail before minutes of sampling, not after.
   if (!options.report.empty()) check_writable_parent(options.report, "--report");
+  if (!options.picture.empty()) check_writable_parent(options.picture, "--out-picture");
   const RunSetup run = prepare_run(options.model, options.sampling);
   const CacheSetup cache = prepare_cache(run, options.cache);
   const auto none = CachePlan::none(run.steps(), run.model->config().depth);
@@ -99,6 +118,12 @@ void run_compare(const CompareOptions& options) {
       {"ssim", std::isfinite(q.ssim) ? nlohmann::json(q.ssim) : nlohmann::json(nullptr)},
       {"max_abs_diff", q.max_abs},
   };
+  if (!options.picture.empty()) {
+    const double top = write_picture(options.picture, base.images, cached.images);
+    j["picture"] = {{"path", options.picture}, {"white_is_abs_diff", top}};
+    log::info("wrote " + options.picture +
+              ": uncached | cached | |difference| per image (white = " + sci(top) + ")");
+  }
   if (!options.report.empty()) write_json(options.report, j);
   if (options.json) {
     std::cout << j.dump(2) << "\n";

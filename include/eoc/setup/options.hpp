@@ -139,9 +139,10 @@ struct CompareOptions {
   ModelOptions model;
   SamplingOptions sampling;
   CacheOptions cache;
-  bool json = false;   // JSON on stdout instead of a table
-  std::string report;  // also write the JSON here
-  int repeats = 1;     // timed repetitions of each run; the median is reported
+  bool json = false;    // JSON on stdout instead of a table
+  std::string report;   // also write the JSON here
+  std::string picture;  // also write uncached | cached | difference side by side here (PNG)
+  int repeats = 1;      // timed repetitions of each run; the median is reported
 };
 
 // Without --cache and --budget: default_plan().

@@ -177,3 +177,41 @@ def test_images_smaller_than_the_window_have_no_ssim(run_eoc, small_pixel_dit, t
     assert want["ssim"] is None and want["mse"] > 0
     assert got["mse"] == pytest.approx(want["mse"], rel=MSE_RTOL, abs=0)
     assert got["psnr_db"] == pytest.approx(want["psnr_db"], rel=0, abs=PSNR_ATOL_DB)
+
+
+def test_compare_out_picture_layout(run_eoc, builtin_model, tmp_path):
+    """--out-picture: one row per compared image, uncached | cached | |difference| (white = the
+    largest difference, which the JSON states), in make_grid's layout (2-pixel black borders);
+    the first two panels are the very PNG pixels `eoc sample --out` would write."""
+    from PIL import Image
+
+    model = ["--model", builtin_model]
+    picture = tmp_path / "side.png"
+    proc = run_eoc(["compare", "--json"] + model + FLAGS + CACHE + ["--out-picture", picture],
+                   tmp_path)
+    got = json.loads(proc.stdout)
+    uncached = sample_raw(run_eoc, tmp_path, model, FLAGS, [], "uncached.npy")
+    cached = sample_raw(run_eoc, tmp_path, model, FLAGS, CACHE, "cached.npy")
+    img = np.asarray(Image.open(picture))
+    n, h, w = 3, 32, 32
+    assert img.shape[:2] == (n * (h + 2) + 2, 3 * (w + 2) + 2)
+    if img.ndim == 3:
+        img = img[:, :, 0]
+
+    def pixels(x):  # DiT's conversion, as eoc's PNGs
+        return np.clip(x[0] * 127.5 + 128.0, 0, 255).astype(np.uint8)
+
+    def panel(row, col):
+        return img[2 + row * (h + 2):2 + row * (h + 2) + h, 2 + col * (w + 2):2 + col * (w + 2) + w]
+
+    diff = np.abs(cached.astype(np.float32) - uncached.astype(np.float32))
+    top = float(diff.max())
+    assert top > 0 and got["picture"]["white_is_abs_diff"] == pytest.approx(top, rel=1e-6)
+    for i in range(n):
+        assert np.array_equal(panel(i, 0), pixels(uncached[i]))
+        assert np.array_equal(panel(i, 1), pixels(cached[i]))
+        want = np.round(diff[i, 0] * (255.0 / top))
+        assert np.abs(panel(i, 2).astype(int) - want).max() <= 1
+    assert panel(int(np.argmax(diff.reshape(n, -1).max(axis=1))), 2).max() == 255
+    # borders are black
+    assert img[:2].max() == 0 and img[:, :2].max() == 0
