@@ -3,7 +3,7 @@
 caching method stays to the uncached images of the same held-out seeds, and what it costs.
 
 Methods (one line each): plain FORA (`fora:N`, N = 2, 3, 4, 7: 55, 40, 30, 20% computed at 20
-steps), TaylorSeer's forecast of order 1..4 on the same schedules, EOC (`eoc calibrate --cache
+steps), TaylorSeer's forecast of order 1..4 and FoCa's (`--correct foca`) on the same schedules, EOC (`eoc calibrate --cache
 fora:N`, defaults), the paper's masks with EOC, budget-searched EOC (`eoc calibrate --budget
 F`), and the baseline a user tries first, `fewer steps`: no cache, the same seeds, with as many
 model evaluations as each computed fraction the other methods reached (the distinct ones, to
@@ -185,6 +185,7 @@ class Bench:
             add(self.point("fora", s, ["--cache", s, "--correct", "none"]))
             for o in range(1, 5):
                 add(self.point(f"taylor:{o}", s, ["--cache", s, "--correct", f"taylor:{o}"]))
+            add(self.point("foca", s, ["--cache", s, "--correct", "foca"]))
             prior, cal = self.calibrate(f"fora{n}", ["--cache", s])
             add(self.point("eoc", s, ["--cache", s, "--prior", prior], cal))
         if a.masks and a.sampler == "ddim" and a.steps == 20:

@@ -52,7 +52,8 @@ void FeatureCache::store(int64_t step, int64_t block, Branch b, const at::Tensor
   if (history_.recursive) advance_latest(e, step, feature);
 }
 
-void FeatureCache::note_forecast(int64_t step, int64_t block, Branch b, const at::Tensor& forecast) {
+void FeatureCache::note_forecast(int64_t step, int64_t block, Branch b,
+                                 const at::Tensor& forecast) {
   EOC_ASSERT(history_.recursive, "a forecast noted in a cache that keeps no recursion");
   advance_latest(entries_[block * 2 + static_cast<int>(b)], step, forecast);
 }

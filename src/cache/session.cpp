@@ -59,9 +59,8 @@ CacheSession CacheSession::shadowing(CachePlan plan) {
 }
 
 CacheSession CacheSession::cached_from_here(const Corrector& corrector) const {
-  EOC_ASSERT(!corrector.recursive() || cache_.history().recursive,
-             "continuing a trajectory under ", corrector.name(),
-             " from a cache that kept no recursion");
+  EOC_ASSERT(!corrector.recursive() || cache_.history().recursive, "continuing a trajectory under ",
+             corrector.name(), " from a cache that kept no recursion");
   CacheSession next(Kind::cached, plan_, corrector, cache_);
   next.observer_ = observer_;
   return next;

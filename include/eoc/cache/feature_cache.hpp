@@ -20,8 +20,8 @@ constexpr int kMaxTaylorOrder = 4;
 
 // What an entry keeps beside F[r].
 struct History {
-  bool previous = false;  // F[p]: first-order forecasts (taylor, EOC's extrapolate/taylor forms)
-  int order = 0;          // derivative estimates D1..D_order (taylor:O, O >= 2); 0 = none
+  bool previous = false;   // F[p]: first-order forecasts (taylor, EOC's extrapolate/taylor forms)
+  int order = 0;           // derivative estimates D1..D_order (taylor:O, O >= 2); 0 = none
   bool recursive = false;  // the values at the last two steps, forecasts included (foca)
 };
 
