@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import reference_sampler as rs
+from parity import TOL, assert_close
 
-TOL = 1e-4  # max |C++ - reference| on the raw samples
 # One thread for eoc and the reference: the suite shares 2 cores with other jobs, where spinning
 # thread pools cost far more than they gain. eoc gives OpenBLAS its --threads count too, and a
 # GEMM's rounding can depend on how OpenBLAS splits it, so the reference process does the same.
@@ -68,13 +68,6 @@ def cli_args(model, sampler, steps, cfg_scale, num_samples, batch_size, seed, se
     if classes is not None:
         args += ["--classes", classes]
     return args
-
-
-def assert_close(got, want, tol=TOL):
-    assert got.shape == want.shape, (got.shape, want.shape)
-    assert np.isfinite(got).all()
-    diff = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
-    assert diff <= tol, f"max |diff| = {diff:.3g} > {tol}"
 
 
 def check_parity(run_eoc, tmp_path, model, **settings):
