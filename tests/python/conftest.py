@@ -102,6 +102,13 @@ def fmnist_ckpt():
 
 
 @pytest.fixture(scope="session")
+def fmnist_sit_ckpt():
+    """The trained flow model's official-layout SiT checkpoint,
+    third_party/models/fmnist-sit-p4d6.pt (4 heads; see third_party/models/README.md)."""
+    return _require_file(os.path.join(MODELS, "fmnist-sit-p4d6.pt"), "checkpoint")
+
+
+@pytest.fixture(scope="session")
 def fmnist_ts():
     return _require_file(os.path.join(MODELS, "fmnist-dit-s4.ts"), "built-in model")
 

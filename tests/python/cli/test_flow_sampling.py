@@ -5,6 +5,9 @@ for bit on the same weights: docs/MODEL_CONTRACT.md says how that was checked), 
 unguided, official and per-image seed streams; the refusals of samplers that do not fit the
 model; and the caches, correctors and calibration on a velocity model."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,8 +15,10 @@ import torch
 
 import make_random_dit
 import reference_flow as rf
+from parity import TOL, assert_close
 
-TOL = 1e-4  # max |C++ - reference| on the raw samples
+EXPORT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "scripts", "tools",
+                      "export_dit.py")
 THREADS = ["--threads", "1"]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -69,13 +74,6 @@ def flags(model, sampler, steps, cfg_scale, num_samples, batch_size, seed, seed_
     return args
 
 
-def assert_close(got, want, tol=TOL):
-    assert got.shape == want.shape, (got.shape, want.shape)
-    assert np.isfinite(got).all()
-    diff = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
-    assert diff <= tol, f"max |diff| = {diff:.3g} > {tol}"
-
-
 def check(run, tmp_path, model, extra=(), **settings):
     got = sample_raw(run, tmp_path, flags(model, **settings) + list(extra))
     assert_close(got, reference(model, **settings))
@@ -92,6 +90,24 @@ def check(run, tmp_path, model, extra=(), **settings):
 def test_parity_latent_sit(run_eoc, sits, tmp_path, sampler, cfg_scale):
     check(run_eoc, tmp_path, sits["sit_latent"], sampler=sampler, steps=6, cfg_scale=cfg_scale,
           num_samples=3, batch_size=2, seed=4, seed_mode="official")
+
+
+@pytest.fixture(scope="module")
+def trained_sit(fmnist_sit_ckpt, tmp_path_factory):
+    """The shipped trained SiT, exported as a user would (export_dit.py --family sit)."""
+    ts = str(tmp_path_factory.mktemp("trained") / "fmnist-sit-p4d6.ts")
+    subprocess.run([sys.executable, EXPORT, fmnist_sit_ckpt, "-o", ts, "--family", "sit",
+                    "--num-heads", "4"], check=True, capture_output=True)
+    return ts
+
+
+@pytest.mark.parametrize("sampler, cfg_scale", [("euler", 1.5), ("heun", 1.5), ("sde", 1.5),
+                                                ("sde-heun", 1.5), ("euler", 1.0)])
+def test_parity_trained_sit(run_eoc, trained_sit, tmp_path, sampler, cfg_scale):
+    """The acceptance's trained flow model: the same bits (within TOL) as the reference, which
+    matches the official SiT code; unguided without a CFG batch, as sample_ddp.py runs it."""
+    check(run_eoc, tmp_path, trained_sit, sampler=sampler, steps=8, cfg_scale=cfg_scale,
+          num_samples=3, batch_size=2, seed=7, seed_mode="official")
 
 
 @pytest.mark.parametrize("sampler", ["euler", "sde-heun"])
