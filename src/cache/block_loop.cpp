@@ -91,6 +91,7 @@ at::Tensor BlockLoop::run(const at::Tensor& x, int64_t step, const at::Tensor& y
   auto embedded = model_.embed(input, time(step, input.size(0)), labels);
   at::Tensor tokens = embedded.first;
   const at::Tensor c = embedded.second;
+  session.begin_step(step, x.size(0), input.size(0) / x.size(0));
 
   // The modulations depend on c only; computing them first lets the residual updates of
   // consecutive branches wait in `pending` until a branch needs the tokens, then go in one pass.
@@ -104,13 +105,53 @@ at::Tensor BlockLoop::run(const at::Tensor& x, int64_t step, const at::Tensor& y
 
   // The hook: a branch is reused through the session's corrector, or computed (and handed to
   // the session, which caches it); either way the current step's gate multiplies it in.
+  // With a gate: the images that compute this step get the branch computed on their rows only,
+  // the others their forecast, and the two go into one term (same bits as each image alone).
+  auto add_gated_branch = [&](int64_t l, Branch b, const at::Tensor& shift, const at::Tensor& scale,
+                              const at::Tensor& gate) {
+    if (l == session.plan().gate()->decision_block() && b == Branch::attn) {
+      flush();
+      session.decide(step, {x, embedded.first, tokens, mods[0].shift_msa, mods[0].scale_msa});
+    }
+    const auto split = session.split(step, l);
+    at::Tensor f;
+    auto compute = [&](const at::Tensor* rows) {
+      flush();
+      auto out = rows ? model_.branch(l, b, tokens.index_select(0, *rows),
+                                      shift.index_select(0, *rows), scale.index_select(0, *rows))
+                      : model_.branch(l, b, tokens, shift, scale);
+      if (observer) observer->on_computed(step, l, b, out);
+      session.computed_images(step, l, b, split.compute, out);
+      return out;
+    };
+    if (split.reuse.empty()) {
+      f = compute(nullptr);
+    } else if (split.compute.empty()) {
+      f = session.forecast_images(step, l, b, split.reuse);
+    } else {
+      const auto rc = session.rows_of(split.compute, tokens.device());
+      const auto rr = session.rows_of(split.reuse, tokens.device());
+      const auto fc = compute(&rc);
+      const auto fr = session.forecast_images(step, l, b, split.reuse);
+      f = at::empty({tokens.size(0), fc.size(1), fc.size(2)}, fc.options());
+      f.index_copy_(0, rc, fc);
+      f.index_copy_(0, rr, fr.to(fc.dtype()));
+    }
+    CachedFeature fresh;
+    fresh.value = f;
+    pending.push_back(GatedTerm{gate, Correction{}, fresh});
+  };
+
   auto add_branch = [&](int64_t l, Branch b, const at::Tensor& shift, const at::Tensor& scale,
                         const at::Tensor& gate) {
-    if (session.reuses(step, l, b)) {
+    if (session.gated()) {
+      add_gated_branch(l, b, shift, scale, gate);
+    } else if (session.reuses(step, l, b)) {
       pending.push_back(session.reused_term(step, l, b, gate));
     } else {
       flush();
       auto f = model_.branch(l, b, tokens, shift, scale);
+      if (observer) observer->on_computed(step, l, b, f);
       session.computed(step, l, b, f);
       CachedFeature fresh;
       fresh.value = f;
@@ -128,7 +169,9 @@ at::Tensor BlockLoop::run(const at::Tensor& x, int64_t step, const at::Tensor& y
     add_branch(l, Branch::mlp, m.shift_mlp, m.scale_mlp, m.gate_mlp);
   }
   flush();
-  return output(model_.final(tokens, c).to(at::kFloat), step);
+  auto out = output(model_.final(tokens, c).to(at::kFloat), step);
+  if (session.gated()) session.step_output(step, x, out);
+  return out;
 }
 
 }  // namespace eoc

@@ -46,6 +46,14 @@ CachePlan CachePlan::masked(int64_t steps, int64_t depth, const std::vector<bool
   return plan;
 }
 
+CachePlan CachePlan::gated(int64_t steps, int64_t depth, const GateSpec& gate) {
+  EOC_ASSERT(gate.first_gated_block() < gate.end_gated_block(depth), "gate '", gate.text(),
+             "' gates no block of ", depth);
+  CachePlan plan(steps, depth, gate.text());
+  plan.gate_ = gate;
+  return plan;
+}
+
 std::optional<CachePlan> CachePlan::from_layout(int64_t steps, int64_t depth,
                                                 const std::string& layout, std::string spec) {
   if (static_cast<int64_t>(layout.size()) != steps * (depth * 2 + 1) - 1) return std::nullopt;
@@ -70,6 +78,11 @@ void CachePlan::set_reuse(int64_t step, int64_t block, Branch b, bool reuse) {
 void CachePlan::compute_first(int64_t k) {
   EOC_ASSERT(k >= 0 && k <= steps_, "a warm-up of ", k, " steps of ", steps_);
   if (k == 0) return;
+  if (gate_) {  // the gate's own warm-up guard
+    gate_->warmup = std::max(gate_->warmup, k);
+    spec_ = gate_->text();
+    return;
+  }
   std::fill(reuse_.begin(), reuse_.begin() + k * depth_ * 2, 0);
   spec_ += "+warmup:" + std::to_string(k);
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "eoc/base/error.hpp"
+#include "eoc/cache/correctors.hpp"
 
 namespace eoc {
 
@@ -31,6 +32,11 @@ void CacheStats::add(const CacheStats& other) {
     reused[k] += other.reused[k];
   }
   peak_cache_bytes = std::max(peak_cache_bytes, other.peak_cache_bytes);
+  auto append = [](auto& to, const auto& from) { to.insert(to.end(), from.begin(), from.end()); };
+  append(image_computed_fraction, other.image_computed_fraction);
+  append(image_reused_steps, other.image_reused_steps);
+  append(image_decisions, other.image_decisions);
+  append(gate_signals, other.gate_signals);
 }
 
 CacheSession::CacheSession(Kind kind, CachePlan plan, const Corrector& corrector,
@@ -40,8 +46,10 @@ CacheSession::CacheSession(Kind kind, CachePlan plan, const Corrector& corrector
       corrector_(&corrector),
       cache_(std::move(cache)),
       stats_(plan_.steps()),
-      // An uncached run, or a cached one whose plan reuses nothing, keeps no features alive.
-      stores_(kind_ == Kind::shadowing || (kind_ == Kind::cached && plan_.reused_total() > 0)) {}
+      // An uncached run, or a cached one whose plan reuses nothing, keeps no features alive; a
+      // gated one keeps them in its images' own caches.
+      stores_(kind_ == Kind::shadowing || (kind_ == Kind::cached && plan_.reused_total() > 0)),
+      gate_(kind_ == Kind::cached ? plan_.gate() : std::nullopt) {}
 
 CacheSession::CacheSession(CachePlan plan, const Corrector& corrector)
     : CacheSession(Kind::cached, plan, corrector, FeatureCache(plan.depth(), corrector.history())) {
@@ -76,14 +84,35 @@ CacheSession CacheSession::replanned(CachePlan plan) const {
   return next;
 }
 
+void CacheSession::begin_step(int64_t step, int64_t images, int64_t halves) {
+  EOC_ASSERT(images >= 1 && halves >= 1 && step >= 0 && step < plan_.steps(), "step ", step, " of ",
+             images, " images x ", halves, " rows");
+  if (gate_ && image_states_.empty()) {
+    image_states_.reserve(static_cast<size_t>(images));
+    for (int64_t i = 0; i < images; ++i)
+      image_states_.push_back(ImageState{ImageGate(*gate_, plan_.steps()),
+                                         FeatureCache(plan_.depth(), corrector_->history()),
+                                         {},
+                                         {},
+                                         {},
+                                         {},
+                                         0});
+    reuse_now_.assign(static_cast<size_t>(images), 0);
+  }
+  EOC_ASSERT(!gate_ || static_cast<int64_t>(image_states_.size()) == images, "a gated session of ",
+             image_states_.size(), " images given ", images);
+  images_ = images;
+  halves_ = halves;
+}
+
 bool CacheSession::reuses(int64_t step, int64_t block, Branch b) const {
-  return kind_ == Kind::cached && plan_.reuses(step, block, b);
+  return kind_ == Kind::cached && !gate_ && plan_.reuses(step, block, b);
 }
 
 GatedTerm CacheSession::reused_term(int64_t step, int64_t block, Branch b, const at::Tensor& gate) {
   EOC_ASSERT(reuses(step, block, b), "block ", block, " ", branch_name(b), " is computed at step ",
              step);
-  ++stats_.reused[step];
+  stats_.reused[step] += images_;
   const auto& entry = cache_.get(block, b);
   if (!corrector_->recursive())
     return GatedTerm{gate, corrector_->correction(step, block, b, entry), entry};
@@ -94,7 +123,8 @@ GatedTerm CacheSession::reused_term(int64_t step, int64_t block, Branch b, const
 }
 
 void CacheSession::computed(int64_t step, int64_t block, Branch b, const at::Tensor& feature) {
-  ++stats_.computed[step];
+  EOC_ASSERT(!gate_, "a gated session is told of computed images (computed_images)");
+  stats_.computed[step] += images_;
   if (kind_ == Kind::shadowing && plan_.reuses(step, block, b)) {
     if (observer_) observer_->on_shadowed(step, block, b, feature, cache_.get(block, b));
     return;
@@ -102,6 +132,146 @@ void CacheSession::computed(int64_t step, int64_t block, Branch b, const at::Ten
   if (!stores_) return;
   cache_.store(step, block, b, feature);
   stats_.peak_cache_bytes = std::max(stats_.peak_cache_bytes, cache_.bytes());
+}
+
+CacheStats CacheSession::stats() const {
+  CacheStats out = stats_;
+  const double branches = static_cast<double>(plan_.steps() * plan_.depth() * 2);
+  for (const auto& s : image_states_) {
+    out.image_computed_fraction.push_back(s.computed_branches / branches);
+    out.image_reused_steps.push_back(s.gate.reused_steps());
+    out.image_decisions.push_back(s.gate.decisions());
+    out.gate_signals.insert(out.gate_signals.end(), s.gate.signals().begin(),
+                            s.gate.signals().end());
+  }
+  return out;
+}
+
+namespace {
+
+double abs_sum(const at::Tensor& t) { return t.abs().sum().item<double>(); }
+
+}  // namespace
+
+at::Tensor CacheSession::rows_of(const std::vector<int64_t>& images,
+                                 const at::Device& device) const {
+  std::vector<int64_t> rows;
+  rows.reserve(images.size() * static_cast<size_t>(halves_));
+  for (int64_t h = 0; h < halves_; ++h)
+    for (int64_t i : images) rows.push_back(h * images_ + i);
+  return at::tensor(rows, at::kLong).to(device);
+}
+
+void CacheSession::decide(int64_t step, const GateView& v) {
+  EOC_ASSERT(gate_ && decided_step_ < step, "deciding step ", step, " twice or without a gate");
+  using Rule = GateSpec::Rule;
+  for (int64_t i = 0; i < images_; ++i) {
+    auto& s = image_states_[i];
+    const auto rows = rows_of({i}, v.tokens.device());
+    std::optional<double> signal;
+    switch (gate_->rule) {
+      case Rule::fbcache: {
+        const auto r =
+            (v.tokens.index_select(0, rows) - v.embedded.index_select(0, rows)).to(at::kFloat);
+        if (s.reference.defined())
+          signal = relative_l1(abs_sum(r - s.reference), abs_sum(s.reference));
+        reuse_now_[i] = s.gate.reuse(step, signal);
+        if (!reuse_now_[i]) s.reference = r;
+        break;
+      }
+      case Rule::teacache: {
+        const auto e = v.embedded.index_select(0, rows).to(at::kFloat);
+        const auto m = at::layer_norm(e, {e.size(-1)}, {}, {}, 1e-6) *
+                           (1 + v.scale0.index_select(0, rows).to(at::kFloat).unsqueeze(1)) +
+                       v.shift0.index_select(0, rows).to(at::kFloat).unsqueeze(1);
+        if (s.reference.defined())
+          signal = relative_l1(abs_sum(m - s.reference), abs_sum(s.reference));
+        reuse_now_[i] = s.gate.reuse(step, signal);
+        s.reference = m;
+        break;
+      }
+      case Rule::easycache: {
+        const auto x =
+            v.x.narrow(0, i, 1).to(at::kFloat).clone();  // its own buffer: same bits in any batch
+        if (s.x_prev.defined() && s.out_computed.defined()) {
+          const double out_mean = s.out_computed.abs().mean().item<double>();
+          if (out_mean > 0) signal = (x - s.x_prev).abs().mean().item<double>() / out_mean;
+        }
+        reuse_now_[i] = s.gate.reuse(step, signal);
+        s.x_prev = x;
+        break;
+      }
+    }
+  }
+  decided_step_ = step;
+}
+
+CacheSession::Split CacheSession::split(int64_t step, int64_t block) const {
+  EOC_ASSERT(gate_, "split() of a session without a gate");
+  Split out;
+  const bool gated =
+      block >= gate_->first_gated_block() && block < gate_->end_gated_block(plan_.depth());
+  EOC_ASSERT(!gated || decided_step_ == step, "block ", block, " at step ", step,
+             " before the gate decided it");
+  for (int64_t i = 0; i < images_; ++i)
+    (gated && reuse_now_[i] ? out.reuse : out.compute).push_back(i);
+  return out;
+}
+
+void CacheSession::computed_images(int64_t step, int64_t block, Branch b,
+                                   const std::vector<int64_t>& images, const at::Tensor& f) {
+  EOC_ASSERT(gate_ && f.size(0) == static_cast<int64_t>(images.size()) * halves_, "computed rows ",
+             f.size(0), " for ", images.size(), " images");
+  stats_.computed[step] += static_cast<int64_t>(images.size());
+  const bool gated =
+      block >= gate_->first_gated_block() && block < gate_->end_gated_block(plan_.depth());
+  const int64_t n = static_cast<int64_t>(images.size());
+  for (int64_t j = 0; j < n; ++j) {
+    auto& s = image_states_[images[j]];
+    ++s.computed_branches;
+    if (!gated) continue;  // never reused: nothing to keep
+    std::vector<int64_t> pos;
+    for (int64_t h = 0; h < halves_; ++h) pos.push_back(h * n + j);
+    s.cache.store(step, block, b, f.index_select(0, at::tensor(pos, at::kLong).to(f.device())));
+  }
+}
+
+at::Tensor CacheSession::forecast_images(int64_t step, int64_t block, Branch b,
+                                         const std::vector<int64_t>& images) {
+  EOC_ASSERT(gate_ && !images.empty(), "a forecast of no images");
+  stats_.reused[step] += static_cast<int64_t>(images.size());
+  std::vector<at::Tensor> per_image;
+  per_image.reserve(images.size());
+  for (int64_t i : images) {
+    auto& cache = image_states_[i].cache;
+    const auto& entry = cache.get(block, b);
+    if (corrector_->recursive()) {
+      per_image.push_back(corrector_->correct(step, block, b, entry));
+      cache.note_forecast(step, block, b, per_image.back());
+    } else {
+      per_image.push_back(corrected_feature(corrector_->correction(step, block, b, entry), entry));
+    }
+  }
+  // (images, halves, T, D) -> rows of half h in the order of `images`.
+  const auto stacked = at::stack(per_image, 0);
+  return stacked.transpose(0, 1).reshape({-1, stacked.size(2), stacked.size(3)});
+}
+
+void CacheSession::step_output(int64_t step, const at::Tensor& x, const at::Tensor& out) {
+  EOC_ASSERT(gate_ && decided_step_ == step, "step ", step, "'s output before its decision");
+  if (gate_->rule != GateSpec::Rule::easycache) return;
+  for (int64_t i = 0; i < images_; ++i) {
+    if (reuse_now_[i]) continue;
+    auto& s = image_states_[i];
+    const auto xi = x.narrow(0, i, 1).to(at::kFloat).clone();
+    const auto oi = out.narrow(0, i, 1).to(at::kFloat).clone();
+    if (s.out_computed.defined()) {
+      const double dx = (xi - s.x_computed).abs().mean().item<double>();
+      if (dx > 0) s.gate.set_k((oi - s.out_computed).abs().mean().item<double>() / dx);
+    }
+    s.x_computed = xi;
+    s.out_computed = oi;
+  }
 }
 
 }  // namespace eoc

@@ -91,7 +91,10 @@ void add_plan_flags(CLI::App* cmd, PlanOptions& o, const std::string& cache_help
 void add_cache_flags(CLI::App* cmd, CacheOptions& o) {
   add_plan_flags(
       cmd, o.plan,
-      "none | fora:N | mask:FILE.json (default: the prior's plan with --prior, else none)", "none");
+      "none | fora:N | mask:FILE.json | a run-time gate decided per image: fbcache:T[,fn=F][,bn=B] "
+      "| teacache:T | easycache:T, each with [,warmup=W][,max-run=M][,max-total=C] (default: the "
+      "prior's plan with --prior, else none)",
+      "none");
   add_parsed(cmd, "--correct", o.correct, parse_corrector,
              "What a reused feature becomes: none | taylor (first order) | taylor:O (TaylorSeer's "
              "forecast of order O = 1..4) | foca (FoCa's BDF2 + Heun forecast) | eoc (default: eoc "

@@ -98,7 +98,17 @@ CacheSpec parse_cache_spec(const std::string& text) {
     spec.mask_path = text.substr(5);
     return spec;
   }
-  fail("--cache '", text, "' is not one of: none, fora:N, mask:FILE.json");
+  try {
+    if (auto gate = GateSpec::parse(text)) {
+      spec.kind = CacheSpec::Kind::gate;
+      spec.gate = *gate;
+      return spec;
+    }
+  } catch (const Error& e) {
+    fail("--cache ", e.what());
+  }
+  fail("--cache '", text,
+       "' is not one of: none, fora:N, mask:FILE.json, fbcache:T, teacache:T, easycache:T");
 }
 
 CorrectorSpec parse_corrector(const std::string& text) {

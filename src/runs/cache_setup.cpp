@@ -24,6 +24,11 @@ CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, i
     switch (spec.kind) {
       case CacheSpec::Kind::none: return CachePlan::none(steps, depth);
       case CacheSpec::Kind::fora: return CachePlan::fora(steps, depth, spec.interval);
+      case CacheSpec::Kind::gate:
+        if (spec.gate.first_gated_block() >= spec.gate.end_gated_block(depth))
+          fail("--cache '", spec.text(), "': fn + bn must leave a block to gate (the model has ",
+               depth, ")");
+        return CachePlan::gated(steps, depth, spec.gate);
       case CacheSpec::Kind::mask: break;
     }
     std::error_code ec;
@@ -66,7 +71,7 @@ CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
   std::optional<PriorFile> prior;
   if (choice == CorrectorChoice::eoc) prior = load_prior(o.prior);
   CacheSetup c{plan_for_run(run, o.plan, prior), nullptr, name, "", ""};
-  if (run.whole_forward && c.plan.reused_total() > 0)
+  if (run.whole_forward && c.plan.may_reuse())
     fail("--whole-forward runs the module's forward and cannot cache: use it with --cache none");
   switch (choice) {
     case CorrectorChoice::automatic:
@@ -84,7 +89,11 @@ CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
       break;
     }
   }
-  if (choice != CorrectorChoice::none && c.plan.reused_total() == 0)
+  if (choice == CorrectorChoice::eoc && c.plan.gate())
+    fail("--cache '", c.plan.spec(),
+         "' is a run-time gate: an EOC prior is fitted to a fixed "
+         "schedule; use --correct none|taylor:O|foca with a gate");
+  if (choice != CorrectorChoice::none && !c.plan.may_reuse())
     log::warn("--correct " + c.corrector_name + " has no effect: cache plan '" + c.plan.spec() +
               "' reuses nothing");
   return c;

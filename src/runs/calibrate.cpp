@@ -81,6 +81,10 @@ BudgetSearch budget_search(double budget, int64_t warmup, int64_t steps, int max
 CachePlan plan_to_calibrate(const PlanOptions& o, int64_t steps, int64_t depth) {
   const CacheSpec spec = o.spec.value_or(CalibrateOptions::default_plan());
   auto plan = make_cache_plan(spec, steps, depth, o.warmup);
+  if (plan.gate())
+    fail("--cache '", spec.text(),
+         "' is a run-time gate: an EOC prior is fitted to a fixed "
+         "schedule (calibrate a fixed plan, or a gate's threshold with --gate)");
   if (plan.reused_total() == 0)
     fail("--cache '", spec.text(), "' reuses nothing: there is nothing to calibrate");
   return plan;

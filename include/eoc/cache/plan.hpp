@@ -2,16 +2,18 @@
 // corrector and calibration; uses model, diffusion and base; knows no files, JSON or flags).
 //
 // A cache plan: decided before sampling, identical for every image of a batch, it marks each
-// (step k, block l, branch b) computed or reused. Steps count in sampling order (k = 0 first).
-// This file is the one home of plans: every way to make one is a factory below (a mask FILE is
-// read by files/mask_file.hpp into the flags `masked` takes), and the layout string that priors
-// and run records hold is written and read here only.
+// (step k, block l, branch b) computed or reused; or a gate (cache/gate.hpp), which decides
+// while sampling, per image, and whose static part computes everything. Steps count in sampling
+// order (k = 0 first). This file is the one home of plans: every way to make one is a factory below
+// (a mask FILE is read by files/mask_file.hpp into the flags `masked` takes), and the layout string
+// that priors and run records hold is written and read here only.
 #pragma once
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "eoc/cache/gate.hpp"
 #include "eoc/model/dit_model.hpp"
 
 namespace eoc {
@@ -33,6 +35,8 @@ class CachePlan {
   // validated: Error naming `spec` when an entry is reused before it was ever computed.
   static CachePlan masked(int64_t steps, int64_t depth, const std::vector<bool>& reuse,
                           std::string spec);
+  // A run-time gate; the spec is the gate's text.
+  static CachePlan gated(int64_t steps, int64_t depth, const GateSpec& gate);
   // From a layout() string; nothing when it is not one of steps x depth.
   static std::optional<CachePlan> from_layout(int64_t steps, int64_t depth,
                                               const std::string& layout, std::string spec);
@@ -40,6 +44,9 @@ class CachePlan {
   int64_t steps() const { return steps_; }
   int64_t depth() const { return depth_; }
   const std::string& spec() const { return spec_; }
+  const std::optional<GateSpec>& gate() const { return gate_; }
+  // Whether anything may be reused: a static reuse, or a gate.
+  bool may_reuse() const { return gate_.has_value() || reused_total() > 0; }
 
   bool reuses(int64_t step, int64_t block, Branch b) const {
     return reuse_[index(step, block, b)] != 0;
@@ -67,6 +74,7 @@ class CachePlan {
   int64_t depth_;
   std::string spec_;
   std::vector<uint8_t> reuse_;
+  std::optional<GateSpec> gate_;
 };
 
 }  // namespace eoc

@@ -7,7 +7,10 @@
 // Three kinds:
 //  - cached:    the plan's reused entries come from the cache through the corrector; computed
 //               ones are stored (only when the plan reuses anything: an uncached run keeps no
-//               features alive).
+//               features alive). With a gated plan, each image has its own gate and its own
+//               feature cache (its CFG rows together), and the block loop computes a branch on
+//               the rows of the images that compute and forecasts it for the others, so an
+//               image's bits and decisions do not depend on which images share its batch.
 //  - uncached:  computes everything and stores nothing.
 //  - shadowing: computes everything (the true trajectory) while keeping the cache the plan
 //               would keep, and shows the observer each true feature beside the entry the plan
@@ -16,19 +19,29 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "eoc/cache/correctors.hpp"
 #include "eoc/cache/feature_cache.hpp"
+#include "eoc/cache/gate.hpp"
 #include "eoc/cache/gated_update.hpp"
 #include "eoc/cache/plan.hpp"
 
 namespace eoc {
 
+// Counts in image-branches: a branch computed for a batch of B images counts B.
 struct CacheStats {
   std::vector<int64_t> computed;  // branch computations per step
   std::vector<int64_t> reused;    // branch reuses per step
   int64_t peak_cache_bytes = 0;   // the feature cache's size at its largest
+  // Gated runs, per image in batch order (batches appended): the fraction of its branches
+  // computed, and the steps it reused; the gate's signals at the steps it could reuse.
+  std::vector<double> image_computed_fraction;
+  std::vector<int64_t> image_reused_steps;
+  std::vector<std::string> image_decisions;  // per step 'c' computed, 'r' reused
+  std::vector<double> gate_signals;
   explicit CacheStats(int64_t steps = 0) : computed(steps, 0), reused(steps, 0) {}
   int64_t total_computed() const;
   int64_t total_reused() const;
@@ -45,6 +58,10 @@ class BranchObserver {
   // the entry a cached run would have reused.
   virtual void on_shadowed(int64_t /*step*/, int64_t /*block*/, Branch /*b*/,
                            const at::Tensor& /*truth*/, const CachedFeature& /*cached*/) {}
+  // A branch just computed: its output (rows, T, D) for the rows that computed it (all of the
+  // batch, or with a gate the rows of the images that compute).
+  virtual void on_computed(int64_t /*step*/, int64_t /*block*/, Branch /*b*/,
+                           const at::Tensor& /*feature*/) {}
   // The token state (rows, T, D) right after branch `b` of `block` was added (computed or
   // reused). Asking for it makes the loop add every branch at once instead of in batches.
   virtual void on_added(int64_t /*step*/, int64_t /*block*/, Branch /*b*/,
@@ -75,19 +92,60 @@ class CacheSession {
 
   const CachePlan& plan() const { return plan_; }
   const Corrector& corrector() const { return *corrector_; }
-  const CacheStats& stats() const { return stats_; }
+  // The counts so far (with a gate, the per-image figures too).
+  CacheStats stats() const;
   int64_t cache_bytes() const { return cache_.bytes(); }
 
+  // The block loop says at the start of every step how many images the batch holds and how
+  // many rows each has (2 with CFG: rows i and images + i). Counts are in image-branches.
+  void begin_step(int64_t step, int64_t images, int64_t halves);
+
   // The block loop's questions, per (step, block, branch), in block order:
-  // whether the entry is reused (never in uncached and shadowing sessions);
+  // whether the entry is reused (never in uncached, shadowing and gated sessions);
   bool reuses(int64_t step, int64_t block, Branch b) const;
   // the reused entry as a term of the residual sum under the current `gate`;
   GatedTerm reused_term(int64_t step, int64_t block, Branch b, const at::Tensor& gate);
   // a computed output: counted, stored as the session's kind says, shown to the observer.
   void computed(int64_t step, int64_t block, Branch b, const at::Tensor& feature);
 
+  // A gated session (its plan has a gate). The loop asks, at the rule's decision block
+  // (GateSpec::decision_block), for the step's per-image decisions, handing what the rules read:
+  // the model input x (images, C, H, W), the embedded tokens and the current tokens (rows, T, D),
+  // and block 0's attention shift and scale (rows, D).
+  bool gated() const { return gate_.has_value(); }
+  struct GateView {
+    at::Tensor x, embedded, tokens, shift0, scale0;
+  };
+  void decide(int64_t step, const GateView& view);
+  // The images (indices into the batch) that compute and that reuse (block, *) at `step`: all
+  // compute outside the gated blocks.
+  struct Split {
+    std::vector<int64_t> compute, reuse;
+  };
+  Split split(int64_t step, int64_t block) const;
+  // The rows of `images` in the model batch, conditional half first ((h * images + i) order of
+  // the batch is kept: rows of half h, in the order of `images`), on `device`.
+  at::Tensor rows_of(const std::vector<int64_t>& images, const at::Device& device) const;
+  // The branch output f (rows_of(images), T, D) computed for `images`: counted and cached.
+  void computed_images(int64_t step, int64_t block, Branch b, const std::vector<int64_t>& images,
+                       const at::Tensor& f);
+  // The corrected features of the reused `images` (rows_of(images), T, D), counted.
+  at::Tensor forecast_images(int64_t step, int64_t block, Branch b,
+                             const std::vector<int64_t>& images);
+  // After the step: the guided output (images, C, H, W) for x (easycache's k).
+  void step_output(int64_t step, const at::Tensor& x, const at::Tensor& out);
+
  private:
   enum class Kind { cached, uncached, shadowing };
+  // One image of a gated batch: its gate, its cache (its rows only), and what its rule compares
+  // with: fbcache R at the last computed step, teacache m at the previous step, easycache x at
+  // the previous step, and x and the output at the last computed step.
+  struct ImageState {
+    ImageGate gate;
+    FeatureCache cache;
+    at::Tensor reference, x_prev, x_computed, out_computed;
+    int64_t computed_branches = 0;
+  };
   CacheSession(Kind kind, CachePlan plan, const Corrector& corrector, FeatureCache cache);
   Kind kind_;
   CachePlan plan_;
@@ -96,6 +154,12 @@ class CacheSession {
   CacheStats stats_;
   bool stores_;  // whether computed outputs are kept
   BranchObserver* observer_ = nullptr;
+  int64_t images_ = 1, halves_ = 1;
+  // Gated sessions: per image, made at the first step.
+  std::optional<GateSpec> gate_;
+  std::vector<ImageState> image_states_;
+  std::vector<uint8_t> reuse_now_;  // per image, the current step's decision
+  int64_t decided_step_ = -1;
 };
 
 }  // namespace eoc

@@ -14,6 +14,7 @@
 
 #include "eoc/base/names.hpp"
 #include "eoc/cache/eoc_corrector.hpp"
+#include "eoc/cache/gate.hpp"
 #include "eoc/diffusion/guidance.hpp"
 #include "eoc/diffusion/sampler.hpp"
 #include "eoc/diffusion/schedule.hpp"
@@ -64,16 +65,18 @@ struct SamplingOptions {
 
 // --cache: which branch outputs are reused (the plan itself is made by runs/cache_setup.hpp).
 struct CacheSpec {
-  enum class Kind { none, fora, mask } kind = Kind::none;
+  enum class Kind { none, fora, mask, gate } kind = Kind::none;
   int64_t interval = 0;   // Kind::fora
   std::string mask_path;  // Kind::mask
-  static CacheSpec fora(int64_t interval) { return {Kind::fora, interval, {}}; }
+  GateSpec gate;          // Kind::gate
+  static CacheSpec fora(int64_t interval) { return {Kind::fora, interval, {}, {}}; }
   // "none" | "fora:N" | "mask:PATH", as given.
   std::string text() const {
     switch (kind) {
       case Kind::none: return "none";
       case Kind::fora: return "fora:" + std::to_string(interval);
       case Kind::mask: return "mask:" + mask_path;
+      case Kind::gate: return gate.text();
     }
     return "?";
   }

@@ -1,0 +1,191 @@
+// Run-time gates (cache/gate.hpp): each rule's decisions on hand-made signal sequences, its
+// guards, and the spec's text and parsing; a gated session's per-image bookkeeping with the
+// block loop's questions asked by hand.
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eoc/cache/correctors.hpp"
+#include "eoc/cache/gate.hpp"
+#include "eoc/cache/plan.hpp"
+#include "eoc/cache/session.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using eoc::GateSpec;
+using eoc::ImageGate;
+using Rule = GateSpec::Rule;
+
+GateSpec spec(Rule rule, double threshold) {
+  GateSpec g;
+  g.rule = rule;
+  g.threshold = threshold;
+  return g;
+}
+
+// The decision string of a gate fed `signals` (step k gets signals[k]).
+std::string decide(const GateSpec& g, const std::vector<std::optional<double>>& signals,
+                   std::optional<double> k = std::nullopt) {
+  ImageGate gate(g, static_cast<int64_t>(signals.size()));
+  if (k) gate.set_k(*k);
+  std::string out;
+  for (size_t s = 0; s < signals.size(); ++s)
+    out += gate.reuse(static_cast<int64_t>(s), signals[s]) ? 'r' : 'c';
+  EXPECT_EQ(out, gate.decisions());
+  return out;
+}
+
+TEST(Gate, TeaCacheAccumulatesUntilTheThresholdThenComputesAndResets) {
+  // Sums after step 0: 0.1, 0.2, 0.3 (>= 0.25: compute, reset), 0.1, 0.2, then the last step.
+  EXPECT_EQ(decide(spec(Rule::teacache, 0.25), {std::nullopt, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1}),
+            "crrcrrc");
+  // A large change computes at once; exactly the threshold computes (reuse while below).
+  EXPECT_EQ(decide(spec(Rule::teacache, 0.25), {0.0, 0.5, 0.25, 0.1, 0.0}), "cccrc");
+}
+
+TEST(Gate, FbCacheComparesEachStepAloneWithNoSum) {
+  // Each signal against the threshold by itself: 0.1 < 0.15 reuses however many come in a row.
+  EXPECT_EQ(decide(spec(Rule::fbcache, 0.15), {std::nullopt, 0.1, 0.1, 0.1, 0.2, 0.1, 0.1}),
+            "crrrcrc");
+}
+
+TEST(Gate, EasyCacheNeedsItsRatioAndAccumulatesThePredictedChange) {
+  // No k yet: every step computes.
+  EXPECT_EQ(decide(spec(Rule::easycache, 0.3), {0.1, 0.1, 0.1, 0.1}), "cccc");
+  // k = 2: predicted changes 0.2 each: sums 0.2, 0.4 (compute, reset), 0.2, ...
+  EXPECT_EQ(decide(spec(Rule::easycache, 0.3), {0.1, 0.1, 0.1, 0.1, 0.1, 0.1}, 2.0), "crcrcc");
+  ImageGate g(spec(Rule::easycache, 0.3), 3);
+  g.set_k(2.0);
+  g.reuse(0, 0.1);
+  g.reuse(1, 0.1);
+  EXPECT_EQ(g.signals(), (std::vector<double>{0.2}));  // the predicted change, not the input's
+}
+
+TEST(Gate, GuardsForceComputedSteps) {
+  const std::vector<std::optional<double>> calm(10, 0.0);
+  auto g = spec(Rule::fbcache, 0.5);
+  EXPECT_EQ(decide(g, calm), "crrrrrrrrc");  // first and last always computed
+  g.warmup = 3;
+  EXPECT_EQ(decide(g, calm), "cccrrrrrrc");
+  g.warmup = 1;
+  g.max_run = 2;
+  EXPECT_EQ(decide(g, calm), "crrcrrcrrc");
+  g.max_run.reset();
+  g.max_total = 3;
+  EXPECT_EQ(decide(g, calm), "crrrcccccc");
+  // An unknown signal computes.
+  EXPECT_EQ(decide(spec(Rule::teacache, 1.0), {0.0, std::nullopt, 0.0, 0.0}), "ccrc");
+}
+
+TEST(Gate, CountsAndSignals) {
+  ImageGate g(spec(Rule::teacache, 0.25), 5);
+  for (int64_t k = 0; k < 5; ++k) g.reuse(k, k == 0 ? std::nullopt : std::optional<double>(0.1));
+  EXPECT_EQ(g.computed_steps(), 3);
+  EXPECT_EQ(g.reused_steps(), 2);
+  // Forced steps (the first and the last) show no signal.
+  EXPECT_EQ(g.signals(), (std::vector<double>{0.1, 0.1, 0.1}));
+}
+
+TEST(GateSpec, TextAndParseRoundTrip) {
+  for (const std::string text :
+       {"teacache:0.1", "fbcache:0.08,fn=2,bn=1", "easycache:0.2,warmup=3,max-run=2,max-total=5"}) {
+    const auto g = GateSpec::parse(text);
+    ASSERT_TRUE(g) << text;
+    EXPECT_EQ(g->text(), text);
+  }
+  const auto fb = *GateSpec::parse("fbcache:0.1");
+  EXPECT_EQ(fb.first_blocks, 1);
+  EXPECT_EQ(fb.last_blocks, 0);
+  EXPECT_EQ(fb.first_gated_block(), 1);
+  EXPECT_EQ(fb.end_gated_block(6), 6);
+  EXPECT_EQ(GateSpec::parse("fbcache:0.1,fn=2,bn=1")->end_gated_block(6), 5);
+  EXPECT_EQ(GateSpec::parse("teacache:0.1")->first_gated_block(), 0);
+  EXPECT_FALSE(GateSpec::parse("fora:3"));
+  EXPECT_FALSE(GateSpec::parse("none"));
+}
+
+TEST(GateSpec, BadSpecsSayWhat) {
+  using eoc_test::error_message;
+  EXPECT_NE(error_message([] { GateSpec::parse("teacache:abc"); }).find("threshold"),
+            std::string::npos);
+  EXPECT_NE(error_message([] { GateSpec::parse("teacache:-1"); }).find("threshold"),
+            std::string::npos);
+  EXPECT_NE(error_message([] { GateSpec::parse("teacache"); }).find("teacache:THRESHOLD"),
+            std::string::npos);
+  EXPECT_NE(error_message([] { GateSpec::parse("teacache:0.1,fn=2"); }).find("fn=2"),
+            std::string::npos);  // fn is fbcache's
+  EXPECT_NE(error_message([] { GateSpec::parse("fbcache:0.1,fn=0"); }).find("fn >= 1"),
+            std::string::npos);
+  EXPECT_NE(error_message([] { GateSpec::parse("easycache:0.1,max-run=x"); }).find("KEY=N"),
+            std::string::npos);
+  EXPECT_NE(error_message([] { GateSpec::parse("easycache:0.1,warmup=0"); }).find("warmup"),
+            std::string::npos);
+}
+
+TEST(Gate, RelativeL1) {
+  EXPECT_DOUBLE_EQ(eoc::relative_l1(1.0, 4.0), 0.25);
+  EXPECT_DOUBLE_EQ(eoc::relative_l1(1.0, 0.0), 0.0);
+}
+
+// A gated session: two images (one row each), a 2-block teacache plan; the loop's questions
+// asked by hand with hand-made tokens, so that image 0 is calm (reuses) and image 1 moves.
+TEST(GatedSession, DecidesPerImageAndCachesEachImageApart) {
+  const int64_t steps = 4, depth = 2;
+  auto g = spec(Rule::teacache, 0.05);
+  eoc::CacheSession s(eoc::CachePlan::gated(steps, depth, g), eoc::plain_corrector());
+  ASSERT_TRUE(s.gated());
+  for (int64_t k = 0; k < steps; ++k) {
+    s.begin_step(k, 2, 1);
+    // Tokens (2 rows, T 2, D 4): image 0 fixed, image 1 changes every step.
+    auto tokens =
+        at::tensor({0.f, 1.f, 2.f, 3.f, 3.f, 2.f, 1.f, 0.f}).reshape({1, 2, 4}).repeat({2, 1, 1});
+    tokens[1][0][k] += 10.f;  // a spike that moves: a large change at every step
+    s.decide(k, {at::zeros({2, 1, 2, 2}), tokens, tokens, at::zeros({2, 4}), at::zeros({2, 4})});
+    const auto split = s.split(k, 0);
+    if (k == 0 || k == steps - 1) {
+      EXPECT_EQ(split.compute, (std::vector<int64_t>{0, 1}));
+    } else {
+      EXPECT_EQ(split.compute, (std::vector<int64_t>{1})) << k;
+      EXPECT_EQ(split.reuse, (std::vector<int64_t>{0})) << k;
+    }
+    for (int64_t l = 0; l < depth; ++l)
+      for (auto b : {eoc::Branch::attn, eoc::Branch::mlp}) {
+        const auto sp = s.split(k, l);
+        // Branch output: image i's row holds 100 i + 10 k + block.
+        std::vector<float> vals;
+        for (int64_t i : sp.compute) vals.push_back(static_cast<float>(100 * i + 10 * k + l));
+        if (!sp.compute.empty()) {
+          const auto f = at::tensor(vals).reshape({-1, 1, 1}).expand({-1, 2, 4}).contiguous();
+          s.computed_images(k, l, b, sp.compute, f);
+        }
+        if (!sp.reuse.empty()) {
+          const auto r = s.forecast_images(k, l, b, sp.reuse);
+          ASSERT_EQ(r.size(0), 1);
+          EXPECT_EQ(r[0][0][0].item<float>(), static_cast<float>(l));  // image 0, step 0's value
+        }
+      }
+    s.step_output(k, at::zeros({2, 1, 2, 2}), at::zeros({2, 1, 2, 2}));
+  }
+  const auto st = s.stats();
+  EXPECT_EQ(st.image_decisions, (std::vector<std::string>{"crrc", "cccc"}));
+  EXPECT_EQ(st.image_reused_steps, (std::vector<int64_t>{2, 0}));
+  EXPECT_EQ(st.image_computed_fraction, (std::vector<double>{0.5, 1.0}));
+  // Image-branches: 4 per image and step when computed.
+  EXPECT_EQ(st.computed, (std::vector<int64_t>{8, 4, 4, 8}));
+  EXPECT_EQ(st.reused, (std::vector<int64_t>{0, 4, 4, 0}));
+  EXPECT_EQ(s.rows_of({1}, at::kCPU).item<int64_t>(), 1);
+}
+
+TEST(GatedSession, RowsOfKeepTheBatchsHalfMajorOrder) {
+  eoc::CacheSession s(eoc::CachePlan::gated(2, 2, spec(Rule::teacache, 0.1)),
+                      eoc::plain_corrector());
+  s.begin_step(0, 3, 2);  // 3 images, CFG: rows i and 3 + i
+  const auto rows = s.rows_of({0, 2}, at::kCPU);
+  EXPECT_EQ(std::vector<int64_t>(rows.data_ptr<int64_t>(), rows.data_ptr<int64_t>() + 4),
+            (std::vector<int64_t>{0, 2, 3, 5}));
+}
+
+}  // namespace
