@@ -171,4 +171,49 @@ bool ImageGate::reuse(int64_t step, std::optional<double> signal) {
   return reuse;
 }
 
+const GateTrial& nearest_trial(const std::vector<GateTrial>& trials, double target) {
+  EOC_ASSERT(!trials.empty(), "no gate trials");
+  const GateTrial* best = &trials.front();
+  for (const auto& t : trials) {
+    const double d = std::abs(t.computed - target), bd = std::abs(best->computed - target);
+    if (d < bd || (d == bd && t.error < best->error)) best = &t;
+  }
+  return *best;
+}
+
+std::vector<GateTrial> search_gate_threshold(const std::function<GateTrial(double)>& trial,
+                                             double target, double tolerance, double start,
+                                             int max_trials) {
+  EOC_ASSERT(target > 0 && target < 1 && tolerance > 0 && start > 0 && max_trials >= 2,
+             "a gate search for ", target, " +- ", tolerance);
+  std::vector<GateTrial> trials;
+  auto run = [&](double threshold) {
+    trials.push_back(trial(threshold));
+    trials.back().threshold = threshold;
+    return trials.back();
+  };
+  auto close = [&](const GateTrial& t) { return std::abs(t.computed - target) <= tolerance; };
+  double lo = 0.0;  // computes at least the target
+  double hi = start;
+  GateTrial t = run(hi);
+  // Grow the upper threshold until it reuses enough; a fraction that stops falling is a floor.
+  double last = 2.0;
+  while (t.computed > target && !close(t)) {
+    if (static_cast<int>(trials.size()) >= max_trials || (t.computed >= last && hi > 1e3))
+      fail("the gate computes at least ", t.computed, " of the branches at threshold ", hi,
+           " (its guards or always-computed blocks keep that much): no threshold reaches ", target);
+    last = t.computed;
+    lo = hi;
+    hi *= 2.0;
+    t = run(hi);
+  }
+  // Bisect between lo (computes more) and hi (computes less), geometrically once lo > 0.
+  while (!close(nearest_trial(trials, target)) && static_cast<int>(trials.size()) < max_trials) {
+    const double mid = lo > 0 ? std::sqrt(lo * hi) : hi / 2.0;
+    t = run(mid);
+    (t.computed > target ? lo : hi) = mid;
+  }
+  return trials;
+}
+
 }  // namespace eoc

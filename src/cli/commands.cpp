@@ -224,6 +224,40 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
       "computations (e.g. 0.4), chosen on the judge images with the forecast",
       "")
       ->type_name("FLOAT");
+  add_parsed(
+      cmd, "--gate", o->gate,
+      [](const std::string& t) {
+        // The rule and its guards; the threshold is what the calibration finds.
+        const auto comma = t.find(',');
+        const std::string spec =
+            t.substr(0, comma) + ":0" + (comma == std::string::npos ? "" : t.substr(comma));
+        std::optional<GateSpec> g;
+        try {
+          g = GateSpec::parse(spec);
+        } catch (const Error& e) {
+          fail("--gate '", t, "': ", e.what());
+        }
+        if (!g)
+          fail("--gate '", t,
+               "' is not one of: fbcache[,fn=F][,bn=B], teacache, easycache (each with "
+               "[,warmup=W][,max-run=M][,max-total=C])");
+        return g;
+      },
+      "Calibrate a run-time gate's threshold instead of an EOC prior: fbcache[,fn=F][,bn=B] | "
+      "teacache | easycache, each with [,warmup=W][,max-run=M][,max-total=C]; needs --target",
+      "")
+      ->type_name("RULE");
+  add_parsed(
+      cmd, "--target", o->target,
+      [](const std::string& t) { return std::optional<double>(parse_number("--target", t)); },
+      "With --gate: the fraction of branch computations the gate should compute on the judge "
+      "images (e.g. 0.4)",
+      "")
+      ->type_name("FLOAT");
+  add_parsed(cmd, "--correct", o->correct, parse_corrector,
+             "With --gate: what reused features become while calibrating (none | taylor:O | "
+             "foca; recorded in the file, used by sample --prior)",
+             "");
   cmd->add_option("--out", o->out, "Prior JSON to write")->required();
   cmd->add_option("--out-mask", o->out_mask,
                   "Also write the prior's cache plan as a mask file (for --cache mask:FILE)");

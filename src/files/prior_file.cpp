@@ -275,9 +275,13 @@ std::optional<CachePlan> plan_in_prior(const PriorFile& file, int64_t steps, int
 }
 
 void check_prior_matches(const PriorFile& file, const json& run, const std::string& prior_path) {
+  check_assumptions(file.assumes, run, prior_path);
+}
+
+void check_assumptions(const json& assumes, const json& run, const std::string& prior_path) {
   std::vector<std::string> differ;
   for (const auto& key : setting_keys(kInPrior)) {
-    const json* have = field_at(file.assumes, key);
+    const json* have = field_at(assumes, key);
     const json* want = field_at(run, key);
     if (!have && !want) continue;  // a row neither applies to (e.g. a DiT run's time grid)
     if (!have || !want || *have != *want) differ.push_back(key);
@@ -288,7 +292,7 @@ void check_prior_matches(const PriorFile& file, const json& run, const std::stri
   std::string diff;
   for (const auto& key : differ) {
     std::string note =
-        str(key, " ", field_text(file.assumes, key), " (this run: ", field_text(run, key), ")");
+        str(key, " ", field_text(assumes, key), " (this run: ", field_text(run, key), ")");
     if (key == "cache.layout") {
       // Another step count or spec gives another layout, said by that field already.
       if (differs("steps") || differs("cache.spec")) continue;

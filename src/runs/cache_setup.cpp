@@ -6,6 +6,7 @@
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
 #include "eoc/cache/eoc_corrector.hpp"
+#include "eoc/files/gate_file.hpp"
 #include "eoc/files/mask_file.hpp"
 #include "eoc/files/prior_file.hpp"
 #include "eoc/files/run_settings.hpp"
@@ -40,6 +41,18 @@ CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, i
   return plan;
 }
 
+std::unique_ptr<Corrector> make_corrector(const CorrectorSpec& spec) {
+  switch (spec.kind) {
+    case CorrectorChoice::taylor: return make_taylor_corrector(spec.order);
+    case CorrectorChoice::foca: return make_foca_corrector();
+    case CorrectorChoice::automatic:
+    case CorrectorChoice::none: return make_plain_corrector();
+    case CorrectorChoice::eoc: break;
+  }
+  EOC_ASSERT(false, "the eoc corrector needs a prior");
+  return nullptr;
+}
+
 namespace {
 
 // --cache's plan; without --cache, a prior's own plan (the prior says what it was made for).
@@ -57,9 +70,36 @@ CachePlan plan_for_run(const RunSetup& run, const PlanOptions& o,
   return *plan;
 }
 
+// --prior naming a gate calibration: its gate, its corrector unless --correct names another.
+CacheSetup prepare_gate_cache(const RunSetup& run, const CacheOptions& o) {
+  const GateFile g = load_gate_file(o.prior);
+  if (o.plan.spec)
+    fail("--prior '", o.prior, "' is a gate calibration (", g.gate.text(),
+         "): it sets the cache, so give no --cache (got ", o.plan.spec->text(), ")");
+  if (o.plan.warmup != 0)
+    fail("--warmup ", o.plan.warmup, ": the gate calibration '", o.prior,
+         "' is used with the guards it was calibrated with (", g.gate.text(), ")");
+  CorrectorSpec spec = o.correct;
+  if (spec.kind == CorrectorChoice::automatic) {
+    const auto kind = kCorrectorNames.parse(g.corrector);
+    if (!kind || *kind == CorrectorChoice::eoc)
+      fail("gate file '", o.prior, "' names an unknown corrector '", g.corrector, "'");
+    spec = {*kind, g.order};
+  }
+  if (spec.kind == CorrectorChoice::eoc)
+    fail("--correct eoc: a gate calibration '", o.prior,
+         "' holds no EOC prior; use --correct none|taylor:O|foca");
+  CacheSetup c{CachePlan::gated(run.steps(), run.model->config().depth, g.gate),
+               make_corrector(spec), "", o.prior, g.sha256};
+  c.corrector_name = c.corrector->name();
+  check_assumptions(g.assumes, run_settings(RunFacts{run, c.plan}, kInPrior), o.prior);
+  return c;
+}
+
 }  // namespace
 
 CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
+  if (!o.prior.empty() && is_gate_file(o.prior)) return prepare_gate_cache(run, o);
   const CorrectorChoice choice = o.correct.kind != CorrectorChoice::automatic ? o.correct.kind
                                  : o.prior.empty() ? CorrectorChoice::none
                                                    : CorrectorChoice::eoc;
@@ -73,21 +113,14 @@ CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
   CacheSetup c{plan_for_run(run, o.plan, prior), nullptr, name, "", ""};
   if (run.whole_forward && c.plan.may_reuse())
     fail("--whole-forward runs the module's forward and cannot cache: use it with --cache none");
-  switch (choice) {
-    case CorrectorChoice::automatic:
-    case CorrectorChoice::none: c.corrector = make_plain_corrector(); break;
-    case CorrectorChoice::taylor:
-      c.corrector = make_taylor_corrector(o.correct.order);
-      c.corrector_name = c.corrector->name();
-      break;
-    case CorrectorChoice::foca: c.corrector = make_foca_corrector(); break;
-    case CorrectorChoice::eoc: {
-      check_prior_matches(*prior, run_settings(RunFacts{run, c.plan}, kInPrior), o.prior);
-      c.corrector = make_eoc_corrector(prior->prior, run.block_loop());
-      c.prior_path = o.prior;
-      c.prior_sha256 = prior->sha256;
-      break;
-    }
+  if (choice == CorrectorChoice::eoc) {
+    check_prior_matches(*prior, run_settings(RunFacts{run, c.plan}, kInPrior), o.prior);
+    c.corrector = make_eoc_corrector(prior->prior, run.block_loop());
+    c.prior_path = o.prior;
+    c.prior_sha256 = prior->sha256;
+  } else {
+    c.corrector = make_corrector(o.correct);
+    if (choice == CorrectorChoice::taylor) c.corrector_name = c.corrector->name();
   }
   if (choice == CorrectorChoice::eoc && c.plan.gate())
     fail("--cache '", c.plan.spec(),

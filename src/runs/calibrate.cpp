@@ -3,12 +3,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <limits>
 #include <optional>
 
 #include "eoc/base/error.hpp"
 #include "eoc/base/log.hpp"
 #include "eoc/cache/eoc_calibration.hpp"
+#include "eoc/cache/gate.hpp"
+#include "eoc/diffusion/image_quality.hpp"
+#include "eoc/files/gate_file.hpp"
 #include "eoc/files/mask_file.hpp"
 #include "eoc/files/prior_file.hpp"
 #include "eoc/files/run_settings.hpp"
@@ -146,9 +150,121 @@ void print_summary(const EocPrior& prior) {
   }
 }
 
+// `calibrate --gate RULE --target F`: the threshold whose mean computed fraction on the judge
+// images is F, searched (cache/gate.hpp) with the gate's own sampling runs, each against the
+// judge images' uncached samples; written with every threshold tried.
+void run_calibrate_gate(const CalibrateOptions& o) {
+  Stopwatch total;
+  if (!o.gate || !o.target)
+    fail("--gate and --target go together (e.g. --gate teacache --target 0.4)");
+  if (!(*o.target > 0.0 && *o.target < 1.0))
+    fail("--target ", *o.target,
+         " is out of range (expected a fraction of computations in (0, 1))");
+  if (o.budget || o.plan.spec)
+    fail("--gate calibrates a gate's threshold: give it without --budget and --cache");
+  if (o.correct.kind == CorrectorChoice::eoc)
+    fail(
+        "--gate: an EOC prior is fitted to a fixed schedule; calibrate the gate with --correct "
+        "none|taylor:O|foca");
+  if (o.judge_samples < 1 || o.judge_samples > o.sampling.num_samples)
+    fail("--judge-samples ", o.judge_samples, " must be 1..", o.sampling.num_samples);
+  check_writable_parent(o.out, "--out");
+
+  const RunSetup run = prepare_run(o.model, o.sampling);
+  const int64_t steps = run.steps(), depth = run.model->config().depth;
+  GateSpec gate = *o.gate;
+  if (o.plan.warmup > 0) gate.warmup = std::max(gate.warmup, o.plan.warmup);
+  if (gate.first_gated_block() >= gate.end_gated_block(depth))
+    fail("--gate '", gate.text(), "': fn + bn must leave a block to gate (the model has ", depth,
+         ")");
+  const auto corrector = make_corrector(o.correct);
+  const auto judge = calibration_images(run, o.judge_samples, false).judge;
+  const auto batches = make_batches(judge, run.batch_size);
+
+  // The judge images sampled through `session_of()`'s sessions, one per batch, in index order.
+  auto sample_judge = [&](const std::function<CacheSession()>& session_of, CacheStats& stats) {
+    if (run.seed_mode == SeedMode::official) seed_global(run.seed);
+    std::vector<at::Tensor> images;
+    for (const auto& batch : batches) {
+      CacheSession session = session_of();
+      images.push_back(sample_batch(run, batch, session).cpu());
+      stats.add(session.stats());
+    }
+    return at::cat(images, 0);
+  };
+  Stopwatch uncached_time;
+  CacheStats uncached_stats(steps);
+  const auto reference =
+      sample_judge([&] { return CacheSession::uncached(steps, depth); }, uncached_stats);
+  const double uncached_seconds = uncached_time.seconds();
+  int64_t step_runs = 0;
+
+  auto trial = [&](double threshold) {
+    GateSpec g = gate;
+    g.threshold = threshold;
+    CacheStats stats(steps);
+    const auto images = sample_judge(
+        [&] { return CacheSession(CachePlan::gated(steps, depth, g), *corrector); }, stats);
+    step_runs += steps;
+    double computed = 0;
+    for (double f : stats.image_computed_fraction) computed += f;
+    computed /= static_cast<double>(stats.image_computed_fraction.size());
+    GateTrial t{threshold, computed, mse(images, reference)};
+    log::info(str("gate ", g.text(), ": computes ", computed, " of the branches, MSE ", t.error));
+    return t;
+  };
+  // Half a step's worth of one image's computations, averaged over the judge images.
+  const double tolerance = 0.5 / static_cast<double>(steps);
+  auto trials = search_gate_threshold(trial, *o.target, tolerance);
+  const GateTrial chosen = nearest_trial(trials, *o.target);
+  gate.threshold = chosen.threshold;
+
+  GateFile file;
+  file.gate = gate;
+  file.corrector = kCorrectorNames.name(
+      o.correct.kind == CorrectorChoice::automatic ? CorrectorChoice::none : o.correct.kind);
+  file.order = o.correct.order;
+  file.assumes = run_settings(RunFacts{run, CachePlan::gated(steps, depth, gate)}, kInPrior);
+  std::sort(trials.begin(), trials.end(),
+            [](const GateTrial& a, const GateTrial& b) { return a.threshold < b.threshold; });
+  nlohmann::json table = nlohmann::json::array();
+  for (const auto& t : trials)
+    table.push_back({{"threshold", t.threshold}, {"computed", t.computed}, {"mse", t.error}});
+  file.calibration = {
+      {"eoc_version", EOC_VERSION},
+      {"target", *o.target},
+      {"tolerance", tolerance},
+      {"judge_samples", judge.size()},
+      {"seed", run.seed},
+      {"seed_mode", seed_mode_name(run.seed_mode)},
+      {"classes", classes_json(o.sampling.classes)},
+      {"chosen",
+       {{"threshold", chosen.threshold}, {"computed", chosen.computed}, {"mse", chosen.error}}},
+      {"trials", table},
+      {"cost",
+       {{"judge_step_runs", step_runs},
+        {"multiple_of_uncached_judge_sampling",
+         static_cast<double>(step_runs) / static_cast<double>(steps)},
+        {"uncached_judge_seconds", uncached_seconds}}},
+      {"seconds", total.seconds()}};
+  save_gate_file(o.out, file);
+  log::info("threshold -> computed fraction -> MSE against uncached (judge images):");
+  for (const auto& t : trials) {
+    char line[160];
+    std::snprintf(line, sizeof(line), "  %-12.6g %8.4f %12.4e%s", t.threshold, t.computed, t.error,
+                  t.threshold == chosen.threshold ? "   <- chosen" : "");
+    log::info(line);
+  }
+  log::info(str("wrote gate ", o.out, " (", gate.text(), ", correct ", file.corrector,
+                o.correct.kind == CorrectorChoice::taylor ? str(":", file.order) : "",
+                "): computes ", chosen.computed, " of the branches on ", judge.size(),
+                " judge images (target ", *o.target, ") in ", total.seconds(), " s"));
+}
+
 }  // namespace
 
 void run_calibrate(const CalibrateOptions& o) {
+  if (o.gate || o.target) return run_calibrate_gate(o);
   Stopwatch total;
   const CalibrationSettings settings{o.form, o.judgment,
                                      o.thetas.empty() ? default_thetas() : o.thetas, max_order(o)};

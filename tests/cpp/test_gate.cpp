@@ -3,6 +3,7 @@
 // block loop's questions asked by hand.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -186,6 +187,44 @@ TEST(GatedSession, RowsOfKeepTheBatchsHalfMajorOrder) {
   const auto rows = s.rows_of({0, 2}, at::kCPU);
   EXPECT_EQ(std::vector<int64_t>(rows.data_ptr<int64_t>(), rows.data_ptr<int64_t>() + 4),
             (std::vector<int64_t>{0, 2, 3, 5}));
+}
+
+}  // namespace
+
+namespace {
+
+// A synthetic gate: the computed fraction falls in steps of 1/20 as the threshold grows.
+eoc::GateTrial synthetic(double threshold) {
+  const double f = std::max(0.1, 1.0 - std::floor(20.0 * std::log1p(10.0 * threshold)) / 20.0);
+  return {threshold, f, 1.0 - f};
+}
+
+TEST(GateSearch, FindsTheThresholdNearestTheTarget) {
+  int calls = 0;
+  const auto trials = eoc::search_gate_threshold(
+      [&](double t) {
+        ++calls;
+        return synthetic(t);
+      },
+      0.4, 0.025);
+  EXPECT_EQ(static_cast<int>(trials.size()), calls);
+  const auto& best = eoc::nearest_trial(trials, 0.4);
+  EXPECT_NEAR(best.computed, 0.4, 0.025);
+  EXPECT_NEAR(synthetic(best.threshold).computed, best.computed, 0);
+  EXPECT_LE(calls, 24);
+}
+
+TEST(GateSearch, SaysWhenNoThresholdReachesTheTarget) {
+  const auto message = eoc_test::error_message([] {
+    eoc::search_gate_threshold([](double t) { return eoc::GateTrial{t, 0.6, 0.0}; }, 0.4, 0.02);
+  });
+  EXPECT_NE(message.find("no threshold reaches 0.4"), std::string::npos) << message;
+}
+
+TEST(GateSearch, NearestPrefersTheLowerErrorOnATie) {
+  // 0.5 and 0.25 are equally near 0.375 (exactly, in binary); 0.75 is farther.
+  const std::vector<eoc::GateTrial> trials{{0.1, 0.5, 2.0}, {0.2, 0.25, 1.0}, {0.3, 0.75, 0.0}};
+  EXPECT_EQ(eoc::nearest_trial(trials, 0.375).threshold, 0.2);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 // computed; at most `max_run` reused steps in a row and `max_total` in all.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -84,5 +85,26 @@ class ImageGate {
   std::vector<double> signals_;
   std::string decisions_;
 };
+
+// One try of a threshold on the calibration's judge images: the mean over the images of their
+// computed fraction of branches, and the error against their uncached samples.
+struct GateTrial {
+  double threshold = 0.0;
+  double computed = 1.0;
+  double error = 0.0;
+};
+
+// Finds the threshold whose computed fraction is nearest `target`: from 0 (nothing reused)
+// doubles an upper threshold from `start` until the fraction falls to the target (Error when it
+// never does: the gate's guards or forced blocks keep more), then bisects (geometrically) until
+// a trial lies within `tolerance` of the target or `max_trials` were run. The fraction falls as
+// the threshold grows (not strictly: decisions feed back into the signals, so the nearest trial
+// is kept, not the last). Returns every trial in the order run; the chosen one is
+// nearest_trial() of them.
+std::vector<GateTrial> search_gate_threshold(const std::function<GateTrial(double)>& trial,
+                                             double target, double tolerance, double start = 0.01,
+                                             int max_trials = 24);
+// The trial nearest `target`; of equally near ones the lower error.
+const GateTrial& nearest_trial(const std::vector<GateTrial>& trials, double target);
 
 }  // namespace eoc

@@ -36,5 +36,9 @@ std::optional<CachePlan> plan_in_prior(const PriorFile& file, int64_t steps, int
 // settings for kInPrior).
 void check_prior_matches(const PriorFile& file, const nlohmann::json& run,
                          const std::string& prior_path);
+// The same check for any file that records the kInPrior settings it assumes (`assumes`), such
+// as a gate calibration (files/gate_file.hpp).
+void check_assumptions(const nlohmann::json& assumes, const nlohmann::json& run,
+                       const std::string& path);
 
 }  // namespace eoc

@@ -25,6 +25,9 @@ void check_warmup(int64_t warmup, int64_t steps);
 // mask file when it is missing or malformed.
 CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, int64_t warmup = 0);
 
+// The correctors that need no prior (none, taylor:O, foca); an eoc spec is a bug here.
+std::unique_ptr<Corrector> make_corrector(const CorrectorSpec& spec);
+
 struct CacheSetup {
   CachePlan plan;
   std::unique_ptr<Corrector> corrector;
@@ -33,7 +36,9 @@ struct CacheSetup {
 };
 
 // The corrector factory: --correct (with --prior for eoc, checked against this run) -> corrector;
-// --cache's plan, or without it the prior's own plan (else none).
+// --cache's plan, or without it the prior's own plan (else none). A --prior that is a gate
+// calibration (files/gate_file.hpp) gives its gate and, unless --correct says otherwise, its
+// corrector.
 CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& options);
 
 // What the run settings table reads of a run with this cache (and VAE).

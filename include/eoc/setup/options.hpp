@@ -166,6 +166,11 @@ struct CalibrateOptions {
   int64_t judge_samples = 16;  // held out from the fit, judged in one batch
   // Set: search the schedule (no --cache), computing at most this fraction.
   std::optional<double> budget;
+  // Set: calibrate this gate's threshold (its rule and guards; the threshold is searched) to
+  // compute `target` of the branches on the judge images, with the corrector `correct`.
+  std::optional<GateSpec> gate;
+  std::optional<double> target;
+  CorrectorSpec correct;
   std::string out;
   std::string out_mask;  // also write the plan as a cache mask file
 };
