@@ -138,7 +138,28 @@ class Bench:
             self.classifier = fmnist_fid.load_classifier(a.classifier)
         return self.fmnist_fid.fid(self.classifier, imgs, cache_dir=self.work)
 
-    def point(self, method, schedule, extra, calibration=None, steps=None):
+    def gate_file(self, rule, correct, target):
+        """The gate file of `eoc calibrate --gate RULE --target F --correct C` on the judge images,
+        or None when no threshold of the gate reaches F (its always-computed blocks or guards keep
+        more): that point is left out, and the log says why."""
+        tag = f"gate-{rule}-{correct}-{target}".replace(":", "")
+        path = os.path.join(self.work, f"{tag}.json")
+        if not os.path.exists(path):
+            try:
+                run([self.args.eoc, "-q", "calibrate", *self.common, "--steps", str(self.args.steps),
+                     "--seed", str(self.args.calib_seed), "--num-samples", str(self.args.judge_samples),
+                     "--judge-samples", str(self.args.judge_samples), "--gate", rule,
+                     "--target", str(target), "--correct", correct, "--out", path], self.log)
+            except SystemExit as e:
+                if "no threshold reaches" not in str(e.code):
+                    raise
+                print(f"bench_frontier: {rule} ({correct}) does not reach {target}: "
+                      f"{str(e.code).strip().splitlines()[-1]}", file=sys.stderr)
+                return None, None
+        with open(path) as f:
+            return path, json.load(f)["calibration"]
+
+    def point(self, method, schedule, extra, calibration=None, steps=None, nominal=None):
         tag = (UNCACHED if method == UNCACHED else  # the run rows() made first: the reference
                f"{method}-{schedule}".replace(":", "").replace("%", "").replace(" ", "-"))
         imgs, rep = self.sample(tag, extra, steps)
@@ -155,6 +176,8 @@ class Bench:
                    time_ratio=rep["timings_s"]["sample_cpu"] / self.base_cpu)
         if steps is not None:
             row["steps"] = steps
+        if nominal is not None:  # a gate calibrated to this fraction: its tables' row
+            row["nominal"] = nominal
         if calibration is not None:
             row["calibration_s"] = calibration["seconds"]
             cost = calibration.get("cost")
@@ -197,9 +220,16 @@ class Bench:
             s = f"budget:{f}"
             prior, cal = self.calibrate(f"budget{f}", ["--budget", str(f)])
             add(self.point("budget eoc", s, ["--prior", prior], cal))
+        for rule in a.gates:
+            for correct in a.gate_correctors:
+                method = rule if correct == "none" else f"{rule} + {correct}"
+                for f in a.budgets:
+                    path, cal = self.gate_file(rule, correct, f)
+                    if path:
+                        add(self.point(method, f"target:{f}", ["--prior", path], cal, nominal=f))
         if a.fewer_steps:
-            fractions = sorted({round(r["computed"], 3) for r in rows if r["method"] != UNCACHED},
-                               reverse=True)
+            fractions = sorted({round(r["computed"], 3) for r in rows
+                                if r["method"] != UNCACHED and "nominal" not in r}, reverse=True)
             for n in fewer_steps(a.sampler, a.steps, fractions):
                 add(self.point(FEWER, f"steps:{n}", ["--cache", "none"], steps=n))
         return rows
@@ -215,13 +245,20 @@ def methods_of(rows):
     return sorted(methods, key=lambda m: m != FEWER)
 
 
+def fraction_of(row):
+    """The fraction a row is tabled at: a gate's calibration target (its measured fraction on
+    the evaluated images is in the "Every point" table), else its computed fraction, to 3
+    decimals."""
+    return round(row.get("nominal", row["computed"]), 3)
+
+
 def fraction_table(rows, methods, key, fmt):
     """Lines of one table: a row per computed fraction (to 3 decimals, most first), a column
     per method, the lowest value of each fraction bold."""
     rows = [r for r in rows if r["method"] != UNCACHED and r.get(key) is not None]
     out = ["| computed | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-    for fr in sorted({round(r["computed"], 3) for r in rows}, reverse=True):
-        at = {r["method"]: r for r in rows if round(r["computed"], 3) == fr}
+    for fr in sorted({fraction_of(r) for r in rows}, reverse=True):
+        at = {r["method"]: r for r in rows if fraction_of(r) == fr}
         best = min(r[key] for r in at.values())
         cells = []
         for meth in methods:
@@ -246,6 +283,11 @@ def markdown(doc):
     if FEWER in methods:
         out += ["`fewer steps`: no cache, the step count whose model evaluations come nearest to the "
                 "computed fraction, compared with the full-step uncached images of the same seeds.", ""]
+    if any("nominal" in r for r in rows):
+        out += ["Gates (`fbcache`, `teacache`, `easycache`, `+ C`: reused branches through corrector "
+                "C) decide per image at run time; each was calibrated with `eoc calibrate --gate RULE "
+                "--target F` on the judge images and is tabled at F; the fraction it computed on the "
+                "evaluated images is in the last table.", ""]
     sci = "{:.3e}".format
     for key, title in (("mse", "MSE vs uncached (mean over images)"),
                        ("mse_median", "Median over images of each image's MSE vs uncached")):
@@ -303,6 +345,11 @@ def main():
     ap.add_argument("--fora", default=",".join(map(str, FORA)), help="FORA intervals")
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="budget-searched fractions")
     ap.add_argument("--no-masks", dest="masks", action="store_false", help="leave out the paper's masks")
+    ap.add_argument("--gates", default="",
+                    help="run-time gates to calibrate at each --budgets fraction (comma list of "
+                         "fbcache, teacache, easycache; each with its default guards)")
+    ap.add_argument("--gate-correctors", default="none,taylor:2",
+                    help="the correctors each gate runs with (comma list of --correct values)")
     ap.add_argument("--no-fewer-steps", dest="fewer_steps", action="store_false",
                     help="leave out the fewer-steps baseline")
     ap.add_argument("--fid-images", type=int, default=0,
@@ -316,6 +363,8 @@ def main():
     args = ap.parse_args()
     args.fora = [int(n) for n in args.fora.split(",") if n]
     args.budgets = [float(f) for f in args.budgets.split(",") if f]
+    args.gates = [g for g in args.gates.split(",") if g]
+    args.gate_correctors = [c for c in args.gate_correctors.split(",") if c]
     if args.fid_images == 1 or args.fid_images < 0:
         sys.exit("bench_frontier: --fid-images needs at least 2 images (0: no FID)")
     if args.fid_images and args.fid_images % 10:

@@ -259,6 +259,9 @@ at::Tensor CacheSession::forecast_images(int64_t step, int64_t block, Branch b,
 
 void CacheSession::step_output(int64_t step, const at::Tensor& x, const at::Tensor& out) {
   EOC_ASSERT(gate_ && decided_step_ == step, "step ", step, "'s output before its decision");
+  int64_t bytes = 0;
+  for (const auto& s : image_states_) bytes += s.cache.bytes();
+  stats_.peak_cache_bytes = std::max(stats_.peak_cache_bytes, bytes);
   if (gate_->rule != GateSpec::Rule::easycache) return;
   for (int64_t i = 0; i < images_; ++i) {
     if (reuse_now_[i]) continue;

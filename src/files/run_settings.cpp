@@ -123,7 +123,11 @@ const std::vector<Row>& rows() {
       {"batch_size", R, [](const RunFacts& f) { return json(f.run.batch_size); }},
       {"cache.spec", R | D | P, [](const RunFacts& f) { return json(f.plan.spec()); }},
       {"cache.layout", D | P, [](const RunFacts& f) { return json(f.plan.layout()); }},
-      {"cache.caching_level", R, [](const RunFacts& f) { return json(f.plan.caching_level()); }},
+      // A gate's level is known only after sampling (the report's cache_stats): null here.
+      {"cache.caching_level", R,
+       [](const RunFacts& f) {
+         return f.plan.gate() ? json(nullptr) : json(f.plan.caching_level());
+       }},
       {"cache.correct", R | D, [](const RunFacts& f) { return json(f.correct); }},
       {"cache.prior_sha256", R | D,
        [](const RunFacts& f) {

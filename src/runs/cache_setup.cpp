@@ -104,6 +104,10 @@ CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
                                  : o.prior.empty() ? CorrectorChoice::none
                                                    : CorrectorChoice::eoc;
   const std::string name = kCorrectorNames.name(choice);
+  if (choice == CorrectorChoice::eoc && o.plan.spec && o.plan.spec->kind == CacheSpec::Kind::gate)
+    fail("--cache '", o.plan.spec->text(),
+         "' is a run-time gate: an EOC prior is fitted to a fixed schedule; use --correct "
+         "none|taylor:O|foca with a gate");
   if (choice == CorrectorChoice::eoc && o.prior.empty())
     fail("--correct eoc needs --prior PRIOR.json (from eoc calibrate)");
   if (choice != CorrectorChoice::eoc && !o.prior.empty())
@@ -122,10 +126,6 @@ CacheSetup prepare_cache(const RunSetup& run, const CacheOptions& o) {
     c.corrector = make_corrector(o.correct);
     if (choice == CorrectorChoice::taylor) c.corrector_name = c.corrector->name();
   }
-  if (choice == CorrectorChoice::eoc && c.plan.gate())
-    fail("--cache '", c.plan.spec(),
-         "' is a run-time gate: an EOC prior is fitted to a fixed "
-         "schedule; use --correct none|taylor:O|foca with a gate");
   if (choice != CorrectorChoice::none && !c.plan.may_reuse())
     log::warn("--correct " + c.corrector_name + " has no effect: cache plan '" + c.plan.spec() +
               "' reuses nothing");

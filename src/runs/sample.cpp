@@ -159,8 +159,10 @@ void log_run_start(const RunSetup& run, const CacheSetup& cache) {
   log::info(str("model ", cfg.name, " (", run.model->path(), ") on ", run.device.str(), "; ",
                 sampler_name(run.sampler.kind()), " ", run.sampler.steps(), " steps, cfg ",
                 run.guidance.scale, ", cache ", cache.plan.spec(), " (",
-                static_cast<int>(100 * cache.plan.caching_level() + 0.5), "% reused), correct ",
-                cache.corrector_name));
+                cache.plan.gate()
+                    ? std::string("a gate: decided per image while sampling")
+                    : str(static_cast<int>(100 * cache.plan.caching_level() + 0.5), "% reused"),
+                "), correct ", cache.corrector_name));
 }
 
 }  // namespace

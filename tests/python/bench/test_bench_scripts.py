@@ -189,6 +189,29 @@ def test_bench_frontier_rows_and_plot(eoc_bin, pixel_dit, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_frontier_gates(eoc_bin, pixel_dit, tmp_path):
+    """Gates calibrated to each fraction are tabled at it (their measured fraction in the last
+    table); a gate that cannot reach a fraction (fbcache on a 2-block model always computes its
+    first block: at least 5/8 of 8 steps' branches) is left out and the log says so."""
+    out, md = tmp_path / "f.json", tmp_path / "f.md"
+    proc = run_script("bench_frontier.py", [
+        "--eoc", eoc_bin, "--model", pixel_dit["ts"], "--name", "pixel", "--steps", 8,
+        "--images", 2, "--batch-size", 2, "--judge-samples", 2, "--threads", 1, "--fora", "3",
+        "--budgets", "0.5", "--no-masks", "--no-fewer-steps", "--gates", "teacache,fbcache",
+        "--gate-correctors", "none,taylor:2", "--out", out, "--markdown", md], tmp_path)
+    rows = json.loads(out.read_text())["rows"]
+    gates = [r for r in rows if "nominal" in r]
+    assert [(r["method"], r["schedule"]) for r in gates] == [
+        ("teacache", "target:0.5"), ("teacache + taylor:2", "target:0.5")]
+    for r in gates:
+        assert r["nominal"] == 0.5 and 0 < r["computed"] < 1 and r["mse"] > 0
+        assert r["calibration_multiple"] > 1
+    assert "fbcache (none) does not reach 0.5" in proc.stderr
+    text = md.read_text()
+    assert "| computed | fora | taylor:1" in text and "teacache + taylor:2 |" in text
+    assert "| 50% |" in text and "Gates (`fbcache`" in text
+
+
 def test_bench_frontier_fewer_steps_per_sampler():
     """The step counts of the fewer-steps baseline: DDIM round(f * steps); euler-20 (19
     evaluations) k + 1 steps for the fractions k / 19; distinct, most first, at least 2."""
