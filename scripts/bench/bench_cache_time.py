@@ -58,12 +58,16 @@ def main():
     ap.add_argument("--cfg-scale", type=float, default=1.5)
     ap.add_argument("--cache", default="fora:3")
     ap.add_argument("--prior", default="", help="EOC prior for --cache (default: calibrate one)")
+    ap.add_argument("--threads", type=int, default=0, help="eoc --threads (0: its default)")
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--variants", default="uncached,plain,taylor,eoc",
                     help="which of uncached, plain, taylor, taylor:2..taylor:4, eoc to run "
                          "(plain is needed)")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=FLAGS",
+                    help="one more variant: NAME run with these sample flags (e.g. "
+                         "'tea40=--prior gate.json', 'gate0=--cache teacache:0'); repeatable")
     ap.add_argument("--cpu", action="store_true",
                     help="also time CPU seconds of the sampling phase (not with --warm-up-batch)")
     ap.add_argument("--warm-up-batch", action="store_true",
@@ -80,7 +84,8 @@ def main():
         sys.exit("bench_cache_time: --cpu times the whole sampling phase; drop --warm-up-batch")
     work = scratch_dir("eoc-bench-time-")
     common = ["--sampler", args.sampler, "--steps", str(args.steps), "--cfg-scale", str(args.cfg_scale),
-              "--batch-size", str(args.batch_size)] + (["--model", args.model] if args.model else [])
+              "--batch-size", str(args.batch_size)] + (["--model", args.model] if args.model else []) \
+        + (["--threads", str(args.threads)] if args.threads else [])
     prior = args.prior
     if not prior and "eoc" in chosen:
         prior = os.path.join(work, "prior.json")
@@ -91,6 +96,12 @@ def main():
                 "taylor": ["--cache", args.cache, "--correct", "taylor"],
                 **{o: ["--cache", args.cache, "--correct", o] for o in orders},
                 "eoc": ["--cache", args.cache, "--prior", prior]}
+    for item in args.extra:
+        name, sep, flags = item.partition("=")
+        if not sep or not name or name in variants:
+            sys.exit(f"bench_cache_time: --extra '{item}': expected a new NAME=FLAGS")
+        variants[name] = flags.split()
+        chosen.append(name)
     names = [n for n in variants if n in chosen]
     times = {n: [] for n in names}  # per round: {phase: seconds}
     for r in range(args.rounds):

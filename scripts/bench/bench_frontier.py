@@ -205,12 +205,16 @@ class Bench:
         fora = [n for n in a.fora if n < a.steps]
         for n in fora:
             s = f"fora:{n}"
-            add(self.point("fora", s, ["--cache", s, "--correct", "none"]))
+            if "fora" in a.fixed:
+                add(self.point("fora", s, ["--cache", s, "--correct", "none"]))
             for o in range(1, 5):
-                add(self.point(f"taylor:{o}", s, ["--cache", s, "--correct", f"taylor:{o}"]))
-            add(self.point("foca", s, ["--cache", s, "--correct", "foca"]))
-            prior, cal = self.calibrate(f"fora{n}", ["--cache", s])
-            add(self.point("eoc", s, ["--cache", s, "--prior", prior], cal))
+                if f"taylor:{o}" in a.fixed:
+                    add(self.point(f"taylor:{o}", s, ["--cache", s, "--correct", f"taylor:{o}"]))
+            if "foca" in a.fixed:
+                add(self.point("foca", s, ["--cache", s, "--correct", "foca"]))
+            if "eoc" in a.fixed:
+                prior, cal = self.calibrate(f"fora{n}", ["--cache", s])
+                add(self.point("eoc", s, ["--cache", s, "--prior", prior], cal))
         if a.masks and a.sampler == "ddim" and a.steps == 20:
             for name, path in MASKS.items():
                 spec = f"mask:{path}"
@@ -344,6 +348,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--fora", default=",".join(map(str, FORA)), help="FORA intervals")
     ap.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="budget-searched fractions")
+    ap.add_argument("--fixed", default="fora,taylor:1,taylor:2,taylor:3,taylor:4,foca,eoc",
+                    help="the methods run on every --fora schedule (a subset to save time)")
     ap.add_argument("--no-masks", dest="masks", action="store_false", help="leave out the paper's masks")
     ap.add_argument("--gates", default="",
                     help="run-time gates to calibrate at each --budgets fraction (comma list of "
@@ -364,6 +370,7 @@ def main():
     args.fora = [int(n) for n in args.fora.split(",") if n]
     args.budgets = [float(f) for f in args.budgets.split(",") if f]
     args.gates = [g for g in args.gates.split(",") if g]
+    args.fixed = [m for m in args.fixed.split(",") if m]
     args.gate_correctors = [c for c in args.gate_correctors.split(",") if c]
     if args.fid_images == 1 or args.fid_images < 0:
         sys.exit("bench_frontier: --fid-images needs at least 2 images (0: no FID)")
