@@ -28,7 +28,20 @@ STYLE = {  # method -> (colour, marker, line style)
     "eoc": ("#e6550d", "s", "-"),
     "paper mask + eoc": ("#fdae6b", "D", "none"),
     "budget eoc": ("#31a354", "*", "-"),
+    "foca": ("black", "x", "-"),
 }
+# Gates: one colour per rule; plain reuse solid, with a corrector dashed (taylor:2) or dotted.
+GATE_COLOURS = {"fbcache": "#756bb1", "teacache": "#8c510a", "easycache": "#de2d26"}
+
+
+def style(method):
+    if method in STYLE:
+        return STYLE[method]
+    rule, _, corrector = method.partition(" + ")
+    if rule in GATE_COLOURS:
+        line = {"": "-", "taylor:2": "--"}.get(corrector, ":")
+        return GATE_COLOURS[rule], {"": "P", "taylor:2": "p"}.get(corrector, "h"), line
+    return "black", "x", "-"
 UNCACHED = "uncached"
 
 
@@ -36,7 +49,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="+", help="bench_frontier.py JSON files")
     ap.add_argument("-o", "--out", required=True, help="PNG to write")
+    ap.add_argument("--only", default="", help="plot only these methods (comma list)")
     a = ap.parse_args()
+    only = [m for m in a.only.split(",") if m]
     docs = [json.load(open(p)) for p in a.results]
     metrics = [("mse", "MSE vs uncached images (held-out seeds)")]
     if all("mse_median" in r for d in docs for r in d["rows"]):
@@ -47,22 +62,23 @@ def main():
                              squeeze=False)
     for (key, label), row in zip(metrics, axes):
         for ax, doc in zip(row, docs):
-            panel(ax, doc, key, label)
+            panel(ax, doc, key, label, only)
     fig.tight_layout()
     fig.savefig(a.out + ".tmp.png", dpi=110)
     os.replace(a.out + ".tmp.png", a.out)
 
 
-def panel(ax, doc, key, label):
+def panel(ax, doc, key, label, only=()):
     m = doc["meta"]
-    rows = [r for r in doc["rows"] if r.get(key) is not None]
+    rows = [r for r in doc["rows"] if r.get(key) is not None
+            and (not only or r["method"] in only or r["method"] == UNCACHED)]
     methods = []
     for r in rows:
         if r["method"] not in methods and r["method"] != UNCACHED:
             methods.append(r["method"])
     for meth in methods:
         pts = sorted((r["computed"], r[key]) for r in rows if r["method"] == meth)
-        colour, marker, line = STYLE.get(meth, ("black", "x", "-"))
+        colour, marker, line = style(meth)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, marker=marker,
                 linestyle=line, label=meth, markersize={"*": 9, "D": 9}.get(marker, 5))
     floor = [r[key] for r in rows if r["method"] == UNCACHED]
