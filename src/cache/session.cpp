@@ -209,8 +209,7 @@ void CacheSession::decide(int64_t step, const GateView& v) {
 CacheSession::Split CacheSession::split(int64_t step, int64_t block) const {
   EOC_ASSERT(gate_, "split() of a session without a gate");
   Split out;
-  const bool gated =
-      block >= gate_->first_gated_block() && block < gate_->end_gated_block(plan_.depth());
+  const bool gated = gate_->gates(block, plan_.depth());
   EOC_ASSERT(!gated || decided_step_ == step, "block ", block, " at step ", step,
              " before the gate decided it");
   for (int64_t i = 0; i < images_; ++i)
@@ -223,8 +222,7 @@ void CacheSession::computed_images(int64_t step, int64_t block, Branch b,
   EOC_ASSERT(gate_ && f.size(0) == static_cast<int64_t>(images.size()) * halves_, "computed rows ",
              f.size(0), " for ", images.size(), " images");
   stats_.computed[step] += static_cast<int64_t>(images.size());
-  const bool gated =
-      block >= gate_->first_gated_block() && block < gate_->end_gated_block(plan_.depth());
+  const bool gated = gate_->gates(block, plan_.depth());
   const int64_t n = static_cast<int64_t>(images.size());
   for (int64_t j = 0; j < n; ++j) {
     auto& s = image_states_[images[j]];

@@ -25,11 +25,7 @@ CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, i
     switch (spec.kind) {
       case CacheSpec::Kind::none: return CachePlan::none(steps, depth);
       case CacheSpec::Kind::fora: return CachePlan::fora(steps, depth, spec.interval);
-      case CacheSpec::Kind::gate:
-        if (spec.gate.first_gated_block() >= spec.gate.end_gated_block(depth))
-          fail("--cache '", spec.text(), "': fn + bn must leave a block to gate (the model has ",
-               depth, ")");
-        return CachePlan::gated(steps, depth, spec.gate);
+      case CacheSpec::Kind::gate: return make_gate_plan(spec.gate, steps, depth, 0, "--cache");
       case CacheSpec::Kind::mask: break;
     }
     std::error_code ec;
@@ -37,6 +33,17 @@ CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, i
       fail("--cache '", spec.text(), "': mask file '", spec.mask_path, "' does not exist");
     return plan_from_mask_json(read_file(spec.mask_path), spec.mask_path, steps, depth);
   }();
+  plan.compute_first(warmup);
+  return plan;
+}
+
+CachePlan make_gate_plan(const GateSpec& gate, int64_t steps, int64_t depth, int64_t warmup,
+                         const char* flag) {
+  check_warmup(warmup, steps);
+  if (gate.first_gated_block() >= gate.end_gated_block(depth))
+    fail(flag, " '", gate.text(), "': fn + bn must leave a block to gate (the model has ", depth,
+         ")");
+  CachePlan plan = CachePlan::gated(steps, depth, gate);
   plan.compute_first(warmup);
   return plan;
 }

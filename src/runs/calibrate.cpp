@@ -172,11 +172,7 @@ void run_calibrate_gate(const CalibrateOptions& o) {
 
   const RunSetup run = prepare_run(o.model, o.sampling);
   const int64_t steps = run.steps(), depth = run.model->config().depth;
-  GateSpec gate = *o.gate;
-  if (o.plan.warmup > 0) gate.warmup = std::max(gate.warmup, o.plan.warmup);
-  if (gate.first_gated_block() >= gate.end_gated_block(depth))
-    fail("--gate '", gate.text(), "': fn + bn must leave a block to gate (the model has ", depth,
-         ")");
+  GateSpec gate = *make_gate_plan(*o.gate, steps, depth, o.plan.warmup, "--gate").gate();
   const auto corrector = make_corrector(o.correct);
   const auto judge = calibration_images(run, o.judge_samples, false).judge;
   const auto batches = make_batches(judge, run.batch_size);

@@ -45,6 +45,10 @@ struct GateSpec {
   // The first block whose branches the gate may reuse, and one past the last.
   int64_t first_gated_block() const;
   int64_t end_gated_block(int64_t depth) const;
+  // Whether `block` of a model of `depth` blocks is gated (may be reused).
+  bool gates(int64_t block, int64_t depth) const {
+    return block >= first_gated_block() && block < end_gated_block(depth);
+  }
   // The block before which the rule decides: fbcache after its first blocks, others at 0.
   int64_t decision_block() const { return rule == Rule::fbcache ? first_blocks : 0; }
 };

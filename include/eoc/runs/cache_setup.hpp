@@ -24,6 +24,10 @@ void check_warmup(int64_t warmup, int64_t steps);
 // steps computed (--warmup), validated (nothing reused before it was computed). Error naming the
 // mask file when it is missing or malformed.
 CachePlan make_cache_plan(const CacheSpec& spec, int64_t steps, int64_t depth, int64_t warmup = 0);
+// A run-time gate's plan, its warm-up raised to `warmup`; Error naming `flag` (--cache, --gate)
+// when fn + bn leave no block to gate, or the warm-up is out of range.
+CachePlan make_gate_plan(const GateSpec& gate, int64_t steps, int64_t depth, int64_t warmup,
+                         const char* flag);
 
 // The correctors that need no prior (none, taylor:O, foca); an eoc spec is a bug here.
 std::unique_ptr<Corrector> make_corrector(const CorrectorSpec& spec);
