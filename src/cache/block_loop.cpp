@@ -126,16 +126,14 @@ at::Tensor BlockLoop::run(const at::Tensor& x, int64_t step, const at::Tensor& y
     };
     if (split.reuse.empty()) {
       f = compute(nullptr);
-    } else if (split.compute.empty()) {
-      f = session.forecast_images(step, l, b, split.reuse);
     } else {
-      const auto rc = session.rows_of(split.compute, tokens.device());
-      const auto rr = session.rows_of(split.reuse, tokens.device());
-      const auto fc = compute(&rc);
-      const auto fr = session.forecast_images(step, l, b, split.reuse);
-      f = at::empty({tokens.size(0), fc.size(1), fc.size(2)}, fc.options());
-      f.index_copy_(0, rc, fc);
-      f.index_copy_(0, rr, fr.to(fc.dtype()));
+      // The reused images' forecasts go straight into their rows of the branch's output.
+      f = at::empty(tokens.sizes(), tokens.options().memory_format(at::MemoryFormat::Contiguous));
+      if (!split.compute.empty()) {
+        const auto rc = session.rows_of(split.compute, tokens.device());
+        f.index_copy_(0, rc, compute(&rc));
+      }
+      session.forecast_images(step, l, b, split.reuse, f);
     }
     CachedFeature fresh;
     fresh.value = f;

@@ -1,6 +1,7 @@
 #include "eoc/cache/correctors.hpp"
 
 #include "eoc/base/error.hpp"
+#include "eoc/cache/entry_loops.hpp"
 
 namespace eoc {
 namespace {
@@ -48,13 +49,33 @@ class FocaCorrector final : public Corrector {
     return {};
   }
   at::Tensor correct(int64_t step, int64_t, Branch, const CachedFeature& e) const override {
+    check(step, e);
+    if (!e.before_latest.defined()) return e.latest;
+    auto out = at::empty(e.latest.sizes(), e.latest.options());
+    if (write_foca_loop(out, e, has_slope(e), dk(e))) return out;
+    return with_aten(e);
+  }
+  void correct_into(int64_t step, int64_t, Branch, const CachedFeature& e,
+                    at::Tensor& dst) const override {
+    check(step, e);
+    if (!write_foca_loop(dst, e, has_slope(e), dk(e)))
+      dst.copy_(e.before_latest.defined() ? with_aten(e) : e.latest);
+  }
+
+ private:
+  static void check(int64_t step, const CachedFeature& e) {
     EOC_ASSERT(e.latest.defined() && e.latest_step == step - 1, "foca at step ", step,
                " without the value of step ", step - 1);
-    if (!e.before_latest.defined()) return e.latest;
+  }
+  static bool has_slope(const CachedFeature& e) { return e.previous.defined() && e.prev_step >= 0; }
+  static double dk(const CachedFeature& e) {
+    return has_slope(e) ? static_cast<double>(e.step - e.prev_step) : 1.0;
+  }
+  // The formula with ATen operations (the loop's fallback: CUDA, bf16, fp16).
+  static at::Tensor with_aten(const CachedFeature& e) {
     const auto local = at::sub(e.latest, e.before_latest);
     at::Tensor slope = local;
-    if (e.previous.defined() && e.prev_step >= 0)
-      slope = at::sub(e.value, e.previous).div_(static_cast<double>(e.step - e.prev_step));
+    if (has_slope(e)) slope = at::sub(e.value, e.previous).div_(dk(e));
     return at::add(e.latest, local.add(slope), 0.5);
   }
 };
@@ -69,6 +90,16 @@ at::Tensor by_halves(const at::Tensor& t, const at::Tensor& vec) {
 
 at::Tensor Corrector::correct(int64_t step, int64_t block, Branch b, const CachedFeature& e) const {
   return corrected_feature(correction(step, block, b, e), e);
+}
+
+void Corrector::correct_into(int64_t step, int64_t block, Branch b, const CachedFeature& e,
+                             at::Tensor& dst) const {
+  if (!recursive()) {
+    const auto c = correction(step, block, b, e);
+    if (!write_corrected_loop(dst, c, e)) dst.copy_(corrected_feature(c, e));
+    return;
+  }
+  dst.copy_(correct(step, block, b, e));
 }
 
 at::Tensor corrected_feature(const Correction& c, const CachedFeature& e) {

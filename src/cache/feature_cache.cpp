@@ -4,6 +4,7 @@
 #include <initializer_list>
 
 #include "eoc/base/error.hpp"
+#include "eoc/cache/entry_loops.hpp"
 
 namespace eoc {
 namespace {
@@ -16,6 +17,9 @@ std::vector<at::Tensor> next_derivatives(const CachedFeature& e, int64_t step,
   if (!e.value.defined()) return next;
   const double dk = static_cast<double>(step - e.step);
   const size_t levels = std::min<size_t>(order, e.derivatives.size() + 1);
+  // One pass and one tensor for every level where the loop applies (same bits).
+  next = derivative_estimates_loop(feature, e, dk, levels);
+  if (!next.empty()) return next;
   for (size_t i = 0; i < levels; ++i) {
     const at::Tensor& now = i == 0 ? feature : next[i - 1];
     const at::Tensor& before = i == 0 ? e.value : e.derivatives[i - 1];

@@ -224,35 +224,31 @@ void CacheSession::computed_images(int64_t step, int64_t block, Branch b,
   stats_.computed[step] += static_cast<int64_t>(images.size());
   const bool gated = gate_->gates(block, plan_.depth());
   const int64_t n = static_cast<int64_t>(images.size());
+  // (halves * n, T, D) -> (halves, n, T, D): image j's rows are [:, j].
+  const auto by_image = f.view({halves_, n, f.size(1), f.size(2)});
   for (int64_t j = 0; j < n; ++j) {
     auto& s = image_states_[images[j]];
     ++s.computed_branches;
     if (!gated) continue;  // never reused: nothing to keep
-    std::vector<int64_t> pos;
-    for (int64_t h = 0; h < halves_; ++h) pos.push_back(h * n + j);
-    s.cache.store(step, block, b, f.index_select(0, at::tensor(pos, at::kLong).to(f.device())));
+    // A copy of its own: a view would keep the whole batch's output alive for this image.
+    s.cache.store(step, block, b, by_image.select(1, j).clone(at::MemoryFormat::Contiguous));
   }
 }
 
-at::Tensor CacheSession::forecast_images(int64_t step, int64_t block, Branch b,
-                                         const std::vector<int64_t>& images) {
-  EOC_ASSERT(gate_ && !images.empty(), "a forecast of no images");
+void CacheSession::forecast_images(int64_t step, int64_t block, Branch b,
+                                   const std::vector<int64_t>& images, at::Tensor& out) {
+  EOC_ASSERT(gate_ && !images.empty() && out.size(0) == images_ * halves_, "a forecast of ",
+             images.size(), " images into ", out.size(0), " rows");
   stats_.reused[step] += static_cast<int64_t>(images.size());
-  std::vector<at::Tensor> per_image;
-  per_image.reserve(images.size());
+  // (halves * images, T, D) -> (halves, images, T, D): image i's rows are [:, i].
+  const auto by_image = out.view({halves_, images_, out.size(1), out.size(2)});
   for (int64_t i : images) {
     auto& cache = image_states_[i].cache;
-    const auto& entry = cache.get(block, b);
-    if (corrector_->recursive()) {
-      per_image.push_back(corrector_->correct(step, block, b, entry));
-      cache.note_forecast(step, block, b, per_image.back());
-    } else {
-      per_image.push_back(corrected_feature(corrector_->correction(step, block, b, entry), entry));
-    }
+    at::Tensor rows = by_image.select(1, i);
+    corrector_->correct_into(step, block, b, cache.get(block, b), rows);
+    // A view of `out`: kept until the forecast after next replaces it (two steps).
+    if (corrector_->recursive()) cache.note_forecast(step, block, b, rows);
   }
-  // (images, halves, T, D) -> rows of half h in the order of `images`.
-  const auto stacked = at::stack(per_image, 0);
-  return stacked.transpose(0, 1).reshape({-1, stacked.size(2), stacked.size(3)});
 }
 
 void CacheSession::step_output(int64_t step, const at::Tensor& x, const at::Tensor& out) {

@@ -163,9 +163,10 @@ TEST(GatedSession, DecidesPerImageAndCachesEachImageApart) {
           s.computed_images(k, l, b, sp.compute, f);
         }
         if (!sp.reuse.empty()) {
-          const auto r = s.forecast_images(k, l, b, sp.reuse);
-          ASSERT_EQ(r.size(0), 1);
+          auto r = at::full({2, 2, 4}, -1.f);
+          s.forecast_images(k, l, b, sp.reuse, r);
           EXPECT_EQ(r[0][0][0].item<float>(), static_cast<float>(l));  // image 0, step 0's value
+          EXPECT_EQ(r[1][0][0].item<float>(), -1.f);                   // image 1's row untouched
         }
       }
     s.step_output(k, at::zeros({2, 1, 2, 2}), at::zeros({2, 1, 2, 2}));

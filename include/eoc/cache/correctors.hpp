@@ -49,6 +49,11 @@ class Corrector {
   // add_gated_terms).
   virtual at::Tensor correct(int64_t step, int64_t block, Branch b,
                              const CachedFeature& entry) const;
+  // F_hat written into `dst` (entry-shaped, each row contiguous: one image's rows of a batch
+  // tensor), with no temporary tensor where cache/entry_loops.hpp applies: a gated session
+  // forecasts image by image, where an ATen operation's dispatch costs more than its work.
+  virtual void correct_into(int64_t step, int64_t block, Branch b, const CachedFeature& entry,
+                            at::Tensor& dst) const;
 };
 
 // F_hat of `entry` (rows, T, D) under `c`, with ATen operations: the reference formula.

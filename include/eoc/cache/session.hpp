@@ -129,9 +129,10 @@ class CacheSession {
   // The branch output f (rows_of(images), T, D) computed for `images`: counted and cached.
   void computed_images(int64_t step, int64_t block, Branch b, const std::vector<int64_t>& images,
                        const at::Tensor& f);
-  // The corrected features of the reused `images` (rows_of(images), T, D), counted.
-  at::Tensor forecast_images(int64_t step, int64_t block, Branch b,
-                             const std::vector<int64_t>& images);
+  // The corrected features of the reused `images`, counted, written into their rows of `out`
+  // (the branch's output for the whole batch, (rows, T, D), contiguous).
+  void forecast_images(int64_t step, int64_t block, Branch b, const std::vector<int64_t>& images,
+                       at::Tensor& out);
   // After the step: the guided output (images, C, H, W) for x (easycache's k).
   void step_output(int64_t step, const at::Tensor& x, const at::Tensor& out);
 
