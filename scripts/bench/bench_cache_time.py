@@ -40,13 +40,16 @@ def sample_seconds(args, common, extra, work):
     run([args.eoc, "-q", "sample", *common, *extra, "--out-raw", os.path.join(work, "x.npy"),
          "--report", report])
     timings = read_timings(report)
+    with open(report) as f:
+        stats = json.load(f).get("cache_stats") or {}
+    computed = 1.0 - stats.get("caching_level", 0.0)
     if not args.warm_up_batch:
         out = {"sample": timings["sample"]}
         if args.cpu:
             out["sample cpu"] = timings["sample_cpu"]
-        return out
+        return out, computed
     first, later = first_and_later_batches(timings)
-    return {"first batch": first, "steady": later}
+    return {"first batch": first, "steady": later}, computed
 
 
 def main():
@@ -72,6 +75,11 @@ def main():
                     help="also time CPU seconds of the sampling phase (not with --warm-up-batch)")
     ap.add_argument("--warm-up-batch", action="store_true",
                     help="sample one batch more first; time it and the rest apart")
+    ap.add_argument("--gate-check", action="append", default=[], metavar="GATED=ZERO",
+                    help="check a gated variant's time ratio against its computed fraction plus "
+                         "the gate's own overhead, measured by variant ZERO (the gate at "
+                         "threshold 0, which computes everything): e.g. "
+                         "'tea40=teacache:0'; repeatable")
     ap.add_argument("--out", required=True)
     ap.add_argument("--markdown")
     args = ap.parse_args()
@@ -103,11 +111,20 @@ def main():
         variants[name] = flags.split()
         chosen.append(name)
     names = [n for n in variants if n in chosen]
+    checks = []
+    for item in args.gate_check:
+        gated, sep, zero = item.partition("=")
+        if not sep or gated not in names or zero not in names or "uncached" not in names:
+            sys.exit(f"bench_cache_time: --gate-check '{item}': expected GATED=ZERO, two variants "
+                     "run here, with uncached among the variants")
+        checks.append((gated, zero))
     times = {n: [] for n in names}  # per round: {phase: seconds}
+    computed = {}  # the fraction of branches computed (the same in every round)
     for r in range(args.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
-            times[n].append(sample_seconds(args, sample, variants[n], work))
+            seconds, computed[n] = sample_seconds(args, sample, variants[n], work)
+            times[n].append(seconds)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{n} " + "/".join(f"{s:.2f}" for s in times[n][-1].values()) + " s" for n in names),
             file=sys.stderr)
@@ -118,32 +135,55 @@ def main():
     rows = [dict(variant=n, phase=phase, median_s=statistics.median(t[phase] for t in times[n]),
                  times_s=[t[phase] for t in times[n]],
                  vs_uncached=ratio(n, "uncached", phase) if "uncached" in names else None,
-                 vs_plain=ratio(n, "plain", phase))
+                 vs_plain=ratio(n, "plain", phase), computed=computed[n])
             for phase in times[names[0]][0] for n in names]
+    # The bar of a gated run: its time ratio against uncached within 10% of what its computed
+    # fraction and the gate's own cost (its threshold-0 run's ratio - 1) predict.
+    gate_checks = []
+    for gated, zero in checks:
+        for phase in times[names[0]][0]:
+            overhead = ratio(zero, "uncached", phase) - 1.0
+            expected = computed[gated] + overhead
+            measured = ratio(gated, "uncached", phase)
+            gate_checks.append(dict(variant=gated, zero=zero, phase=phase,
+                                    computed=computed[gated], overhead=overhead,
+                                    expected=expected, measured=measured,
+                                    off=measured / expected - 1.0,
+                                    within_10pct=abs(measured / expected - 1.0) <= 0.10))
     meta = dict(command=recorded_command(sys.argv),
                 machine=f"{os.uname().nodename} ({os.cpu_count()} cpus)", rounds=args.rounds,
                 images=args.images, batch_size=args.batch_size, warm_up_batch=args.warm_up_batch,
                 cache=args.cache, sampler=f"{args.sampler}-{args.steps}",
                 cfg_scale=args.cfg_scale, prior=os.path.basename(prior) if prior else None)
     with open(args.out, "w") as f:
-        json.dump(dict(meta=meta, rows=rows), f, indent=1)
+        json.dump(dict(meta=meta, rows=rows, gate_checks=gate_checks), f, indent=1)
     if args.markdown:
-        write_markdown(args.markdown, meta, rows)
+        write_markdown(args.markdown, meta, rows, gate_checks)
 
 
-def write_markdown(path, meta, rows):
+def write_markdown(path, meta, rows, gate_checks=()):
     warm = (f"; every run samples one batch of {meta['batch_size']} first, timed apart"
             if meta["warm_up_batch"] else "")
     lines = [f"Command: `{meta['command']}`  ",
              f"Machine: {meta['machine']}; {meta['sampler']}, cfg {meta['cfg_scale']}, "
              f"{meta['images']} images, cache {meta['cache']}; {meta['rounds']} interleaved "
              f"rounds{warm}; ratios are medians of per-round ratios.", "",
-             "| timed | variant | median time (s) | vs uncached | vs plain FORA |",
-             "|---|---|---|---|---|"]
+             "| timed | variant | computed | median time (s) | vs uncached | vs plain FORA |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         vs_uncached = "" if r["vs_uncached"] is None else f"{r['vs_uncached']:.3f}"
-        lines.append(f"| {r['phase']} | {r['variant']} | {r['median_s']:.2f} | {vs_uncached} | "
-                     f"{100 * (r['vs_plain'] - 1):+.1f}% |")
+        lines.append(f"| {r['phase']} | {r['variant']} | {r['computed']:.3f} | "
+                     f"{r['median_s']:.2f} | {vs_uncached} | {100 * (r['vs_plain'] - 1):+.1f}% |")
+    if gate_checks:
+        lines += ["", "Gated runs: time ratio against uncached beside computed fraction + the "
+                  "gate's own overhead (its threshold-0 run's ratio - 1); the bar is 10%.", "",
+                  "| timed | gated | computed | overhead (from) | expected | measured | off | "
+                  "within 10% |", "|---|---|---|---|---|---|---|---|"]
+        for c in gate_checks:
+            lines.append(f"| {c['phase']} | {c['variant']} | {c['computed']:.3f} | "
+                         f"{100 * c['overhead']:+.1f}% ({c['zero']}) | {c['expected']:.3f} | "
+                         f"{c['measured']:.3f} | {100 * c['off']:+.1f}% | "
+                         f"{'yes' if c['within_10pct'] else 'no'} |")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -52,6 +52,34 @@ def test_bench_cache_time_variants_without_uncached(eoc_bin, pixel_dit, tmp_path
     assert all(r["vs_uncached"] is None for r in rows)
 
 
+def test_bench_cache_time_gate_check(eoc_bin, pixel_dit, tmp_path):
+    out, md = tmp_path / "t.json", tmp_path / "t.md"
+    run_script("bench_cache_time.py", [
+        "--eoc", eoc_bin, "--model", pixel_dit["ts"], "--steps", 6, "--images", 2, "--batch-size", 2,
+        "--rounds", 1, "--cpu", "--variants", "uncached,plain",
+        "--extra", "tea=--cache teacache:0.2", "--extra", "tea0=--cache teacache:0",
+        "--gate-check", "tea=tea0", "--out", out, "--markdown", md], tmp_path)
+    doc = json.loads(out.read_text())
+    rows = {(r["phase"], r["variant"]): r for r in doc["rows"]}
+    # The fraction each run computed, from its report: fora:3 computes some steps, not all.
+    assert rows[("sample", "uncached")]["computed"] == 1.0
+    assert 0 < rows[("sample", "plain")]["computed"] < 1
+    assert rows[("sample", "tea0")]["computed"] == 1.0
+    checks = {c["phase"]: c for c in doc["gate_checks"]}
+    assert set(checks) == {"sample", "sample cpu"}
+    c = checks["sample cpu"]
+    assert c["computed"] == rows[("sample cpu", "tea")]["computed"] < 1.0
+    assert c["overhead"] == pytest.approx(rows[("sample cpu", "tea0")]["vs_uncached"] - 1)
+    assert c["expected"] == pytest.approx(c["computed"] + c["overhead"])
+    assert c["measured"] == rows[("sample cpu", "tea")]["vs_uncached"]
+    assert c["within_10pct"] == (abs(c["measured"] / c["expected"] - 1) <= 0.10)
+    assert "| sample cpu | tea |" in md.read_text()
+    proc = run_script("bench_cache_time.py", [
+        "--eoc", eoc_bin, "--variants", "plain", "--gate-check", "tea=tea0", "--out", out], tmp_path,
+        check=False)
+    assert proc.returncode != 0 and "--gate-check" in proc.stderr
+
+
 @pytest.mark.parametrize("variants", ["taylor", "plain,fast"])
 def test_bench_cache_time_refuses_unknown_variants(tmp_path, variants):
     proc = run_script("bench_cache_time.py", ["--variants", variants, "--out", tmp_path / "t.json"],
