@@ -45,7 +45,10 @@ Conventions (the run is the one `eoc calibrate` makes from the same flags):
                uncached final images; the first smallest wins. A theta-0 candidate has order 0.
                Orders (taylor form only; max_order defaults to 4 for it, else 1): the base order
                is the first o in 1..max_order with the smallest final-image error when every
-               reused step is at theta 1 and order o (fixed_order_errors); with max_order >= 2
+               reused step is at theta 1 and order o (fixed_order_errors). With max_order >= 2
+               every choice among candidates (base, f1, the winner; the budget search's orders)
+               compares error * (1 + 0.01 * max(0, order - 1)) instead of the error (theta 0
+               counts as order 0); with max_order >= 2
                the corrector forecasts with derivative estimates up to max_order at every step
                (order 1 included), with max_order 1 with F[p] and tau.
 """
@@ -58,6 +61,19 @@ DEFAULT_THETAS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
 MAX_COEFFICIENT = 10.0  # fitted coefficients are clamped to [-10, 10]
 MIN_DENOMINATOR = 1e-12  # a channel whose basis energy is at most this gets coefficient 0
 SAME_AS = 1e-3  # a least-squares theta this close to 0 or 1 is not tried again
+ORDER_COST = 0.01  # a candidate of forecast order o competes by error * (1 + 0.01 max(0, o - 1))
+
+
+def weighted(error, order):
+    """docs/EOC.md's order-cost rule: the error a candidate of this order competes with."""
+    return error * (1.0 + ORDER_COST * max(0, order - 1))
+
+
+def first_best(errors, orders, search_orders=True):
+    """Index of the first candidate with the smallest error, cost-weighted with an order
+    search (max_order > 1)."""
+    keys = [weighted(e, o) if search_orders else e for e, o in zip(errors, orders)]
+    return int(np.argmin(keys))
 
 
 def layout(plan):
@@ -225,7 +241,7 @@ def judge_trajectory(run, prior, x_T, y, noise, reference, max_order):
 
     finals = [all_at(o) for o in range(1, max_order + 1)]
     fixed_errors = [mse(f, reference) for f in finals]
-    base = int(np.argmin(fixed_errors)) + 1
+    base = first_best(fixed_errors, range(1, max_order + 1)) + 1
     current = finals[base - 1]
     for k in reused:
         prior["order"][k] = base
@@ -245,7 +261,7 @@ def judge_trajectory(run, prior, x_T, y, noise, reference, max_order):
                 orders.append(o)
                 finals.append(final_with(1.0, o))
         errors = [mse(f, reference) for f in finals]
-        far = 1 + int(np.argmin(errors[1:]))
+        far = 1 + first_best(errors[1:], orders[1:], max_order > 1)
         line = (finals[far] - finals[0]).double()
         miss = (reference - finals[0]).double()
         dd = float((line * line).sum())
@@ -255,7 +271,7 @@ def judge_trajectory(run, prior, x_T, y, noise, reference, max_order):
             orders.append(orders[far])
             finals.append(final_with(best, orders[far]))
             errors.append(mse(finals[-1], reference))
-        pick = int(np.argmin(errors))
+        pick = first_best(errors, orders, max_order > 1)
         theta, order = candidates[pick], orders[pick]
         prior["theta"][k], prior["order"][k] = theta, order if theta != 0.0 else base
         current = finals[pick]
@@ -412,7 +428,7 @@ def budget_search(model, *, budget, warmup=0, max_order=4, sampler="ddim", steps
         tried = []
         errors = [score(shapes[0]["computed_steps"], o) for o in range(1, max_order + 1)]
         tried += [dict(shapes[0], order=o, error=e) for o, e in enumerate(errors, 1)]
-        order = int(np.argmin(errors)) + 1
+        order = first_best(errors, range(1, max_order + 1)) + 1
         best, pick = errors[order - 1], 0
         for i, s in enumerate(shapes[1:], 1):
             e = score(s["computed_steps"], order)
@@ -425,7 +441,7 @@ def budget_search(model, *, budget, warmup=0, max_order=4, sampler="ddim", steps
                 if o != order:
                     e = score(computed, o)
                     tried.append(dict(shapes[pick], order=o, error=e))
-                    if e < error:
+                    if weighted(e, o) < weighted(error, found_order):
                         error, found_order = e, o
         free = total - forced
         passes = taken_all = 0

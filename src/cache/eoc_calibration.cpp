@@ -139,7 +139,8 @@ void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector
 // steps at their choices, later ones at theta 1 with the base order). Orders: the base order is
 // the fixed order whose trajectory (every reused step at theta 1) ends closest to the uncached
 // images, so the search starts from the best fixed forecast and never ends worse than it on the
-// judge images. Candidates per step: theta 0 (plain), theta 1 at the base order (the previous
+// judge images (by the cost-weighted error: see kOrderCost, which every choice among
+// candidates of different orders uses). Candidates per step: theta 0 (plain), theta 1 at the base order (the previous
 // choice's trajectory, no run), theta 1 at every other order, and the least-squares optimum on
 // the line from theta 0 to theta 1 of the best of those orders (the final image is close to
 // affine in theta), clamped to the theta range. With max_order 1 a step costs one or two runs
@@ -164,7 +165,8 @@ void judge_trajectory(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corr
       prior.fixed_order_errors.push_back(runs.error(finals.back()));
     }
     const auto& e = prior.fixed_order_errors;
-    base = static_cast<int>(std::min_element(e.begin(), e.end()) - e.begin()) + 1;
+    for (int o = 2; o <= max_order; ++o)
+      if (cost_weighted_error(e[o - 1], o) < cost_weighted_error(e[base - 1], base)) base = o;
     current = finals[base - 1];
     for (const int64_t k : steps) corrector.set_step(k, 1.0, base);
     std::string errors;
@@ -192,17 +194,23 @@ void judge_trajectory(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corr
     add(1.0, base, current);
     for (int o = 1; o <= max_order; ++o)
       if (o != base) add(1.0, o, final_with(1.0, o));
-    // The best order at theta 1 gives the line's far end.
+    // With an order search, candidates are compared by their cost-weighted errors. The best
+    // order at theta 1 gives the line's far end.
+    auto weighted = [&](size_t i) {
+      return max_order > 1 ? cost_weighted_error(s.errors[i], s.orders[i]) : s.errors[i];
+    };
     size_t far = 1;
     for (size_t i = 2; i < s.errors.size(); ++i)
-      if (s.errors[i] < s.errors[far]) far = i;
+      if (weighted(i) < weighted(far)) far = i;
     const int far_order = s.orders[far];
     const auto d = finals[far] - finals[0], r = runs.reference() - finals[0];
     const double dd = (d * d).sum().item<double>();
     const double best = dd > 0 ? std::clamp((r * d).sum().item<double>() / dd, lo, hi) : 1.0;
     if (std::fabs(best) > 1e-3 && std::fabs(best - 1.0) > 1e-3)
       add(best, far_order, final_with(best, far_order));
-    const size_t pick = std::min_element(s.errors.begin(), s.errors.end()) - s.errors.begin();
+    size_t pick = 0;
+    for (size_t i = 1; i < s.errors.size(); ++i)
+      if (weighted(i) < weighted(pick)) pick = i;
     s.theta = s.candidates[pick];
     s.order = s.orders[pick];
     current = finals[pick];

@@ -103,12 +103,14 @@ struct Searcher {
     auto s = shapes();
     log::Progress progress("budget search: shapes", static_cast<long>(s.size()), "schedules");
     // The even spread at every order finds the order the other shapes are tried at.
+    // Orders are compared by their cost-weighted errors (cache/eoc_calibration.hpp).
     int order = 1;
     double best = 0.0;
     for (int o = 1; o <= settings.max_order; ++o) {
       const double e = score(s[0].computed, o);
       out.shapes.push_back({s[0].name, s[0].computed, o, e});
-      if (o == 1 || e < best) best = e, order = o;
+      if (o == 1 || cost_weighted_error(e, o) < cost_weighted_error(best, order))
+        best = e, order = o;
     }
     progress.advance();
     size_t pick = 0;
@@ -128,7 +130,8 @@ struct Searcher {
       if (o == order) continue;
       const double e = score(s[pick].computed, o);
       out.shapes.push_back({s[pick].name, s[pick].computed, o, e});
-      if (e < out.error) out.error = e, out.order = o;
+      if (cost_weighted_error(e, o) < cost_weighted_error(out.error, out.order))
+        out.error = e, out.order = o;
     }
   }
 

@@ -113,4 +113,16 @@ class EocCorrector final : public Corrector {
 class BlockLoop;
 std::unique_ptr<EocCorrector> make_eoc_corrector(const EocPrior& prior, const BlockLoop& loop);
 
+// What a forecast order costs, for the order search's choices: plain reuse and order 1 read
+// F[r] (and F[p], kept by reference) in the fused pass, measured the same; each order above 1
+// keeps and reads one more derivative estimate per entry, a few % of cached sampling at
+// DiT-XL/2's width in all (docs/BENCHMARKS.md). So a candidate of order o competes with
+// error * (1 + kOrderCost * max(0, o - 1)) (theta 0, plain reuse, counts as order 0): an order
+// above 1 is chosen over a lower one only when its final-image error is lower by more than
+// about 1% per order.
+constexpr double kOrderCost = 0.01;
+inline double cost_weighted_error(double error, int order) {
+  return error * (1.0 + kOrderCost * (order > 1 ? order - 1 : 0));
+}
+
 }  // namespace eoc
