@@ -7,8 +7,9 @@ fbcache:T|teacache:T|easycache:T`).
         [--cfg-scale S] [--cfg-channels 3|all] [--classes 1,2,3|random] --num-samples N
         --seed S [--seed-mode per-image] --out-raw out.npy [--out-decisions d.json] [--threads T]
 
-GATE is RULE:THRESHOLD[,fn=F][,bn=B][,warmup=W][,max-run=M][,max-total=C] (fn and bn for
-fbcache only; defaults fn=1, bn=0, warmup=1, no max-run, no max-total).
+GATE is RULE:THRESHOLD[,fn=F][,bn=B][,warmup=W][,max-run=M][,max-total=C][,poly=C4/C3/C2/C1/C0]
+(fn and bn for fbcache only, poly for teacache only; defaults fn=1, bn=0, warmup=1, no max-run,
+no max-total, no rescale).
 
 Each image is sampled ALONE: a batch of one image (with CFG its two rows [x; x], labels
 [y; null]) from its own per-image seed stream (reference_sampler.py's per-image mode), so its
@@ -26,6 +27,9 @@ blockwise_forward does, with a decision at the rule's decision block:
     teacache  m = LayerNorm(embedded tokens; eps 1e-6, no affine) * (1 + scale_msa_0)
               + shift_msa_0 (block 0's attention modulation); s = sum|m - m_prev| / sum|m_prev|
               against the previous step (whatever it decided); A += s; reuse iff A < T.
+              With poly=C4/../C0 (TeaCache's rescale, highest degree first as numpy's poly1d):
+              A += max(0, C4 s^4 + C3 s^3 + C2 s^2 + C1 s + C0) instead (a negative value of
+              the polynomial adds nothing).
     easycache s = mean|x - x_prev| / mean|o_c| (x the image's model input state, x_prev the
               previous step's, o_c the guided output of its last computed step); needs the
               output-change ratio k = mean|o_c - o_c'| / mean|x_c - x_c'| measured at the last
@@ -65,7 +69,8 @@ SAMPLERS = ("ddim", "ddpm", "euler")
 class Spec:
     """A parsed gate: rule, threshold, fn, bn, warmup, max_run, max_total (None: no bound)."""
 
-    def __init__(self, rule, threshold, fn=1, bn=0, warmup=1, max_run=None, max_total=None):
+    def __init__(self, rule, threshold, fn=1, bn=0, warmup=1, max_run=None, max_total=None,
+                 poly=None):
         if rule not in RULES:
             raise ValueError(f"unknown gate rule '{rule}' ({', '.join(RULES)})")
         if not threshold >= 0 or threshold == float("inf"):
@@ -79,6 +84,18 @@ class Spec:
         self.fn = fn if rule == "fbcache" else 0
         self.bn = bn if rule == "fbcache" else 0
         self.warmup, self.max_run, self.max_total = warmup, max_run, max_total
+        if poly is not None and (rule != "teacache" or len(poly) != 5):
+            raise ValueError("poly: 5 coefficients, for teacache only")
+        self.poly = [float(c) for c in poly] if poly is not None else None
+
+    def rescaled(self, s):
+        """teacache's accumulated value for the measured change s."""
+        if self.poly is None:
+            return s
+        v = 0.0
+        for c in self.poly:  # Horner, highest degree first (np.poly1d's order)
+            v = v * s + c
+        return max(0.0, v)
 
     @classmethod
     def parse(cls, text):
@@ -97,6 +114,12 @@ class Spec:
         kw = {}
         for item in items[1:]:
             key, eq, value = item.partition("=")
+            if key == "poly" and eq:
+                try:
+                    kw["poly"] = [float(c) for c in value.split("/")]
+                except ValueError:
+                    raise ValueError(f"'{text}': bad item '{item}'") from None
+                continue
             if not eq or key not in keys or not value.isdigit() or \
                     (key in ("fn", "bn") and rule != "fbcache"):
                 raise ValueError(f"'{text}': bad item '{item}'")
@@ -150,7 +173,7 @@ class ImageGate:
             if self.spec.rule == "fbcache":
                 value = signal
             elif self.spec.rule == "teacache":
-                value = self.acc + signal
+                value = self.acc + self.spec.rescaled(signal)
             else:
                 value = self.acc + self.k * signal if self.k is not None else None
             if value is not None:
