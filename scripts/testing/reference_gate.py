@@ -235,8 +235,11 @@ class _Timeline:
         return sampler_step(self.sched, self.sampler, self.eta, k, x, out, noise)
 
 
-def sample_image(model, index, spec, correct, line, labels, seed):
-    """Image `index` alone: (its final state (1, C, H, W), its ImageGate)."""
+def sample_image(model, index, spec, correct, line, labels, seed, trace=None):
+    """Image `index` alone: (its final state (1, C, H, W), its ImageGate). With a list `trace`,
+    appends per step k >= 1 (k, the rule's measured signal or None, d_out) with d_out =
+    sum|o_k - o_(k-1)| / sum|o_(k-1)| of the guided output's first C channels (what TeaCache's
+    rescale is fitted to)."""
     C, H, K = int(model.in_channels), int(model.input_size), int(model.num_classes)
     depth = int(model.depth)
     gated = spec.gated(depth)
@@ -252,6 +255,7 @@ def sample_image(model, index, spec, correct, line, labels, seed):
     # What the rules compare with.
     r_computed = m_prev = x_prev = None
     computed_io = []  # easycache: (x, o) of the computed steps, the last two kept
+    out_prev = None
     for k in range(line.steps):
         xin = torch.cat([x, x]) if line.cfg else x
         tokens, c = model.embed(xin, line.time(k, rows), yin)
@@ -298,6 +302,10 @@ def sample_image(model, index, spec, correct, line, labels, seed):
                     cache.store(l, 1, k, f)
             tokens = tokens + gate_mlp[:, None] * f
         out = line.guided(model.final(tokens, c).float())
+        if trace is not None:
+            if out_prev is not None:
+                trace.append((k, signal, rel_l1(out[:, :C], out_prev[:, :C])))
+            out_prev = out
         if spec.rule == "easycache" and not reuse:
             xf, of = x.float(), out
             if computed_io:
@@ -311,9 +319,10 @@ def sample_image(model, index, spec, correct, line, labels, seed):
 
 
 def sample(model, cache, correct="none", sampler="ddim", steps=50, respacing="even", eta=0.0,
-           cfg_scale=1.0, cfg_channels="3", classes=None, num_samples=1, seed=0):
+           cfg_scale=1.0, cfg_channels="3", classes=None, num_samples=1, seed=0, traces=None):
     """(samples float32 (N, C, H, W), decisions [str per image], signals [[(step, value)]]).
-    `model`: a TorchScript path or module; `cache`: the gate text or a Spec."""
+    `model`: a TorchScript path or module; `cache`: the gate text or a Spec. With a list
+    `traces`, appends per image sample_image's trace."""
     if isinstance(model, str):
         model = torch.jit.load(model, map_location="cpu")
     model.eval()
@@ -326,7 +335,10 @@ def sample(model, cache, correct="none", sampler="ddim", steps=50, respacing="ev
     images, decisions, signals = [], [], []
     with torch.no_grad():
         for i in range(num_samples):
-            x, gate = sample_image(model, i, spec, correct, line, labels, seed)
+            trace = [] if traces is not None else None
+            x, gate = sample_image(model, i, spec, correct, line, labels, seed, trace)
+            if traces is not None:
+                traces.append(trace)
             images.append(x.float())
             decisions.append(gate.decisions)
             signals.append(gate.signals)
