@@ -7,8 +7,9 @@ fbcache:T|teacache:T|easycache:T`).
         [--cfg-scale S] [--cfg-channels 3|all] [--classes 1,2,3|random] --num-samples N
         --seed S [--seed-mode per-image] --out-raw out.npy [--out-decisions d.json] [--threads T]
 
-GATE is RULE:THRESHOLD[,fn=F][,bn=B][,warmup=W][,max-run=M][,max-total=C] (fn and bn for
-fbcache only; defaults fn=1, bn=0, warmup=1, no max-run, no max-total).
+GATE is RULE:THRESHOLD[,fn=F][,bn=B][,warmup=W][,max-run=M][,max-total=C][,poly=C4/C3/C2/C1/C0]
+(fn and bn for fbcache only, poly for teacache only; defaults fn=1, bn=0, warmup=1, no max-run,
+no max-total, no rescale).
 
 Each image is sampled ALONE: a batch of one image (with CFG its two rows [x; x], labels
 [y; null]) from its own per-image seed stream (reference_sampler.py's per-image mode), so its
@@ -26,6 +27,9 @@ blockwise_forward does, with a decision at the rule's decision block:
     teacache  m = LayerNorm(embedded tokens; eps 1e-6, no affine) * (1 + scale_msa_0)
               + shift_msa_0 (block 0's attention modulation); s = sum|m - m_prev| / sum|m_prev|
               against the previous step (whatever it decided); A += s; reuse iff A < T.
+              With poly=C4/../C0 (TeaCache's rescale, highest degree first as numpy's poly1d):
+              A += max(0, C4 s^4 + C3 s^3 + C2 s^2 + C1 s + C0) instead (a negative value of
+              the polynomial adds nothing).
     easycache s = mean|x - x_prev| / mean|o_c| (x the image's model input state, x_prev the
               previous step's, o_c the guided output of its last computed step); needs the
               output-change ratio k = mean|o_c - o_c'| / mean|x_c - x_c'| measured at the last
@@ -65,7 +69,8 @@ SAMPLERS = ("ddim", "ddpm", "euler")
 class Spec:
     """A parsed gate: rule, threshold, fn, bn, warmup, max_run, max_total (None: no bound)."""
 
-    def __init__(self, rule, threshold, fn=1, bn=0, warmup=1, max_run=None, max_total=None):
+    def __init__(self, rule, threshold, fn=1, bn=0, warmup=1, max_run=None, max_total=None,
+                 poly=None):
         if rule not in RULES:
             raise ValueError(f"unknown gate rule '{rule}' ({', '.join(RULES)})")
         if not threshold >= 0 or threshold == float("inf"):
@@ -79,6 +84,18 @@ class Spec:
         self.fn = fn if rule == "fbcache" else 0
         self.bn = bn if rule == "fbcache" else 0
         self.warmup, self.max_run, self.max_total = warmup, max_run, max_total
+        if poly is not None and (rule != "teacache" or len(poly) != 5):
+            raise ValueError("poly: 5 coefficients, for teacache only")
+        self.poly = [float(c) for c in poly] if poly is not None else None
+
+    def rescaled(self, s):
+        """teacache's accumulated value for the measured change s."""
+        if self.poly is None:
+            return s
+        v = 0.0
+        for c in self.poly:  # Horner, highest degree first (np.poly1d's order)
+            v = v * s + c
+        return max(0.0, v)
 
     @classmethod
     def parse(cls, text):
@@ -97,6 +114,12 @@ class Spec:
         kw = {}
         for item in items[1:]:
             key, eq, value = item.partition("=")
+            if key == "poly" and eq:
+                try:
+                    kw["poly"] = [float(c) for c in value.split("/")]
+                except ValueError:
+                    raise ValueError(f"'{text}': bad item '{item}'") from None
+                continue
             if not eq or key not in keys or not value.isdigit() or \
                     (key in ("fn", "bn") and rule != "fbcache"):
                 raise ValueError(f"'{text}': bad item '{item}'")
@@ -150,7 +173,7 @@ class ImageGate:
             if self.spec.rule == "fbcache":
                 value = signal
             elif self.spec.rule == "teacache":
-                value = self.acc + signal
+                value = self.acc + self.spec.rescaled(signal)
             else:
                 value = self.acc + self.k * signal if self.k is not None else None
             if value is not None:
@@ -212,8 +235,11 @@ class _Timeline:
         return sampler_step(self.sched, self.sampler, self.eta, k, x, out, noise)
 
 
-def sample_image(model, index, spec, correct, line, labels, seed):
-    """Image `index` alone: (its final state (1, C, H, W), its ImageGate)."""
+def sample_image(model, index, spec, correct, line, labels, seed, trace=None):
+    """Image `index` alone: (its final state (1, C, H, W), its ImageGate). With a list `trace`,
+    appends per step k >= 1 (k, the rule's measured signal or None, d_out) with d_out =
+    sum|o_k - o_(k-1)| / sum|o_(k-1)| of the guided output's first C channels (what TeaCache's
+    rescale is fitted to)."""
     C, H, K = int(model.in_channels), int(model.input_size), int(model.num_classes)
     depth = int(model.depth)
     gated = spec.gated(depth)
@@ -229,6 +255,7 @@ def sample_image(model, index, spec, correct, line, labels, seed):
     # What the rules compare with.
     r_computed = m_prev = x_prev = None
     computed_io = []  # easycache: (x, o) of the computed steps, the last two kept
+    out_prev = None
     for k in range(line.steps):
         xin = torch.cat([x, x]) if line.cfg else x
         tokens, c = model.embed(xin, line.time(k, rows), yin)
@@ -275,6 +302,10 @@ def sample_image(model, index, spec, correct, line, labels, seed):
                     cache.store(l, 1, k, f)
             tokens = tokens + gate_mlp[:, None] * f
         out = line.guided(model.final(tokens, c).float())
+        if trace is not None:
+            if out_prev is not None:
+                trace.append((k, signal, rel_l1(out[:, :C], out_prev[:, :C])))
+            out_prev = out
         if spec.rule == "easycache" and not reuse:
             xf, of = x.float(), out
             if computed_io:
@@ -288,9 +319,10 @@ def sample_image(model, index, spec, correct, line, labels, seed):
 
 
 def sample(model, cache, correct="none", sampler="ddim", steps=50, respacing="even", eta=0.0,
-           cfg_scale=1.0, cfg_channels="3", classes=None, num_samples=1, seed=0):
+           cfg_scale=1.0, cfg_channels="3", classes=None, num_samples=1, seed=0, traces=None):
     """(samples float32 (N, C, H, W), decisions [str per image], signals [[(step, value)]]).
-    `model`: a TorchScript path or module; `cache`: the gate text or a Spec."""
+    `model`: a TorchScript path or module; `cache`: the gate text or a Spec. With a list
+    `traces`, appends per image sample_image's trace."""
     if isinstance(model, str):
         model = torch.jit.load(model, map_location="cpu")
     model.eval()
@@ -303,7 +335,10 @@ def sample(model, cache, correct="none", sampler="ddim", steps=50, respacing="ev
     images, decisions, signals = [], [], []
     with torch.no_grad():
         for i in range(num_samples):
-            x, gate = sample_image(model, i, spec, correct, line, labels, seed)
+            trace = [] if traces is not None else None
+            x, gate = sample_image(model, i, spec, correct, line, labels, seed, trace)
+            if traces is not None:
+                traces.append(trace)
             images.append(x.float())
             decisions.append(gate.decisions)
             signals.append(gate.signals)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "eoc/base/error.hpp"
@@ -40,7 +41,12 @@ std::string GateSpec::text() const {
   if (warmup != 1) s << ",warmup=" << warmup;
   if (max_run) s << ",max-run=" << *max_run;
   if (max_total) s << ",max-total=" << *max_total;
+  for (size_t i = 0; i < rescale.size(); ++i) s << (i ? "/" : ",poly=") << shortest(rescale[i]);
   return s.str();
+}
+
+double GateSpec::rescaled(double d) const {
+  return rescale.empty() ? d : std::max(0.0, polynomial_value(rescale, d));
 }
 
 namespace {
@@ -53,6 +59,42 @@ bool whole_number(const std::string& t, long long& v) {
     return false;
   }
   return !t.empty() && used == t.size() && std::isdigit(static_cast<unsigned char>(t[0]));
+}
+
+// A finite number written in full ("0.5", "-1.25e-3"), or nothing.
+std::optional<double> finite_number(const std::string& t) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(t, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (t.empty() || used != t.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+// poly=C4/C3/C2/C1/C0's value -> the coefficients; Error naming what is wrong.
+std::vector<double> parse_rescale(const std::string& text, const std::string& item,
+                                  const std::string& value, const std::string& usage) {
+  std::vector<double> out;
+  size_t start = 0;
+  while (true) {
+    const auto slash = value.find('/', start);
+    const std::string c = value.substr(start, slash == std::string::npos ? slash : slash - start);
+    const auto v = finite_number(c);
+    if (!v)
+      fail("'", text, "': the rescale coefficient '", c, "' in '", item, "' is not a number (",
+           usage, ")");
+    out.push_back(*v);
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  if (out.size() != GateSpec::kRescaleCoefficients)
+    fail("'", text, "': '", item, "' has ", out.size(), " coefficients; the rescale takes ",
+         GateSpec::kRescaleCoefficients, " (degree ", GateSpec::kRescaleCoefficients - 1,
+         ", highest first: ", usage, ")");
+  return out;
 }
 
 }  // namespace
@@ -71,7 +113,8 @@ std::optional<GateSpec> GateSpec::parse(const std::string& text) {
     return std::nullopt;
   const std::string usage = rule + ":THRESHOLD" +
                             (g.rule == Rule::fbcache ? "[,fn=F][,bn=B]" : "") +
-                            "[,warmup=W][,max-run=M][,max-total=C]";
+                            "[,warmup=W][,max-run=M][,max-total=C]" +
+                            (g.rule == Rule::teacache ? "[,poly=C4/C3/C2/C1/C0]" : "");
   if (colon == std::string::npos) fail("'", text, "': expected ", usage);
   std::stringstream in(text.substr(colon + 1));
   std::string item;
@@ -91,6 +134,13 @@ std::optional<GateSpec> GateSpec::parse(const std::string& text) {
     }
     const auto eq = item.find('=');
     const std::string key = item.substr(0, eq);
+    if (key == "poly" && eq != std::string::npos) {
+      if (g.rule != Rule::teacache)
+        fail("'", text, "': '", item, "': a rescale polynomial is for teacache only (", usage, ")");
+      if (!g.rescale.empty()) fail("'", text, "': two rescale polynomials");
+      g.rescale = parse_rescale(text, item, item.substr(eq + 1), usage);
+      continue;
+    }
     long long v = 0;
     if (eq == std::string::npos || !whole_number(item.substr(eq + 1), v))
       fail("'", text, "': '", item, "' is not KEY=N (", usage, ")");
@@ -123,6 +173,92 @@ double relative_l1(double sum_abs_diff, double sum_abs_base) {
   return sum_abs_base > 0 ? sum_abs_diff / sum_abs_base : 0.0;
 }
 
+double polynomial_value(const std::vector<double>& coefficients, double x) {
+  double v = 0.0;
+  for (double c : coefficients) v = v * x + c;
+  return v;
+}
+
+PolynomialFit fit_polynomial(const std::vector<double>& x, const std::vector<double>& y,
+                             int degree) {
+  EOC_ASSERT(degree >= 0 && x.size() == y.size(), "a degree-", degree, " fit of ", x.size(),
+             " x to ", y.size(), " y");
+  const size_t n = x.size(), m = static_cast<size_t>(degree) + 1;
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i]) || !std::isfinite(y[i]))
+      fail("a polynomial fit given a non-finite point (", x[i], ", ", y[i], ")");
+  std::vector<double> sorted = x;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t distinct =
+      static_cast<size_t>(std::unique(sorted.begin(), sorted.end()) - sorted.begin());
+  if (distinct < m)
+    fail("a degree-", degree, " polynomial fit needs ", m, " distinct x; got ", distinct, " (of ",
+         n, " points)");
+  // t = (x - centre) / half_width lies in [-1, 1].
+  const double centre = 0.5 * (sorted.front() + sorted[distinct - 1]);
+  const double half = m > 1 ? 0.5 * (sorted[distinct - 1] - sorted.front()) : 1.0;
+  // A (n x m, column-major: a[j * n + i] = t_i^j) and b = y, reduced by Householder reflections.
+  std::vector<double> a(n * m), b = y;
+  for (size_t i = 0; i < n; ++i) {
+    const double t = (x[i] - centre) / half;
+    double p = 1.0;
+    for (size_t j = 0; j < m; ++j, p *= t) a[j * n + i] = p;
+  }
+  for (size_t j = 0; j < m; ++j) {
+    double* col = &a[j * n];
+    double norm = 0.0;
+    for (size_t i = j; i < n; ++i) norm += col[i] * col[i];
+    norm = std::sqrt(norm);
+    EOC_ASSERT(norm > 0, "a rank-deficient polynomial fit");
+    const double alpha = col[j] > 0 ? -norm : norm;
+    // v = col[j..] - alpha e_j, kept in col[j..]; R's diagonal entry is alpha.
+    col[j] -= alpha;
+    double vv = 0.0;
+    for (size_t i = j; i < n; ++i) vv += col[i] * col[i];
+    auto reflect = [&](double* target) {
+      double dot = 0.0;
+      for (size_t i = j; i < n; ++i) dot += col[i] * target[i];
+      const double f = 2.0 * dot / vv;
+      for (size_t i = j; i < n; ++i) target[i] -= f * col[i];
+    };
+    for (size_t k = j + 1; k < m; ++k) reflect(&a[k * n]);
+    reflect(b.data());
+    col[j] = alpha;  // the diagonal; the rest of the column is no longer needed
+  }
+  // Back substitution R c = (Q^T y)[0, m): coefficients of t^j, lowest first.
+  std::vector<double> ct(m);
+  for (size_t j = m; j-- > 0;) {
+    double v = b[j];
+    for (size_t k = j + 1; k < m; ++k) v -= a[k * n + j] * ct[k];
+    ct[j] = v / a[j * n + j];
+  }
+  // sum_j ct_j ((x - c) / h)^j expanded in powers of x: coefficient of x^i is
+  // sum_{j >= i} ct_j h^-j binom(j, i) (-c)^(j - i).
+  std::vector<double> cx(m, 0.0);
+  for (size_t j = 0; j < m; ++j) {
+    double binom = 1.0;  // binom(j, i), i from j down
+    double power = 1.0;  // (-c)^(j - i)
+    const double scale = ct[j] / std::pow(half, static_cast<double>(j));
+    for (size_t i = j + 1; i-- > 0;) {
+      cx[i] += scale * binom * power;
+      binom = binom * static_cast<double>(i) / static_cast<double>(j - i + 1);
+      power *= -centre;
+    }
+  }
+  PolynomialFit fit;
+  fit.coefficients.assign(cx.rbegin(), cx.rend());
+  double mean = 0.0, ss_res = 0.0, ss_tot = 0.0;
+  for (double v : y) mean += v / static_cast<double>(n);
+  for (size_t i = 0; i < n; ++i) {
+    const double r = y[i] - polynomial_value(fit.coefficients, x[i]);
+    ss_res += r * r;
+    ss_tot += (y[i] - mean) * (y[i] - mean);
+  }
+  fit.rms_residual = std::sqrt(ss_res / static_cast<double>(n));
+  fit.r2 = ss_tot > 0 ? 1.0 - ss_res / ss_tot : 1.0;
+  return fit;
+}
+
 ImageGate::ImageGate(const GateSpec& spec, int64_t steps) : spec_(spec), steps_(steps) {
   EOC_ASSERT(spec.warmup >= 1 && steps >= 1, "a gate with warm-up ", spec.warmup, " over ", steps,
              " steps");
@@ -136,6 +272,7 @@ bool ImageGate::forced(int64_t step) const {
 bool ImageGate::reuse(int64_t step, std::optional<double> signal) {
   EOC_ASSERT(step == computed_ + reused_ && step < steps_, "gate asked for step ", step, " after ",
              computed_ + reused_, " of ", steps_);
+  step_signals_.push_back(signal.value_or(std::numeric_limits<double>::quiet_NaN()));
   bool reuse = false;
   if (!forced(step) && signal) {
     using Rule = GateSpec::Rule;
@@ -145,8 +282,8 @@ bool ImageGate::reuse(int64_t step, std::optional<double> signal) {
         reuse = *signal < spec_.threshold;
         break;
       case Rule::teacache:
-        signals_.push_back(*signal);
-        accumulated_ += *signal;
+        signals_.push_back(spec_.rescaled(*signal));
+        accumulated_ += signals_.back();
         reuse = accumulated_ < spec_.threshold;
         break;
       case Rule::easycache:

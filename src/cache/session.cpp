@@ -36,6 +36,7 @@ void CacheStats::add(const CacheStats& other) {
   append(image_computed_fraction, other.image_computed_fraction);
   append(image_reused_steps, other.image_reused_steps);
   append(image_decisions, other.image_decisions);
+  append(image_step_signals, other.image_step_signals);
   append(gate_signals, other.gate_signals);
 }
 
@@ -141,6 +142,7 @@ CacheStats CacheSession::stats() const {
     out.image_computed_fraction.push_back(s.computed_branches / branches);
     out.image_reused_steps.push_back(s.gate.reused_steps());
     out.image_decisions.push_back(s.gate.decisions());
+    out.image_step_signals.push_back(s.gate.step_signals());
     out.gate_signals.insert(out.gate_signals.end(), s.gate.signals().begin(),
                             s.gate.signals().end());
   }

@@ -244,7 +244,8 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
         return g;
       },
       "Calibrate a run-time gate's threshold instead of an EOC prior: fbcache[,fn=F][,bn=B] | "
-      "teacache | easycache, each with [,warmup=W][,max-run=M][,max-total=C]; needs --target",
+      "teacache[,poly=C4/C3/C2/C1/C0] | easycache, each with [,warmup=W][,max-run=M]"
+      "[,max-total=C]; needs --target",
       "")
       ->type_name("RULE");
   add_parsed(
@@ -258,6 +259,10 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
              "With --gate: what reused features become while calibrating (none | taylor:O | "
              "foca; recorded in the file, used by sample --prior)",
              "");
+  add_choice(cmd, "--rescale", o->rescale, kGateRescaleNames,
+             "With --gate teacache: fit TeaCache's degree-4 rescale of its signal to the judge "
+             "images' model-output change first (fit), or accumulate the signal as measured "
+             "(none); auto: fit (for teacache only)");
   cmd->add_option("--out", o->out, "Prior JSON to write")->required();
   cmd->add_option("--out-mask", o->out_mask,
                   "Also write the prior's cache plan as a mask file (for --cache mask:FILE)");

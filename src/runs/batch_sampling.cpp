@@ -26,7 +26,7 @@ struct NonFiniteFinder final : BranchObserver {
 // model output was finite, on the device (no per-step host sync).
 at::Tensor run_steps(const RunSetup& run, const std::vector<int64_t>& indices,
                      CacheSession& session, int64_t last, const StepDoneFn& step_done,
-                     at::Tensor* finite) {
+                     at::Tensor* finite, const StepOutputFn& on_output = {}) {
   auto start = begin_batch(run, indices);
   const BlockLoop loop = run.block_loop();
   auto denoise = [&](const at::Tensor& xk, int64_t k) {
@@ -34,6 +34,7 @@ at::Tensor run_steps(const RunSetup& run, const std::vector<int64_t>& indices,
     auto out = run.whole_forward ? loop.run_whole_forward(xk, k, start.labels)
                                  : loop.run(xk, k, start.labels, session);
     if (finite) (*finite)[k].copy_(at::isfinite(out).all());
+    if (on_output) on_output(k, out);
     return out;
   };
   return sample_steps(
@@ -90,12 +91,13 @@ BatchStart begin_batch(const RunSetup& run, const std::vector<int64_t>& indices)
 }
 
 at::Tensor sample_batch(const RunSetup& run, const std::vector<int64_t>& indices,
-                        CacheSession& session, const StepDoneFn& step_done) {
+                        CacheSession& session, const StepDoneFn& step_done,
+                        const StepOutputFn& on_output) {
   c10::InferenceMode inference;
   // Finiteness is recorded on the device per step and read once per batch.
   auto finite = at::ones({run.steps()}, at::TensorOptions().dtype(at::kBool).device(run.device));
   auto x0 = run_steps(run, indices, session, run.steps(), step_done,
-                      run.check_finite ? &finite : nullptr);
+                      run.check_finite ? &finite : nullptr, on_output);
   if (run.check_finite && !finite.all().item<bool>())
     fail_non_finite(run, indices, session, (~finite).nonzero()[0].item<int64_t>());
   return x0;

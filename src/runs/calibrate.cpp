@@ -150,6 +150,42 @@ void print_summary(const EocPrior& prior) {
   }
 }
 
+// TeaCache's rescale, fitted on the judge images' uncached trajectories: per image and
+// consecutive evaluations k - 1, k, the gate's measured signal d_in (teacache's relative change
+// of block 0's modulated input) against d_out = mean|o_k - o_(k-1)| / mean|o_(k-1)| of the image's
+// guided model output (its first C channels: the eps or velocity the update uses).
+struct RescaleData {
+  std::vector<double> d_in, d_out;
+  PolynomialFit fit;
+};
+
+// Whether to fit the rescale: --rescale, its auto resolved; Error for one that cannot apply.
+bool fits_rescale(const CalibrateOptions& o) {
+  const bool teacache = o.gate->rule == GateSpec::Rule::teacache;
+  if (o.rescale == GateRescale::fit && !teacache)
+    fail("--rescale fit: the rescale polynomial is teacache's (got --gate ", o.gate->rule_name(),
+         ")");
+  if (o.rescale != GateRescale::automatic && !o.gate->rescale.empty())
+    fail("--rescale ", kGateRescaleNames.name(o.rescale),
+         ": --gate already gives the rescale polynomial (", o.gate->text(), ")");
+  return teacache && o.gate->rescale.empty() && o.rescale != GateRescale::none;
+}
+
+nlohmann::json rescale_json(const GateSpec& gate, const std::optional<RescaleData>& data) {
+  nlohmann::json j = {{"coefficients", gate.rescale}, {"fitted", data.has_value()}};
+  if (!data) return j;
+  auto range = [](const std::vector<double>& v) {
+    return nlohmann::json::array(
+        {*std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end())});
+  };
+  j["pairs"] = data->d_in.size();
+  j["rms_residual"] = data->fit.rms_residual;
+  j["r2"] = data->fit.r2;
+  j["d_in_range"] = range(data->d_in);
+  j["d_out_range"] = range(data->d_out);
+  return j;
+}
+
 // `calibrate --gate RULE --target F`: the threshold whose mean computed fraction on the judge
 // images is F, searched (cache/gate.hpp) with the gate's own sampling runs, each against the
 // judge images' uncached samples; written with every threshold tried.
@@ -170,6 +206,8 @@ void run_calibrate_gate(const CalibrateOptions& o) {
     fail("--judge-samples ", o.judge_samples, " must be 1..", o.sampling.num_samples);
   check_writable_parent(o.out, "--out");
 
+  const bool fit_rescale = fits_rescale(o);
+
   const RunSetup run = prepare_run(o.model, o.sampling);
   const int64_t steps = run.steps(), depth = run.model->config().depth;
   GateSpec gate = *make_gate_plan(*o.gate, steps, depth, o.plan.warmup, "--gate").gate();
@@ -177,21 +215,76 @@ void run_calibrate_gate(const CalibrateOptions& o) {
   const auto judge = calibration_images(run, o.judge_samples, false).judge;
   const auto batches = make_batches(judge, run.batch_size);
 
-  // The judge images sampled through `session_of()`'s sessions, one per batch, in index order.
-  auto sample_judge = [&](const std::function<CacheSession()>& session_of, CacheStats& stats) {
+  // The judge images sampled through `session_of()`'s sessions, one per batch, in index order;
+  // `on_output` sees each batch's model outputs.
+  auto sample_judge = [&](const std::function<CacheSession()>& session_of, CacheStats& stats,
+                          const StepOutputFn& on_output = {}) {
     if (run.seed_mode == SeedMode::official) seed_global(run.seed);
     std::vector<at::Tensor> images;
     for (const auto& batch : batches) {
       CacheSession session = session_of();
-      images.push_back(sample_batch(run, batch, session).cpu());
+      images.push_back(sample_batch(run, batch, session, {}, on_output).cpu());
       stats.add(session.stats());
     }
     return at::cat(images, 0);
   };
   Stopwatch uncached_time;
   CacheStats uncached_stats(steps);
-  const auto reference =
-      sample_judge([&] { return CacheSession::uncached(steps, depth); }, uncached_stats);
+  at::Tensor reference;
+  std::optional<RescaleData> rescale;
+  if (!fit_rescale) {
+    reference = sample_judge([&] { return CacheSession::uncached(steps, depth); }, uncached_stats);
+  } else {
+    // The uncached run as a teacache gate of threshold 0 (it reuses nothing: the same bits),
+    // which measures d_in at every step; d_out from the outputs. Per image (in judge order) and
+    // evaluation, d_out (NaN at the first).
+    const int64_t channels = run.model->config().in_channels;
+    std::vector<std::vector<double>> d_out;
+    std::vector<at::Tensor> previous;
+    size_t first = 0;  // the current batch's first image in d_out
+    auto on_output = [&](int64_t k, const at::Tensor& out) {
+      const int64_t images = out.size(0);
+      if (k == 0) {
+        first = d_out.size();
+        d_out.resize(first + static_cast<size_t>(images));
+        previous.assign(static_cast<size_t>(images), at::Tensor());
+      }
+      for (int64_t i = 0; i < images; ++i) {
+        const auto o = out.narrow(0, i, 1).narrow(1, 0, channels).to(at::kFloat).clone();
+        auto& prev = previous[static_cast<size_t>(i)];
+        d_out[first + static_cast<size_t>(i)].push_back(
+            prev.defined() ? relative_l1((o - prev).abs().sum().item<double>(),
+                                         prev.abs().sum().item<double>())
+                           : std::numeric_limits<double>::quiet_NaN());
+        prev = o;
+      }
+    };
+    GateSpec measure;
+    measure.rule = GateSpec::Rule::teacache;
+    reference = sample_judge(
+        [&] { return CacheSession(CachePlan::gated(steps, depth, measure), plain_corrector()); },
+        uncached_stats, on_output);
+    EOC_ASSERT(uncached_stats.total_reused() == 0 &&
+                   uncached_stats.image_step_signals.size() == d_out.size(),
+               "the rescale's measuring run reused branches, or lost images");
+    RescaleData data;
+    for (size_t i = 0; i < d_out.size(); ++i)
+      for (int64_t k = 1; k < steps; ++k) {
+        const double din = uncached_stats.image_step_signals[i][static_cast<size_t>(k)];
+        const double dout = d_out[i][static_cast<size_t>(k)];
+        if (std::isfinite(din) && std::isfinite(dout)) {
+          data.d_in.push_back(din);
+          data.d_out.push_back(dout);
+        }
+      }
+    data.fit =
+        fit_polynomial(data.d_in, data.d_out, static_cast<int>(GateSpec::kRescaleCoefficients) - 1);
+    gate.rescale = data.fit.coefficients;
+    log::info(str("teacache rescale fitted on ", data.d_in.size(), " step pairs of ", d_out.size(),
+                  " judge images: ", gate.text().substr(gate.text().find("poly=")), " (R^2 ",
+                  data.fit.r2, ", rms residual ", data.fit.rms_residual, ")"));
+    rescale = std::move(data);
+  }
   const double uncached_seconds = uncached_time.seconds();
   int64_t step_runs = 0;
 
@@ -238,14 +331,20 @@ void run_calibrate_gate(const CalibrateOptions& o) {
       {"chosen",
        {{"threshold", chosen.threshold}, {"computed", chosen.computed}, {"mse", chosen.error}}},
       {"trials", table},
+      {"rescale", rescale_json(gate, rescale)},
       {"cost",
        {{"judge_step_runs", step_runs},
         {"multiple_of_uncached_judge_sampling",
          static_cast<double>(step_runs) / static_cast<double>(steps)},
         {"uncached_judge_seconds", uncached_seconds}}},
       {"seconds", total.seconds()}};
+  if (gate.rescale.empty()) file.calibration.erase("rescale");
   save_gate_file(o.out, file);
-  log::info("threshold -> computed fraction -> MSE against uncached (judge images):");
+  log::info(str("threshold -> computed fraction -> MSE against uncached (judge images",
+                gate.rescale.empty() ? ""
+                : rescale            ? "; teacache's signal rescaled by the fitted polynomial"
+                                     : "; teacache's signal rescaled by the given polynomial",
+                "):"));
   for (const auto& t : trials) {
     char line[160];
     std::snprintf(line, sizeof(line), "  %-12.6g %8.4f %12.4e%s", t.threshold, t.computed, t.error,

@@ -126,6 +126,107 @@ TEST(GateSpec, BadSpecsSayWhat) {
             std::string::npos);
 }
 
+TEST(Gate, TeaCacheAccumulatesTheRescaledSignal) {
+  // p(d) = 2 d^2 + 0.05 (d in 0.1 steps -> 0.07 each); a negative value adds nothing.
+  auto g = spec(Rule::teacache, 0.2);
+  g.rescale = {0.0, 0.0, 2.0, 0.0, 0.05};
+  // Sums: 0.07, 0.14, 0.21 (>= 0.2: compute, reset), 0.07, then the last step.
+  EXPECT_EQ(decide(g, {std::nullopt, 0.1, 0.1, 0.1, 0.1, 0.1}), "crrcrc");
+  // Unrescaled the same sequence reuses more (0.1, 0.2 computes, 0.1, ...): "crcrcc".
+  EXPECT_EQ(decide(spec(Rule::teacache, 0.2), {std::nullopt, 0.1, 0.1, 0.1, 0.1, 0.1}), "crcrcc");
+  // p(d) = d - 0.5 is negative below 0.5: those steps add 0 and never pay back a large one.
+  g.rescale = {0.0, 0.0, 0.0, 1.0, -0.5};
+  g.threshold = 0.3;
+  EXPECT_EQ(decide(g, {std::nullopt, 0.7, 0.0, 0.0, 0.7, 0.0}), "crrrcc");
+  ImageGate gate(g, 4);
+  for (int64_t k = 0; k < 4; ++k) gate.reuse(k, k == 0 ? std::nullopt : std::optional<double>(0.7));
+  EXPECT_EQ(gate.decisions(), "crcc");
+  // signals() holds what was accumulated (rescaled), step_signals() what was measured.
+  ASSERT_EQ(gate.signals().size(), 2u);
+  EXPECT_NEAR(gate.signals()[0], 0.2, 1e-15);
+  ASSERT_EQ(gate.step_signals().size(), 4u);
+  EXPECT_TRUE(std::isnan(gate.step_signals()[0]));
+  EXPECT_EQ(gate.step_signals()[3], 0.7);  // forced steps too
+  EXPECT_EQ(g.rescaled(0.2), 0.0);
+  EXPECT_DOUBLE_EQ(g.rescaled(0.75), 0.25);
+  EXPECT_EQ(spec(Rule::teacache, 1.0).rescaled(0.123), 0.123);
+}
+
+TEST(GateSpec, RescaleRoundTripsExactly) {
+  auto g = spec(Rule::teacache, 0.1 + 0.2);  // 0.30000000000000004
+  g.rescale = {-1.0 / 3.0, 12345.678901234567, 0.0, -2.5e-7, 1.0 / 7.0};
+  g.max_run = 3;
+  const auto back = GateSpec::parse(g.text());
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->threshold, g.threshold);
+  EXPECT_EQ(back->rescale, g.rescale);  // bit for bit
+  EXPECT_EQ(back->max_run, g.max_run);
+  EXPECT_EQ(back->text(), g.text());
+  const std::string text = "teacache:0.3,warmup=2,poly=1/-2/0.5/3e-05/0";
+  EXPECT_EQ(GateSpec::parse(text)->text(), text);
+  EXPECT_EQ(GateSpec::parse(text)->rescale, (std::vector<double>{1, -2, 0.5, 3e-5, 0}));
+  EXPECT_TRUE(GateSpec::parse("teacache:0.3")->rescale.empty());
+}
+
+TEST(GateSpec, BadRescaleSaysWhat) {
+  using eoc_test::error_message;
+  auto says = [](const std::string& text, const std::string& words) {
+    const auto m = error_message([&] { GateSpec::parse(text); });
+    EXPECT_NE(m.find(words), std::string::npos) << text << ": " << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  };
+  says("fbcache:0.1,poly=1/2/3/4/5", "teacache only");
+  says("easycache:0.1,poly=1/2/3/4/5", "teacache only");
+  says("teacache:0.1,poly=1/2/3/4", "has 4 coefficients");
+  says("teacache:0.1,poly=1/2/3/4/5/6", "has 6 coefficients");
+  says("teacache:0.1,poly=1/2/x/4/5", "'x'");
+  says("teacache:0.1,poly=1/2//4/5", "is not a number");
+  says("teacache:0.1,poly=1/2/3/4/inf", "'inf'");
+  says("teacache:0.1,poly=1/2/3/4/5,poly=1/2/3/4/5", "two rescale");
+}
+
+TEST(PolynomialFit, RecoversAnExactPolynomial) {
+  // TeaCache-like coefficients on d in [0.02, 0.4]: the fit recovers them to rounding.
+  const std::vector<double> want{498.651651, -283.781631, 55.8554382, -3.82021401, 0.264230861};
+  std::vector<double> x, y;
+  for (int i = 0; i < 60; ++i) {
+    x.push_back(0.02 + 0.38 * i / 59.0);
+    y.push_back(eoc::polynomial_value(want, x.back()));
+  }
+  const auto fit = eoc::fit_polynomial(x, y, 4);
+  ASSERT_EQ(fit.coefficients.size(), 5u);
+  for (size_t i = 0; i < 5; ++i)
+    EXPECT_NEAR(fit.coefficients[i], want[i], 1e-7 * std::abs(want[i])) << i;
+  EXPECT_LT(fit.rms_residual, 1e-10);
+  EXPECT_NEAR(fit.r2, 1.0, 1e-12);
+}
+
+TEST(PolynomialFit, LeastSquaresOnNoisyData) {
+  // A line through symmetric noise: the fitted line is the true one (the noise is orthogonal
+  // to 1 and x), R^2 < 1, and the residual is the noise's.
+  std::vector<double> x, y;
+  for (int i = 0; i < 10; ++i)
+    for (double e : {-0.1, 0.1}) {
+      x.push_back(i);
+      y.push_back(2.0 * i + 1.0 + e);
+    }
+  const auto fit = eoc::fit_polynomial(x, y, 1);
+  EXPECT_NEAR(fit.coefficients[0], 2.0, 1e-12);
+  EXPECT_NEAR(fit.coefficients[1], 1.0, 1e-12);
+  EXPECT_NEAR(fit.rms_residual, 0.1, 1e-12);
+  EXPECT_LT(fit.r2, 1.0);
+  EXPECT_GT(fit.r2, 0.99);
+  using eoc_test::error_message;
+  EXPECT_NE(error_message([] {
+              eoc::fit_polynomial({1, 1, 2, 2}, {1, 2, 3, 4}, 2);
+            }).find("3 distinct x"),
+            std::string::npos);
+  EXPECT_NE(error_message([] {
+              eoc::fit_polynomial({1, 2, NAN}, {1, 2, 3}, 1);
+            }).find("non-finite"),
+            std::string::npos);
+}
+
 TEST(Gate, RelativeL1) {
   EXPECT_DOUBLE_EQ(eoc::relative_l1(1.0, 4.0), 0.25);
   EXPECT_DOUBLE_EQ(eoc::relative_l1(1.0, 0.0), 0.0);

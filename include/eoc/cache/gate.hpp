@@ -10,7 +10,8 @@
 //  - teacache (TeaCache): d = mean|m - m_prev| / mean|m_prev| of block 0's modulated input m
 //    (LayerNorm of the embedded tokens, modulated by the step's shift/scale) between
 //    consecutive steps, accumulated; reuse while the sum < threshold, compute and reset it
-//    otherwise.
+//    otherwise. With a rescale polynomial p (TeaCache's per-model fit of the output's relative
+//    change against d), max(0, p(d)) is accumulated instead of d.
 //  - easycache (EasyCache): k = mean|o - o_s| / mean|x - x_s| between the image's last two
 //    computed steps s < r (x: the model input, o: the guided model output); the predicted
 //    change k * mean|x - x_prev| / mean|o_r| is accumulated; reuse while the sum < threshold.
@@ -33,13 +34,22 @@ struct GateSpec {
   int64_t warmup = 1;                // steps computed first (>= 1)
   std::optional<int64_t> max_run;    // reused steps in a row
   std::optional<int64_t> max_total;  // reused steps in all
+  // teacache only: the rescale polynomial's kRescaleCoefficients coefficients, highest degree
+  // first (as numpy's poly1d); empty: d accumulated as measured.
+  std::vector<double> rescale;
+  static constexpr size_t kRescaleCoefficients = 5;  // degree 4, as TeaCache fits
 
-  // "teacache:0.1", "fbcache:0.08,fn=1,bn=0", with the guards that differ from the defaults.
+  // "teacache:0.1", "fbcache:0.08,fn=1,bn=0", with the guards that differ from the defaults and
+  // the rescale ("teacache:0.3,poly=C4/C3/C2/C1/C0"); every number reads back exactly.
   std::string text() const;
-  // The inverse: RULE:THRESHOLD[,fn=F][,bn=B][,warmup=W][,max-run=M][,max-total=C] (fn/bn for
-  // fbcache only). Nothing when `text` names no gate; an Error saying what is wrong when it
-  // names one badly.
+  // The inverse: RULE:THRESHOLD[,fn=F][,bn=B][,warmup=W][,max-run=M][,max-total=C]
+  // [,poly=C4/C3/C2/C1/C0] (fn/bn for fbcache only, poly for teacache only). Nothing when `text`
+  // names no gate; an Error saying what is wrong when it names one badly.
   static std::optional<GateSpec> parse(const std::string& text);
+  // What the rule accumulates for a measured teacache signal d: max(0, p(d)) with a rescale
+  // (a negative value of the polynomial, outside the data it was fitted on, adds nothing
+  // rather than paying back earlier steps' change), d itself without.
+  double rescaled(double d) const;
   // The rule's name ("fbcache", ...).
   const char* rule_name() const;
   // The first block whose branches the gate may reuse, and one past the last.
@@ -56,6 +66,23 @@ struct GateSpec {
 // mean|a - b| / mean|b| over the given values (the rules' relative L1 change); 0 when b is 0.
 double relative_l1(double sum_abs_diff, double sum_abs_base);
 
+// p(x) for coefficients highest degree first (Horner).
+double polynomial_value(const std::vector<double>& coefficients, double x);
+
+// A least-squares polynomial: coefficients highest degree first, the root mean square of the
+// residuals and R^2 = 1 - SS_res / SS_tot (1 when y is constant and fitted exactly).
+struct PolynomialFit {
+  std::vector<double> coefficients;
+  double rms_residual = 0.0;
+  double r2 = 1.0;
+};
+// The degree-`degree` polynomial nearest (x, y) in least squares, as numpy's polyfit: in double,
+// by Householder QR on x centred and scaled to [-1, 1] (the Vandermonde matrix stays well
+// conditioned), then expanded back to powers of x. Error with fewer than degree + 1 distinct x
+// or non-finite values.
+PolynomialFit fit_polynomial(const std::vector<double>& x, const std::vector<double>& y,
+                             int degree);
+
 // One image's gate over a run of `steps` steps: its state (accumulators, run lengths) and the
 // decision rule, on plain numbers so that the rule can be tested on hand-made sequences.
 class ImageGate {
@@ -64,8 +91,9 @@ class ImageGate {
 
   // Whether step `step` (steps come in order, each once) is reused, given the rule's signal
   // at that step: fbcache and teacache the relative L1 change (teacache: against the previous
-  // step; fbcache: against the last computed step); easycache the relative input change
-  // mean|x - x_prev| / mean|o_r| (multiplied by k here). Unknown (nullopt) signals compute.
+  // step, rescaled here; fbcache: against the last computed step); easycache the relative input
+  // change mean|x - x_prev| / mean|o_r| (multiplied by k here). Unknown (nullopt) signals
+  // compute.
   bool reuse(int64_t step, std::optional<double> signal);
   // easycache: the output change ratio k measured at the last computed step, once known.
   void set_k(double k) { k_ = k; }
@@ -73,8 +101,12 @@ class ImageGate {
 
   int64_t computed_steps() const { return computed_; }
   int64_t reused_steps() const { return reused_; }
-  // The signals the rule saw at steps it could have reused (for the report's percentiles).
+  // The signals the rule saw at steps it could have reused (for the report's percentiles):
+  // teacache's rescaled, easycache's multiplied by k.
   const std::vector<double>& signals() const { return signals_; }
+  // Every step's signal as given to reuse(), forced steps included, NaN where unknown (what
+  // calibration fits teacache's rescale to).
+  const std::vector<double>& step_signals() const { return step_signals_; }
   // One character per step decided so far: 'c' computed, 'r' reused.
   const std::string& decisions() const { return decisions_; }
 
@@ -86,7 +118,7 @@ class ImageGate {
   int64_t run_ = 0;  // reused steps in a row so far
   int64_t computed_ = 0, reused_ = 0;
   std::optional<double> k_;
-  std::vector<double> signals_;
+  std::vector<double> signals_, step_signals_;
   std::string decisions_;
 };
 

@@ -42,6 +42,8 @@ struct CacheStats {
   std::vector<int64_t> image_reused_steps;
   std::vector<std::string> image_decisions;  // per step 'c' computed, 'r' reused
   std::vector<double> gate_signals;
+  // Per image, every step's measured signal (ImageGate::step_signals: NaN where unknown).
+  std::vector<std::vector<double>> image_step_signals;
   explicit CacheStats(int64_t steps = 0) : computed(steps, 0), reused(steps, 0) {}
   int64_t total_computed() const;
   int64_t total_reused() const;

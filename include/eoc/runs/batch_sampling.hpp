@@ -23,11 +23,16 @@ std::vector<std::vector<int64_t>> make_batches(const std::vector<int64_t>& indic
 // x_T, labels and the noise stream of the images `indices`.
 BatchStart begin_batch(const RunSetup& run, const std::vector<int64_t>& indices);
 
+// The guided model output (B, ., H, W) of each evaluation, as the sampler gets it.
+using StepOutputFn = std::function<void(int64_t evaluation, const at::Tensor& out)>;
+
 // Samples the images `indices` -> (B, C, H, W) float32 on the run's device, through `session`
 // (a fresh one per batch: its statistics are the batch's). With check_finite, an output that
-// went NaN or Inf is an Error naming the step and the first block that made it so.
+// went NaN or Inf is an Error naming the step and the first block that made it so. `on_output`,
+// when given, sees every evaluation's model output.
 at::Tensor sample_batch(const RunSetup& run, const std::vector<int64_t>& indices,
-                        CacheSession& session, const StepDoneFn& step_done = {});
+                        CacheSession& session, const StepDoneFn& step_done = {},
+                        const StepOutputFn& on_output = {});
 
 // What sample_batches measured.
 struct BatchesRun {

@@ -31,6 +31,11 @@ inline constexpr Names<BatchInvariance, 3> kBatchInvarianceNames{
       {BatchInvariance::on, "on"},
       {BatchInvariance::off, "off"}}}};
 
+// calibrate --gate teacache: whether TeaCache's rescale polynomial is fitted (auto: for teacache).
+enum class GateRescale { automatic, fit, none };
+inline constexpr Names<GateRescale, 3> kGateRescaleNames{
+    {{{GateRescale::automatic, "auto"}, {GateRescale::fit, "fit"}, {GateRescale::none, "none"}}}};
+
 struct ModelOptions {
   std::string model_path;  // empty: the built-in default model
   at::Device device{at::kCPU};
@@ -171,6 +176,8 @@ struct CalibrateOptions {
   std::optional<GateSpec> gate;
   std::optional<double> target;
   CorrectorSpec correct;
+  // teacache: fit the rescale polynomial on the judge images' uncached trajectories first.
+  GateRescale rescale = GateRescale::automatic;
   std::string out;
   std::string out_mask;  // also write the plan as a cache mask file
 };

@@ -2,13 +2,18 @@
 eoc-gate file holds the threshold whose computed fraction on the judge images is nearest F, the
 table of every threshold tried, and the settings it assumes; `eoc sample --prior GATE.json`
 samples with that gate and its corrector without a threshold, reproducing the calibration's
-fraction on the judge images; refusals name the flag. On a tiny random DiT (DDIM) and a tiny
-random SiT (Euler), one thread: the search is exercised, not its quality (docs/BENCHMARKS.md)."""
+fraction on the judge images; refusals name the flag. teacache's rescale polynomial is fitted
+by default (`--rescale fit`) on the judge images' uncached trajectories, checked against
+np.polyfit on the same pairs measured by the independent reference (scripts/testing/
+reference_gate.py); `--rescale none` writes the file without it. On a tiny random DiT (DDIM) and
+a tiny random SiT (Euler), one thread: the search is exercised, not its quality
+(docs/BENCHMARKS.md)."""
 import json
 
 import make_random_dit
 import numpy as np
 import pytest
+import reference_gate as rg
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -17,6 +22,7 @@ THREADS = ["--threads", "1"]
 DDIM = ["--sampler", "ddim", "--steps", str(STEPS), "--cfg-scale", "1.5"]
 EULER = ["--sampler", "euler", "--steps", str(STEPS + 1), "--cfg-scale", "1.5"]
 CALIB = ["--num-samples", "4", "--judge-samples", "4", "--seed", "1000"]
+PER_IMAGE = ["--seed-mode", "per-image", "--classes", "random"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,11 @@ def calibrated(run_eoc, random_dits, sit, tmp_path_factory):
     """(kind) -> (gate document, path, calibrate's stderr, the sampling flags)."""
     out = {}
     cases = {
-        "dit-teacache": (random_dits["pixel"]["ts"], DDIM, ["--gate", "teacache"], 0.5),
+        # per-image seeds and random classes: the reference can sample the same judge images
+        "dit-teacache": (random_dits["pixel"]["ts"], DDIM + PER_IMAGE, ["--gate", "teacache"],
+                         0.5),
+        "dit-teacache-raw": (random_dits["pixel"]["ts"], DDIM + PER_IMAGE,
+                             ["--gate", "teacache", "--rescale", "none"], 0.5),
         "dit-fbcache": (random_dits["pixel"]["ts"], DDIM,
                         ["--gate", "fbcache,fn=1,max-run=3", "--correct", "taylor:2"], 0.8),
         "sit-easycache": (sit, EULER, ["--gate", "easycache", "--correct", "foca"], 0.5),
@@ -50,7 +60,7 @@ def calibrated(run_eoc, random_dits, sit, tmp_path_factory):
     return out
 
 
-KINDS = ["dit-teacache", "dit-fbcache", "sit-easycache"]
+KINDS = ["dit-teacache", "dit-teacache-raw", "dit-fbcache", "sit-easycache"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -70,6 +80,10 @@ def test_gate_file_holds_the_nearest_threshold_and_every_trial(calibrated, kind)
     # The fraction falls as the threshold grows, from everything computed at small thresholds.
     assert trials[0]["computed"] > trials[-1]["computed"]
     assert doc["gate"].split(":")[0] == kind.split("-")[1]
+    # Only a fitted teacache has a rescale: in its gate and in the calibration record.
+    fitted = kind == "dit-teacache"
+    assert (",poly=" in doc["gate"]) == fitted and ("rescale" in cal) == fitted
+    assert ("rescaled by the fitted polynomial" in stderr) == fitted
     assert float(doc["gate"].split(":")[1].split(",")[0]) == chosen["threshold"]
     assert doc["assumes"]["steps"] and doc["assumes"]["cache"]["spec"] == doc["gate"]
     assert "threshold -> computed fraction -> MSE" in stderr and "<- chosen" in stderr
@@ -110,6 +124,11 @@ def test_sample_with_the_gate_file_reproduces_the_calibration(run_eoc, calibrate
     (["--gate", "fbcache,fn=0", "--target", "0.4"], "fn >= 1"),
     (["--gate", "teacache", "--target", "0.4", "--budget", "0.4"], "without --budget and --cache"),
     (["--gate", "teacache", "--target", "0.4", "--correct", "eoc"], "fixed schedule"),
+    (["--gate", "fbcache", "--target", "0.4", "--rescale", "fit"], "teacache's (got --gate fbcache)"),
+    (["--gate", "teacache,poly=1/2/3/4/5", "--target", "0.4", "--rescale", "none"],
+     "already gives the rescale"),
+    (["--gate", "easycache,poly=1/2/3/4/5", "--target", "0.4"], "teacache only"),
+    (["--gate", "teacache", "--target", "0.4", "--rescale", "maybe"], "--rescale"),
 ])
 def test_calibrate_gate_refusals(run_eoc, random_dits, tmp_path, args, words):
     proc = run_eoc(["calibrate", "--model", random_dits["pixel"]["ts"], *DDIM, *CALIB, *args,
@@ -132,3 +151,40 @@ def test_sample_refuses_a_gate_file_for_another_run_or_with_a_cache(run_eoc, cal
         proc = run_eoc(["sample", *args, "--prior", path, "--num-samples", 1,
                         "--out-raw", tmp_path / "x.npy"], tmp_path, check=False)
         assert proc.returncode != 0 and words in proc.stderr, (args, proc.stderr)
+
+
+def test_the_rescale_is_fitted_to_the_uncached_trajectories(calibrated):
+    """The coefficients in the gate and the record agree, and the polynomial is the least-squares
+    fit of d_out on d_in over the judge images' consecutive steps, as np.polyfit gives it on the
+    pairs the reference measures on the same images (each sampled alone, uncached)."""
+    doc, _, stderr, flags, _ = calibrated["dit-teacache"]
+    rescale = doc["calibration"]["rescale"]
+    coefficients = [float(c) for c in doc["gate"].split("poly=")[1].split(",")[0].split("/")]
+    assert coefficients == rescale["coefficients"] and len(coefficients) == 5
+    assert rescale["fitted"] and rescale["pairs"] == 4 * (STEPS - 1)
+    assert 0 < rescale["r2"] <= 1 and rescale["rms_residual"] >= 0
+    assert "teacache rescale fitted on 36 step pairs" in stderr
+    traces = []
+    rg.sample(flags[1], "teacache:0", "none", "ddim", STEPS, cfg_scale=1.5, classes="random",
+              num_samples=4, seed=1000, traces=traces)
+    d_in = np.array([s for t in traces for _, s, _ in t])
+    d_out = np.array([o for t in traces for _, _, o in t])
+    assert len(d_in) == rescale["pairs"]
+    assert [d_in.min(), d_in.max()] == pytest.approx(rescale["d_in_range"], rel=1e-4)
+    assert [d_out.min(), d_out.max()] == pytest.approx(rescale["d_out_range"], rel=1e-4)
+    want = np.poly1d(np.polyfit(d_in, d_out, 4))
+    got = np.poly1d(coefficients)
+    grid = np.linspace(d_in.min(), d_in.max(), 50)
+    assert np.abs(got(grid) - want(grid)).max() <= 1e-3 * np.abs(d_out).max()
+    residual = d_out - got(d_in)
+    assert np.sqrt(np.mean(residual ** 2)) == pytest.approx(rescale["rms_residual"], rel=1e-3,
+                                                            abs=1e-9)
+
+
+def test_no_rescale_gives_the_old_file(calibrated):
+    """--rescale none: the gate and the record as before the rescale existed (the same keys as
+    the other rules' files); the fitted one adds only its rescale record."""
+    raw, fitted = calibrated["dit-teacache-raw"][0], calibrated["dit-teacache"][0]
+    assert set(raw["calibration"]) == set(calibrated["dit-fbcache"][0]["calibration"])
+    assert set(fitted["calibration"]) - set(raw["calibration"]) == {"rescale"}
+    assert raw["gate"].startswith("teacache:") and "poly" not in raw["gate"]

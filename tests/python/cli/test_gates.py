@@ -2,9 +2,10 @@
 against the independent reference scripts/testing/reference_gate.py (each image sampled alone
 through the model's contract methods, with its own gate and FeatureCache):
 
-  - parity: raw samples within parity.TOL and every image's decision string equal, for each rule,
-    with the plain, TaylorSeer and FoCa correctors, the guards (warmup, max-run, max-total, fn,
-    bn), DDIM, DDPM without guidance, and the flow sampler euler;
+  - parity: raw samples within parity.TOL and every image's decision string equal, for each rule
+    (teacache also with a rescale polynomial), with the plain, TaylorSeer and FoCa correctors,
+    the guards (warmup, max-run, max-total, fn, bn), DDIM, DDPM without guidance, and the flow
+    sampler euler;
   - batch invariance: the same images at --batch-size 1, 5 and 16 give the same bytes and the
     same decisions;
   - the report's branch counts and per-image figures, recomputed from the REFERENCE's decisions;
@@ -55,6 +56,9 @@ CASES = {
     "fbcache": ("fmnist", "ddim", 12, 1.5, "fbcache:0.07,fn=1", "none"),
     "easycache": ("fmnist", "ddim", 12, 1.5, "easycache:0.3", "none"),
     "teacache-taylor2": ("fmnist", "ddim", 12, 1.5, "teacache:0.48", "taylor:2"),
+    # TeaCache's rescale (its value is negative for d in about (0.05, 0.075), where it adds
+    # nothing: accumulating it as is would reuse more)
+    "teacache-poly": ("fmnist", "ddim", 12, 1.5, "teacache:0.1,poly=100/0/20/-2.5/0.07", "none"),
     "easycache-foca": ("fmnist", "ddim", 12, 1.5, "easycache:0.3", "foca"),
     # fn = 2 and bn = 3 always computed, warm-up 3 steps, at most 3 reused in a row
     "fbcache-guards": ("fmnist", "ddim", 12, 1.5, "fbcache:0.16,fn=2,bn=3,warmup=3,max-run=3",
@@ -227,6 +231,10 @@ BAD_GATES = {
     "fn_0": (["--cache", "fbcache:0.1,fn=0"], ["fbcache", "fn >= 1"]),
     "fn_beyond_depth": (["--cache", "fbcache:0.1,fn=99"], ["fn=99", "fn + bn", "12"]),
     "unknown_key": (["--cache", "teacache:0.1,bogus=1"], ["teacache", "bogus=1"]),
+    "poly_on_fbcache": (["--cache", "fbcache:0.1,poly=1/2/3/4/5"], ["poly=1/2/3/4/5",
+                                                                    "teacache only"]),
+    "poly_count": (["--cache", "teacache:0.1,poly=1/2/3"], ["poly=1/2/3", "3 coefficients"]),
+    "poly_not_a_number": (["--cache", "teacache:0.1,poly=1/2/x/4/5"], ["'x'", "not a number"]),
     "eoc_prior": (["--cache", "teacache:0.1", "--correct", "eoc", "--prior", "any.json"],
                   ["teacache:0.1", "gate", "--correct"]),
 }
