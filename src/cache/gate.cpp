@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "eoc/base/error.hpp"
+#include "eoc/base/numbers.hpp"
 
 namespace eoc {
 
@@ -19,29 +20,15 @@ const char* GateSpec::rule_name() const {
   return "?";
 }
 
-namespace {
-
-// The shortest decimal that reads back as exactly `v`.
-std::string shortest(double v) {
-  for (int digits = 1; digits <= 17; ++digits) {
-    std::ostringstream s;
-    s.precision(digits);
-    s << v;
-    if (std::stod(s.str()) == v) return s.str();
-  }
-  return std::to_string(v);
-}
-
-}  // namespace
-
 std::string GateSpec::text() const {
   std::ostringstream s;
-  s << rule_name() << ':' << shortest(threshold);
+  s << rule_name() << ':' << shortest_decimal(threshold);
   if (rule == Rule::fbcache) s << ",fn=" << first_blocks << ",bn=" << last_blocks;
   if (warmup != 1) s << ",warmup=" << warmup;
   if (max_run) s << ",max-run=" << *max_run;
   if (max_total) s << ",max-total=" << *max_total;
-  for (size_t i = 0; i < rescale.size(); ++i) s << (i ? "/" : ",poly=") << shortest(rescale[i]);
+  for (size_t i = 0; i < rescale.size(); ++i)
+    s << (i ? "/" : ",poly=") << shortest_decimal(rescale[i]);
   return s.str();
 }
 
@@ -51,27 +38,10 @@ double GateSpec::rescaled(double d) const {
 
 namespace {
 
-bool whole_number(const std::string& t, long long& v) {
-  size_t used = 0;
-  try {
-    v = std::stoll(t, &used);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return !t.empty() && used == t.size() && std::isdigit(static_cast<unsigned char>(t[0]));
-}
-
-// A finite number written in full ("0.5", "-1.25e-3"), or nothing.
-std::optional<double> finite_number(const std::string& t) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(t, &used);
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  if (t.empty() || used != t.size() || !std::isfinite(v)) return std::nullopt;
-  return v;
+// A count written as digits ("3"; no sign), or nothing.
+std::optional<long long> whole_number(const std::string& t) {
+  if (t.empty() || !std::isdigit(static_cast<unsigned char>(t[0]))) return std::nullopt;
+  return parse_whole_integer(t);
 }
 
 // poly=C4/C3/C2/C1/C0's value -> the coefficients; Error naming what is wrong.
@@ -82,7 +52,7 @@ std::vector<double> parse_rescale(const std::string& text, const std::string& it
   while (true) {
     const auto slash = value.find('/', start);
     const std::string c = value.substr(start, slash == std::string::npos ? slash : slash - start);
-    const auto v = finite_number(c);
+    const auto v = parse_finite_number(c);
     if (!v)
       fail("'", text, "': the rescale coefficient '", c, "' in '", item, "' is not a number (",
            usage, ")");
@@ -121,14 +91,10 @@ std::optional<GateSpec> GateSpec::parse(const std::string& text) {
   bool first = true;
   while (std::getline(in, item, ',')) {
     if (first) {
-      size_t used = 0;
-      try {
-        g.threshold = std::stod(item, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (item.empty() || used != item.size() || !std::isfinite(g.threshold) || g.threshold < 0)
+      const auto threshold = parse_finite_number(item);
+      if (!threshold || *threshold < 0)
         fail("'", text, "': the threshold '", item, "' is not a number >= 0 (", usage, ")");
+      g.threshold = *threshold;
       first = false;
       continue;
     }
@@ -141,9 +107,9 @@ std::optional<GateSpec> GateSpec::parse(const std::string& text) {
       g.rescale = parse_rescale(text, item, item.substr(eq + 1), usage);
       continue;
     }
-    long long v = 0;
-    if (eq == std::string::npos || !whole_number(item.substr(eq + 1), v))
-      fail("'", text, "': '", item, "' is not KEY=N (", usage, ")");
+    const auto number = eq == std::string::npos ? std::nullopt : whole_number(item.substr(eq + 1));
+    if (!number) fail("'", text, "': '", item, "' is not KEY=N (", usage, ")");
+    const long long v = *number;
     if (key == "fn" && g.rule == Rule::fbcache)
       g.first_blocks = v;
     else if (key == "bn" && g.rule == Rule::fbcache)

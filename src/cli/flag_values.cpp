@@ -1,5 +1,7 @@
 #include "eoc/cli/flag_values.hpp"
 
+#include "eoc/base/numbers.hpp"
+
 #include <cctype>
 #include <climits>
 #include <cmath>
@@ -10,13 +12,9 @@ namespace {
 
 // A whole-string integer; false when `text` is not one.
 bool parse_int(const std::string& text, long long& value) {
-  size_t used = 0;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return !text.empty() && used == text.size();
+  const auto v = parse_whole_integer(text);
+  if (v) value = *v;
+  return v.has_value();
 }
 
 }  // namespace
@@ -29,16 +27,9 @@ int parse_integer(const char* flag, const std::string& text) {
 }
 
 double parse_number(const char* flag, const std::string& text) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (text.empty() || used != text.size() || !std::isfinite(v))
-    fail(flag, " '", text, "' is not a number");
-  return v;
+  const auto v = parse_finite_number(text);
+  if (!v) fail(flag, " '", text, "' is not a number");
+  return *v;
 }
 
 GuidanceInterval parse_interval(const std::string& text) {
