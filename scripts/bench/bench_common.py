@@ -65,9 +65,10 @@ def read_timings(report_path):
         return json.load(f)["timings_s"]
 
 
-def first_and_later_batches(timings):
-    """-> (seconds of the first batch, seconds of all later ones) from a report's `timings_s`.
-    The first batch of a process also pays for TorchScript's first runs and for first
-    touching the run's memory; the later ones are what a long run settles at."""
-    batches = timings["batches"]
+def first_and_later_batches(timings, key="batches"):
+    """-> (seconds of the first batch, seconds of all later ones) from a report's `timings_s`
+    (key "batches": wall seconds, "batches_cpu": CPU seconds). The first batch of a process
+    also pays for TorchScript's first runs and for first touching the run's memory; the later
+    ones are what a long run settles at."""
+    batches = timings[key]
     return batches[0], sum(batches[1:])

@@ -117,9 +117,19 @@ at::Tensor BlockLoop::run(const at::Tensor& x, int64_t step, const at::Tensor& y
     at::Tensor f;
     auto compute = [&](const at::Tensor* rows) {
       flush();
-      auto out = rows ? model_.branch(l, b, tokens.index_select(0, *rows),
-                                      shift.index_select(0, *rows), scale.index_select(0, *rows))
-                      : model_.branch(l, b, tokens, shift, scale);
+      at::Tensor out;
+      if (rows) {
+        at::Tensor t, sh, sc;
+        {
+          const auto timer = session.gate_work();
+          t = tokens.index_select(0, *rows);
+          sh = shift.index_select(0, *rows);
+          sc = scale.index_select(0, *rows);
+        }
+        out = model_.branch(l, b, t, sh, sc);
+      } else {
+        out = model_.branch(l, b, tokens, shift, scale);
+      }
       if (observer) observer->on_computed(step, l, b, out);
       session.computed_images(step, l, b, split.compute, out);
       return out;
@@ -130,8 +140,14 @@ at::Tensor BlockLoop::run(const at::Tensor& x, int64_t step, const at::Tensor& y
       // The reused images' forecasts go straight into their rows of the branch's output.
       f = at::empty(tokens.sizes(), tokens.options().memory_format(at::MemoryFormat::Contiguous));
       if (!split.compute.empty()) {
-        const auto rc = session.rows_of(split.compute, tokens.device());
-        f.index_copy_(0, rc, compute(&rc));
+        at::Tensor rc;
+        {
+          const auto timer = session.gate_work();
+          rc = session.rows_of(split.compute, tokens.device());
+        }
+        const auto computed = compute(&rc);
+        const auto timer = session.gate_work();
+        f.index_copy_(0, rc, computed);
       }
       session.forecast_images(step, l, b, split.reuse, f);
     }

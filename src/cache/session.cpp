@@ -38,6 +38,7 @@ void CacheStats::add(const CacheStats& other) {
   append(image_decisions, other.image_decisions);
   append(image_step_signals, other.image_step_signals);
   append(gate_signals, other.gate_signals);
+  append(gate_cpu_seconds, other.gate_cpu_seconds);
 }
 
 CacheSession::CacheSession(Kind kind, CachePlan plan, const Corrector& corrector,
@@ -146,6 +147,7 @@ CacheStats CacheSession::stats() const {
     out.gate_signals.insert(out.gate_signals.end(), s.gate.signals().begin(),
                             s.gate.signals().end());
   }
+  if (gate_) out.gate_cpu_seconds = {gate_cpu_seconds_};
   return out;
 }
 
@@ -166,6 +168,7 @@ at::Tensor CacheSession::rows_of(const std::vector<int64_t>& images,
 
 void CacheSession::decide(int64_t step, const GateView& v) {
   EOC_ASSERT(gate_ && decided_step_ < step, "deciding step ", step, " twice or without a gate");
+  const auto timer = gate_work();
   using Rule = GateSpec::Rule;
   for (int64_t i = 0; i < images_; ++i) {
     auto& s = image_states_[i];
@@ -223,6 +226,7 @@ void CacheSession::computed_images(int64_t step, int64_t block, Branch b,
                                    const std::vector<int64_t>& images, const at::Tensor& f) {
   EOC_ASSERT(gate_ && f.size(0) == static_cast<int64_t>(images.size()) * halves_, "computed rows ",
              f.size(0), " for ", images.size(), " images");
+  const auto timer = gate_work();
   stats_.computed[step] += static_cast<int64_t>(images.size());
   const bool gated = gate_->gates(block, plan_.depth());
   const int64_t n = static_cast<int64_t>(images.size());
@@ -255,6 +259,7 @@ void CacheSession::forecast_images(int64_t step, int64_t block, Branch b,
 
 void CacheSession::step_output(int64_t step, const at::Tensor& x, const at::Tensor& out) {
   EOC_ASSERT(gate_ && decided_step_ == step, "step ", step, "'s output before its decision");
+  const auto timer = gate_work();
   int64_t bytes = 0;
   for (const auto& s : image_states_) bytes += s.cache.bytes();
   stats_.peak_cache_bytes = std::max(stats_.peak_cache_bytes, bytes);

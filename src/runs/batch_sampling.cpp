@@ -106,10 +106,11 @@ at::Tensor sample_batch(const RunSetup& run, const std::vector<int64_t>& indices
 BatchesRun sample_batches(const RunSetup& run, const std::vector<std::vector<int64_t>>& batches,
                           const CachePlan& plan, const Corrector& corrector,
                           log::Progress& progress, const BatchDoneFn& done) {
-  BatchesRun out{CacheStats(run.steps()), {}};
+  BatchesRun out{CacheStats(run.steps()), {}, {}};
   if (run.seed_mode == SeedMode::official) seed_global(run.seed);
   for (const auto& batch : batches) {
     const Stopwatch batch_time;
+    const CpuStopwatch batch_cpu;
     CacheSession session(plan, corrector);
     auto images = sample_batch(run, batch, session,
                                [&](int64_t) { progress.advance(static_cast<long>(batch.size())); });
@@ -117,6 +118,7 @@ BatchesRun sample_batches(const RunSetup& run, const std::vector<std::vector<int
     done(batch, std::move(images));
     synchronize(run.device);  // so the batch's time, and the caller's, are complete
     out.seconds.push_back(batch_time.seconds());
+    out.cpu_seconds.push_back(batch_cpu.seconds());
   }
   return out;
 }

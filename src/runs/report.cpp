@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <ctime>
 #include <iomanip>
+#include <numeric>
 #include <sstream>
 
 #include "eoc/io/files.hpp"
@@ -53,6 +54,10 @@ nlohmann::json gate_stats_json(const CacheStats& stats) {
           {"computed_fraction", spread(f)},
           {"reused_steps", spread(reused)},
           {"signal", spread(stats.gate_signals)},
+          {"own_cpu_s",
+           {{"total",
+             std::accumulate(stats.gate_cpu_seconds.begin(), stats.gate_cpu_seconds.end(), 0.0)},
+            {"batches", stats.gate_cpu_seconds}}},
           {"per_image_listed", per_image.size()},
           {"per_image", per_image}};
 }

@@ -106,7 +106,8 @@ std::vector<int64_t> plan_sample_indices(const OutputOptions& out, const RunFact
 // What the sampling phase measured.
 struct SampleTimes {
   double sample = 0, sample_cpu = 0, write = 0, total = 0;
-  std::vector<double> batches;  // per batch, its sinks included
+  std::vector<double> batches;      // per batch, its sinks included
+  std::vector<double> batches_cpu;  // the same in CPU seconds
 };
 
 // Throughput after the first batch, which alone pays for TorchScript's first runs and for first
@@ -144,7 +145,8 @@ nlohmann::json sample_report(const RunFacts& facts, const CacheSetup& cache, con
         {"sample_cpu", times.sample_cpu},
         {"write", times.write},
         {"total", times.total},
-        {"batches", times.batches}}},
+        {"batches", times.batches},
+        {"batches_cpu", times.batches_cpu}}},
       {"images_per_second", count > 0 ? count / times.sample : 0.0},
       {"steady_images_per_second", steady_images_per_second(batches, times.batches)},
       {"memory",
@@ -197,6 +199,7 @@ void run_sample(const SampleOptions& options) {
   times.sample = sampling.seconds();
   times.sample_cpu = sampling_cpu.seconds();
   times.batches = sampled.seconds;
+  times.batches_cpu = sampled.cpu_seconds;
   const CacheStats& stats = sampled.stats;
 
   Stopwatch writing;

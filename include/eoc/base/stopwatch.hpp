@@ -29,6 +29,20 @@ class CpuStopwatch {
   double start_;
 };
 
+// Adds the process CPU seconds its scope took to `sink`: work timed inside a run (a gate's own
+// signals and bookkeeping), so that what it costs is measured in the same process as the rest.
+class ScopedCpuSeconds {
+ public:
+  explicit ScopedCpuSeconds(double& sink) : sink_(sink) {}
+  ~ScopedCpuSeconds() { sink_ += watch_.seconds(); }
+  ScopedCpuSeconds(const ScopedCpuSeconds&) = delete;
+  ScopedCpuSeconds& operator=(const ScopedCpuSeconds&) = delete;
+
+ private:
+  double& sink_;
+  CpuStopwatch watch_;
+};
+
 // The current time as "2026-11-28T09:30:00Z", for reports and records.
 std::string utc_now();
 

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "eoc/base/stopwatch.hpp"
 #include "eoc/cache/correctors.hpp"
 #include "eoc/cache/feature_cache.hpp"
 #include "eoc/cache/gate.hpp"
@@ -44,6 +45,12 @@ struct CacheStats {
   std::vector<double> gate_signals;
   // Per image, every step's measured signal (ImageGate::step_signals: NaN where unknown).
   std::vector<std::vector<double>> image_step_signals;
+  // Gated runs, per batch (sessions appended): the process CPU seconds of the gate's own work,
+  // timed where it happens (CacheSession::gate_work): its signals, and splitting a batch into
+  // the images that compute and those that reuse (gathering and scattering their rows, each
+  // image's own copy of a computed output). Forecasting the reused images is not in it: any
+  // cache pays for its reuse.
+  std::vector<double> gate_cpu_seconds;
   explicit CacheStats(int64_t steps = 0) : computed(steps, 0), reused(steps, 0) {}
   int64_t total_computed() const;
   int64_t total_reused() const;
@@ -137,6 +144,9 @@ class CacheSession {
                        at::Tensor& out);
   // After the step: the guided output (images, C, H, W) for x (easycache's k).
   void step_output(int64_t step, const at::Tensor& x, const at::Tensor& out);
+  // Times a scope as the gate's own work (CacheStats::gate_cpu_seconds): the block loop's row
+  // gathers and scatters; decide, computed_images and step_output time themselves.
+  ScopedCpuSeconds gate_work() { return ScopedCpuSeconds(gate_cpu_seconds_); }
 
  private:
   enum class Kind { cached, uncached, shadowing };
@@ -163,6 +173,7 @@ class CacheSession {
   std::vector<ImageState> image_states_;
   std::vector<uint8_t> reuse_now_;  // per image, the current step's decision
   int64_t decided_step_ = -1;
+  double gate_cpu_seconds_ = 0.0;
 };
 
 }  // namespace eoc

@@ -36,8 +36,9 @@ at::Tensor sample_batch(const RunSetup& run, const std::vector<int64_t>& indices
 
 // What sample_batches measured.
 struct BatchesRun {
-  CacheStats stats;             // every batch's counts added
-  std::vector<double> seconds;  // per batch: sampling, `done` and a device sync
+  CacheStats stats;                 // every batch's counts added
+  std::vector<double> seconds;      // per batch: sampling, `done` and a device sync
+  std::vector<double> cpu_seconds;  // the same per batch, the process's CPU seconds
 };
 
 // Samples `batches` in order, each through a fresh session of `plan` and `corrector`, and hands

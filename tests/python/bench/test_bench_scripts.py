@@ -4,6 +4,7 @@ measure nothing here: the numbers in docs/ come from full runs."""
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 
@@ -56,28 +57,54 @@ def test_bench_cache_time_gate_check(eoc_bin, pixel_dit, tmp_path):
     out, md = tmp_path / "t.json", tmp_path / "t.md"
     run_script("bench_cache_time.py", [
         "--eoc", eoc_bin, "--model", pixel_dit["ts"], "--steps", 6, "--images", 2, "--batch-size", 2,
-        "--rounds", 1, "--cpu", "--variants", "uncached,plain",
+        "--rounds", 2, "--cpu", "--variants", "uncached,plain",
         "--extra", "tea=--cache teacache:0.2", "--extra", "tea0=--cache teacache:0",
-        "--gate-check", "tea=tea0", "--out", out, "--markdown", md], tmp_path)
+        "--gate-check", "tea=tea0", "--gate-check", "tea0", "--out", out, "--markdown", md],
+        tmp_path)
     doc = json.loads(out.read_text())
     rows = {(r["phase"], r["variant"]): r for r in doc["rows"]}
     # The fraction each run computed, from its report: fora:3 computes some steps, not all.
     assert rows[("sample", "uncached")]["computed"] == 1.0
     assert 0 < rows[("sample", "plain")]["computed"] < 1
     assert rows[("sample", "tea0")]["computed"] == 1.0
-    checks = {c["phase"]: c for c in doc["gate_checks"]}
-    assert set(checks) == {"sample", "sample cpu"}
-    c = checks["sample cpu"]
+    # Only gated runs have a gate's share of their time, one per round.
+    assert rows[("sample", "plain")]["gate_share"] is None
+    assert all(0 < s < 1 for s in rows[("sample cpu", "tea")]["gate_share"])
+    checks = {(c["phase"], c["variant"]): c for c in doc["gate_checks"]}
+    assert set(checks) == {(p, v) for p in ("sample", "sample cpu") for v in ("tea", "tea0")}
+    c = checks[("sample cpu", "tea")]
     assert c["computed"] == rows[("sample cpu", "tea")]["computed"] < 1.0
-    assert c["overhead"] == pytest.approx(rows[("sample cpu", "tea0")]["vs_uncached"] - 1)
+    # The gate's own overhead: its share of the gated run x that run's ratio against uncached,
+    # the median over rounds; the threshold-0 run's ratio - 1 beside it.
+    tea, unc = rows[("sample cpu", "tea")], rows[("sample cpu", "uncached")]
+    per_round = [s * t / u for s, t, u in zip(tea["gate_share"], tea["times_s"], unc["times_s"])]
+    assert c["overhead"] == pytest.approx(statistics.median(per_round))
+    assert c["overhead_zero"] == pytest.approx(rows[("sample cpu", "tea0")]["vs_uncached"] - 1)
     assert c["expected"] == pytest.approx(c["computed"] + c["overhead"])
     assert c["measured"] == rows[("sample cpu", "tea")]["vs_uncached"]
     assert c["within_10pct"] == (abs(c["measured"] / c["expected"] - 1) <= 0.10)
+    assert checks[("sample cpu", "tea0")]["overhead_zero"] is None
     assert "| sample cpu | tea |" in md.read_text()
-    proc = run_script("bench_cache_time.py", [
-        "--eoc", eoc_bin, "--variants", "plain", "--gate-check", "tea=tea0", "--out", out], tmp_path,
-        check=False)
-    assert proc.returncode != 0 and "--gate-check" in proc.stderr
+    for bad in ("tea=tea0", "plain"):  # an unknown variant; a variant without a gate
+        proc = run_script("bench_cache_time.py", [
+            "--eoc", eoc_bin, "--model", pixel_dit["ts"], "--steps", 6, "--images", 2,
+            "--batch-size", 2, "--rounds", 1, "--variants", "uncached,plain", "--gate-check", bad,
+            "--out", out], tmp_path, check=False)
+        assert proc.returncode != 0 and "--gate-check" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_bench_cache_time_cpu_seconds_of_the_steady_batches(eoc_bin, pixel_dit, tmp_path):
+    out = tmp_path / "t.json"
+    run_script("bench_cache_time.py", [
+        "--eoc", eoc_bin, "--model", pixel_dit["ts"], "--steps", 6, "--images", 2, "--batch-size", 1,
+        "--rounds", 1, "--warm-up-batch", "--cpu", "--variants", "uncached,plain",
+        "--extra", "tea=--cache teacache:0.2", "--gate-check", "tea", "--out", out], tmp_path)
+    doc = json.loads(out.read_text())
+    phases = {r["phase"] for r in doc["rows"]}
+    assert phases == {"first batch", "steady", "first batch cpu", "steady cpu"}
+    assert {c["phase"] for c in doc["gate_checks"]} == phases
+    assert all(positive(c["overhead"]) for c in doc["gate_checks"])
 
 
 @pytest.mark.parametrize("variants", ["taylor", "plain,fast"])

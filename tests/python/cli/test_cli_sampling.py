@@ -353,6 +353,10 @@ def test_report_times_each_batch(run_eoc, builtin_model, tmp_path, num_samples, 
     assert len(batches) == -(-num_samples // batch_size)
     assert all(t > 0 for t in batches)
     assert sum(batches) <= r["timings_s"]["sample"] + 1e-6
+    # The same per batch in CPU seconds (getrusage's microseconds), within the phase's.
+    cpu = r["timings_s"]["batches_cpu"]
+    assert len(cpu) == len(batches) and all(t > 0 for t in cpu)
+    assert sum(cpu) <= r["timings_s"]["sample_cpu"] + 1e-5
     if len(batches) == 1:
         assert r["steady_images_per_second"] is None
     else:

@@ -173,6 +173,12 @@ def test_report_counts_follow_reference_decisions(case_run, case):
     assert [p["reused_steps"] for p in per_image] == [d.count("r") for d in decisions]
     assert stats["caching_level"] == pytest.approx(sum(reused) / (IMAGES * steps * depth * 2),
                                                    rel=1e-12)
+    # The gate's own CPU time: one figure per batch, within the sampling phase.
+    own = stats["gate"]["own_cpu_s"]
+    timings = r["report"]["timings_s"]
+    assert len(own["batches"]) == len(timings["batches"])
+    assert own["total"] == pytest.approx(sum(own["batches"]))
+    assert 0 < own["total"] < timings["sample_cpu"]
 
 
 def test_threshold_zero_computes_everything(run_eoc, case_run, latent_dit, tmp_path):
