@@ -48,6 +48,7 @@ class FocaCorrector final : public Corrector {
     EOC_ASSERT(false, "foca's forecast is a tensor (Corrector::correct), not coefficients");
     return {};
   }
+  // With one value so far (no value before the latest) the forecast is that value.
   at::Tensor correct(int64_t step, int64_t, Branch, const CachedFeature& e) const override {
     check(step, e);
     if (!e.before_latest.defined()) return e.latest;
@@ -58,8 +59,10 @@ class FocaCorrector final : public Corrector {
   void correct_into(int64_t step, int64_t, Branch, const CachedFeature& e,
                     at::Tensor& dst) const override {
     check(step, e);
-    if (!write_foca_loop(dst, e, has_slope(e), dk(e)))
-      dst.copy_(e.before_latest.defined() ? with_aten(e) : e.latest);
+    if (!e.before_latest.defined())
+      dst.copy_(e.latest);
+    else if (!write_foca_loop(dst, e, has_slope(e), dk(e)))
+      dst.copy_(with_aten(e));
   }
 
  private:

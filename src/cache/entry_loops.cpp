@@ -184,12 +184,9 @@ bool write_corrected_loop(at::Tensor& dst, const Correction& c, const CachedFeat
 
 bool write_foca_loop(at::Tensor& dst, const CachedFeature& e, bool has_slope, double dk) {
   Rows out, l1, l2, v, p;
-  if (!rows_of(dst, out) || !rows_of(e.latest, l1) || !same_shape(out, l1)) return false;
-  if (!e.before_latest.defined()) {
-    dst.copy_(e.latest);
-    return true;
-  }
-  if (!rows_of(e.before_latest, l2) || !same_shape(out, l2)) return false;
+  if (!e.before_latest.defined() || !rows_of(dst, out) || !rows_of(e.latest, l1) ||
+      !same_shape(out, l1) || !rows_of(e.before_latest, l2) || !same_shape(out, l2))
+    return false;
   if (has_slope && (!rows_of(e.value, v) || !rows_of(e.previous, p) || !same_shape(out, v) ||
                     !same_shape(out, p)))
     return false;

@@ -100,6 +100,12 @@ TEST(EntryLoops, FocaMatchesItsFormula) {
   foca->correct_into(6, 0, Branch::attn, e, rows);
   EXPECT_TRUE(at::equal(rows, whole));
   EXPECT_TRUE(at::allclose(whole, e.latest + 0.5 * (local + slope), 1e-5, 1e-6));
+  // One value so far: the loop declines, and the corrector's forecast is that value.
+  e.before_latest = at::Tensor();
+  EXPECT_FALSE(eoc::write_foca_loop(out, e, true, 2.0));
+  EXPECT_TRUE(at::equal(foca->correct(6, 0, Branch::attn, e), e.latest));
+  foca->correct_into(6, 0, Branch::attn, e, rows);
+  EXPECT_TRUE(at::equal(rows, e.latest));
 }
 
 }  // namespace

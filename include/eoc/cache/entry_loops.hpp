@@ -35,8 +35,8 @@ std::vector<at::Tensor> derivative_estimates_loop(const at::Tensor& feature,
 bool write_corrected_loop(at::Tensor& dst, const Correction& c, const CachedFeature& entry);
 
 // dst = FoCa's forecast latest + ((latest - before) + slope) / 2 (cache/correctors.hpp), with
-// slope = (F[r] - F[p]) / dk when `has_slope`, else latest - before; dst = latest when
-// `before` is undefined.
+// slope = (F[r] - F[p]) / dk when `has_slope`, else latest - before. False also when the entry
+// has no value before the latest (the corrector's case: F_hat = latest).
 bool write_foca_loop(at::Tensor& dst, const CachedFeature& entry, bool has_slope, double dk);
 
 }  // namespace eoc
