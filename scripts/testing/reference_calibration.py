@@ -62,11 +62,18 @@ MAX_COEFFICIENT = 10.0  # fitted coefficients are clamped to [-10, 10]
 MIN_DENOMINATOR = 1e-12  # a channel whose basis energy is at most this gets coefficient 0
 SAME_AS = 1e-3  # a least-squares theta this close to 0 or 1 is not tried again
 ORDER_COST = 0.01  # a candidate of forecast order o competes by error * (1 + 0.01 max(0, o - 1))
+FOCA = rs.FOCA_ORDER  # the step "order" of FoCa's forecast (calibrate --foca), costed as order 2
 
 
 def weighted(error, order):
     """docs/EOC.md's order-cost rule: the error a candidate of this order competes with."""
-    return error * (1.0 + ORDER_COST * max(0, order - 1))
+    cost = 2 if order == FOCA else order
+    return error * (1.0 + ORDER_COST * max(0, cost - 1))
+
+
+def forecast_orders(max_order, foca):
+    """The forecasts an order search tries, in order: 1..max_order, then FoCa's."""
+    return list(range(1, max_order + 1)) + ([FOCA] if foca else [])
 
 
 def first_best(errors, orders, search_orders=True):
@@ -107,6 +114,7 @@ def fork(cache, prior):
     out = rs.FeatureCache("eoc", prior)
     out.entries = dict(cache.entries)
     out.derivatives = dict(cache.derivatives)
+    out.trail = dict(cache.trail)
     return out
 
 
@@ -221,7 +229,7 @@ def judge_local(run, prior, x, y, noise):
     return judged
 
 
-def judge_trajectory(run, prior, x_T, y, noise, reference, max_order):
+def judge_trajectory(run, prior, x_T, y, noise, reference, all_orders):
     lo, hi = min(prior["thetas"]), max(prior["thetas"])
     reused = run.reused_steps()
 
@@ -239,10 +247,11 @@ def judge_trajectory(run, prior, x_T, y, noise, reference, max_order):
             prior["theta"][k], prior["order"][k] = 1.0, order
         return advance(start, run.S)[1]
 
-    finals = [all_at(o) for o in range(1, max_order + 1)]
+    search = len(all_orders) > 1
+    finals = [all_at(o) for o in all_orders]
     fixed_errors = [mse(f, reference) for f in finals]
-    base = first_best(fixed_errors, range(1, max_order + 1)) + 1
-    current = finals[base - 1]
+    best = first_best(fixed_errors, all_orders)
+    base, current = all_orders[best], finals[best]
     for k in reused:
         prior["order"][k] = base
     state = start
@@ -255,13 +264,13 @@ def judge_trajectory(run, prior, x_T, y, noise, reference, max_order):
             return advance(state, run.S)[1]
 
         candidates, orders, finals = [0.0, 1.0], [0, base], [final_with(0.0, base), current]
-        for o in range(1, max_order + 1):
+        for o in all_orders:
             if o != base:
                 candidates.append(1.0)
                 orders.append(o)
                 finals.append(final_with(1.0, o))
         errors = [mse(f, reference) for f in finals]
-        far = 1 + first_best(errors[1:], orders[1:], max_order > 1)
+        far = 1 + first_best(errors[1:], orders[1:], search)
         line = (finals[far] - finals[0]).double()
         miss = (reference - finals[0]).double()
         dd = float((line * line).sum())
@@ -271,26 +280,26 @@ def judge_trajectory(run, prior, x_T, y, noise, reference, max_order):
             orders.append(orders[far])
             finals.append(final_with(best, orders[far]))
             errors.append(mse(finals[-1], reference))
-        pick = first_best(errors, orders, max_order > 1)
+        pick = first_best(errors, orders, search)
         theta, order = candidates[pick], orders[pick]
         prior["theta"][k], prior["order"][k] = theta, order if theta != 0.0 else base
         current = finals[pick]
         entry = dict(step=k, theta=theta, candidates=candidates, errors=errors)
-        if max_order > 1:
+        if search:
             entry.update(order=order, orders=orders)
         judged.append((entry, order))
-    return judged, (fixed_errors if max_order > 1 else [])
+    return judged, (fixed_errors if search else [])
 
 
 def calibrate(model, *, form="taylor", judgment="trajectory", thetas=None, sampler="ddim",
               steps=50, respacing="even", eta=0.0, cfg_scale=4.0, cfg_channels="3",
               classes=None, num_samples=48, judge_samples=16, batch_size=16, seed=1000,
-              seed_mode="per-image", cache="fora:3", vectors=None, max_order=None):
+              seed_mode="per-image", cache="fora:3", vectors=None, max_order=None, foca=False):
     """What `eoc calibrate` with these settings should write: dict(step_theta, step_order,
     judged, fixed_order_errors, vectors, layout). `vectors` (from `fit`) skips the fit when the
     same run was fitted already (the fit does not depend on the judgment); official-mode streams
     still draw the fit's noise. max_order None: eoc's default (4 for the taylor form's
-    trajectory judgment, else 1)."""
+    trajectory judgment, else 1). foca: FoCa's forecast is searched beside the orders."""
     thetas = list(DEFAULT_THETAS if thetas is None else thetas)
     if max_order is None:
         max_order = 4 if (form, judgment) == ("taylor", "trajectory") else 1
@@ -307,7 +316,7 @@ def calibrate(model, *, form="taylor", judgment="trajectory", thetas=None, sampl
     prior = dict(form=form, thetas=thetas, halves=run.halves,
                  theta=[1.0 if r else 0.0 for r in reused],
                  order=[max_order if r else 0 for r in reused],
-                 series_order=max_order if max_order > 1 else 0,
+                 series_order=max_order if max_order > 1 else 0, foca=foca,
                  vectors={key: torch.from_numpy(v) for key, v in vectors.items()})
     with torch.no_grad():
         x_T, y, draw = run.start(run.N - run.J, run.J)
@@ -320,7 +329,8 @@ def calibrate(model, *, form="taylor", judgment="trajectory", thetas=None, sampl
             x = x_T
             for k in range(run.S):
                 x = run.step(k, x, run.output(x, y, k), noise[k])
-            pairs, fixed_order_errors = judge_trajectory(run, prior, x_T, y, noise, x, max_order)
+            pairs, fixed_order_errors = judge_trajectory(run, prior, x_T, y, noise, x,
+                                                         forecast_orders(max_order, foca))
             judged, orders = [j for j, _ in pairs], [o for _, o in pairs]
         else:
             raise ValueError(f"unknown judgment '{judgment}' (trajectory or local)")
@@ -355,7 +365,7 @@ WARPS = [0.5, 0.7, 1.0, 1.4, 2.0]
 MAX_PASSES = 4
 
 
-def budget_search(model, *, budget, warmup=0, max_order=4, sampler="ddim", steps=20,
+def budget_search(model, *, budget, warmup=0, max_order=4, foca=False, sampler="ddim", steps=20,
                   respacing="even", eta=0.0, cfg_scale=1.5, cfg_channels="3", classes=None,
                   num_samples=16, judge_samples=16, batch_size=16, seed=1000,
                   seed_mode="per-image"):
@@ -368,7 +378,8 @@ def budget_search(model, *, budget, warmup=0, max_order=4, sampler="ddim", steps
     total = int(np.floor(budget * S + 1e-9))
     prior = dict(form="taylor", thetas=list(DEFAULT_THETAS), halves=run.halves,
                  theta=[1.0] * S, order=[1] * S,
-                 series_order=max_order if max_order > 1 else 0, vectors={})
+                 series_order=max_order if max_order > 1 else 0, foca=foca, vectors={})
+    orders = forecast_orders(max_order, foca)
     with torch.no_grad():
         if seed_mode == "official":
             torch.manual_seed(run.seed)
@@ -426,10 +437,10 @@ def budget_search(model, *, budget, warmup=0, max_order=4, sampler="ddim", steps
             if len(c) == total:
                 add(f"fora:{n}", c)
         tried = []
-        errors = [score(shapes[0]["computed_steps"], o) for o in range(1, max_order + 1)]
-        tried += [dict(shapes[0], order=o, error=e) for o, e in enumerate(errors, 1)]
-        order = first_best(errors, range(1, max_order + 1)) + 1
-        best, pick = errors[order - 1], 0
+        errors = [score(shapes[0]["computed_steps"], o) for o in orders]
+        tried += [dict(shapes[0], order=o, error=e) for o, e in zip(orders, errors)]
+        i = first_best(errors, orders)
+        order, best, pick = orders[i], errors[i], 0
         for i, s in enumerate(shapes[1:], 1):
             e = score(s["computed_steps"], order)
             tried.append(dict(s, order=order, error=e))
@@ -437,7 +448,7 @@ def budget_search(model, *, budget, warmup=0, max_order=4, sampler="ddim", steps
                 best, pick = e, i
         computed, error, found_order = list(shapes[pick]["computed_steps"]), best, order
         if pick != 0:
-            for o in range(1, max_order + 1):
+            for o in orders:
                 if o != order:
                     e = score(computed, o)
                     tried.append(dict(shapes[pick], order=o, error=e))

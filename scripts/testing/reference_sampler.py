@@ -199,6 +199,9 @@ def make_plan(cache, steps, depth):
     return plan
 
 
+FOCA_ORDER = 5  # a taylor-form prior's step "order" that names FoCa's forecast (calibrate --foca)
+
+
 def load_prior(path):
     """The parts of an eoc prior (docs/EOC.md) a corrector needs: form, per-step theta and
     forecast order (version 2 priors: order 1), halves, the per-(step, block, branch) vectors
@@ -216,9 +219,11 @@ def load_prior(path):
         vectors[(e["step"], e["block"], 0 if e["branch"] == "attn" else 1)] = torch.from_numpy(raw.copy())
     theta = list(doc["step_theta"])
     order = list(doc.get("step_order", [1] * len(theta)))
-    highest = max([o for o, t in zip(order, theta) if t != 0.0], default=0)
+    highest = max([o for o, t in zip(order, theta) if t != 0.0 and o != FOCA_ORDER], default=0)
+    foca = any(o == FOCA_ORDER for o, t in zip(order, theta) if t != 0.0)
     return dict(form=doc["form"], theta=theta, order=order, series_order=highest if highest > 1 else 0,
-                vectors=vectors, halves=2 if float(doc["assumes"]["cfg_scale"]) > 1.0 else 1)
+                foca=foca, vectors=vectors,
+                halves=2 if float(doc["assumes"]["cfg_scale"]) > 1.0 else 1)
 
 
 def taylor_order(correct):
@@ -261,8 +266,17 @@ class FeatureCache:
         self.derivatives = {}  # taylor:O: (l, b) -> (k_r, [D0 = F_r, D1, ...])
         self.visited = {}  # foca: (l, b) -> (k, value at step k, computed or forecast)
         self.before_r = {}  # foca: (l, b) -> the value at r - 1 (G), or None
+        # eoc with FoCa steps (prior["foca"]): (l, b) -> the last two visits, each (k, value
+        # computed or forecast) or None; FoCa's recursion reads them step by step.
+        self.trail = {}
+
+    def visit(self, l, b, k, value):
+        last = self.trail.get((l, b), (None, None))[1]
+        self.trail[(l, b)] = (last if last is not None and last[0] == k - 1 else None, (k, value))
 
     def store(self, l, b, k, value):
+        if self.correct == "eoc" and self.prior.get("foca"):
+            self.visit(l, b, k, value)
         if self.correct == "foca":
             last = self.visited.get((l, b))
             self.before_r[(l, b)] = last[1] if last is not None and last[0] == k - 1 else None
@@ -299,7 +313,10 @@ class FeatureCache:
                 return f_r
             p, f_p = older
             return f_r + (k - r) / (r - p) * (f_r - f_p)
-        return self._eoc(l, b, k, f_r, r, older)
+        out = self._eoc(l, b, k, f_r, r, older)
+        if self.prior.get("foca"):
+            self.visit(l, b, k, out)
+        return out
 
     def _foca(self, l, b, k, f_r, r, older):
         g = self.before_r[(l, b)]
@@ -314,6 +331,19 @@ class FeatureCache:
         theta = pr["theta"][k]
         if theta == 0.0:
             return f_r
+        if pr["form"] == "taylor" and pr["order"][k] == FOCA_ORDER:
+            # FoCa's recursion from the values of the two steps before (computed or forecast),
+            # D the slope between the last two computed steps (L1 - L2 without one); then the
+            # line from F[r] (theta 0) to it.
+            l2, l1 = self.trail[(l, b)]
+            if l1[0] != k - 1:
+                raise ValueError(f"FoCa at step {k} without the value of step {k - 1}")
+            if l2 is None:
+                forecast = l1[1]
+            else:
+                d = (f_r - older[1]) / (r - older[0]) if older is not None else l1[1] - l2[1]
+                forecast = l1[1] + 0.5 * ((l1[1] - l2[1]) + d)
+            return forecast if theta == 1.0 else torch.lerp(f_r, forecast, theta)
         if pr["form"] == "taylor" and pr.get("series_order"):
             r, d = self.derivatives[(l, b)]
             out = d[0]

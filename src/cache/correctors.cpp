@@ -40,6 +40,22 @@ class TaylorCorrector final : public Corrector {
   int order_;
 };
 
+void foca_check(int64_t step, const CachedFeature& e) {
+  EOC_ASSERT(e.latest.defined() && e.latest_step == step - 1, "foca at step ", step,
+             " without the value of step ", step - 1);
+}
+bool foca_has_slope(const CachedFeature& e) { return e.previous.defined() && e.prev_step >= 0; }
+double foca_dk(const CachedFeature& e) {
+  return foca_has_slope(e) ? static_cast<double>(e.step - e.prev_step) : 1.0;
+}
+// The formula with ATen operations (the loop's fallback: CUDA, bf16, fp16).
+at::Tensor foca_with_aten(const CachedFeature& e) {
+  const auto local = at::sub(e.latest, e.before_latest);
+  at::Tensor slope = local;
+  if (foca_has_slope(e)) slope = at::sub(e.value, e.previous).div_(foca_dk(e));
+  return at::add(e.latest, local.add(slope), 0.5);
+}
+
 class FocaCorrector final : public Corrector {
  public:
   std::string name() const override { return "foca"; }
@@ -48,38 +64,16 @@ class FocaCorrector final : public Corrector {
     EOC_ASSERT(false, "foca's forecast is a tensor (Corrector::correct), not coefficients");
     return {};
   }
-  // With one value so far (no value before the latest) the forecast is that value.
   at::Tensor correct(int64_t step, int64_t, Branch, const CachedFeature& e) const override {
-    check(step, e);
-    if (!e.before_latest.defined()) return e.latest;
-    auto out = at::empty(e.latest.sizes(), e.latest.options());
-    if (write_foca_loop(out, e, has_slope(e), dk(e))) return out;
-    return with_aten(e);
+    return foca_forecast(step, e);
   }
   void correct_into(int64_t step, int64_t, Branch, const CachedFeature& e,
                     at::Tensor& dst) const override {
-    check(step, e);
+    foca_check(step, e);
     if (!e.before_latest.defined())
       dst.copy_(e.latest);
-    else if (!write_foca_loop(dst, e, has_slope(e), dk(e)))
-      dst.copy_(with_aten(e));
-  }
-
- private:
-  static void check(int64_t step, const CachedFeature& e) {
-    EOC_ASSERT(e.latest.defined() && e.latest_step == step - 1, "foca at step ", step,
-               " without the value of step ", step - 1);
-  }
-  static bool has_slope(const CachedFeature& e) { return e.previous.defined() && e.prev_step >= 0; }
-  static double dk(const CachedFeature& e) {
-    return has_slope(e) ? static_cast<double>(e.step - e.prev_step) : 1.0;
-  }
-  // The formula with ATen operations (the loop's fallback: CUDA, bf16, fp16).
-  static at::Tensor with_aten(const CachedFeature& e) {
-    const auto local = at::sub(e.latest, e.before_latest);
-    at::Tensor slope = local;
-    if (has_slope(e)) slope = at::sub(e.value, e.previous).div_(dk(e));
-    return at::add(e.latest, local.add(slope), 0.5);
+    else if (!write_foca_loop(dst, e, foca_has_slope(e), foca_dk(e)))
+      dst.copy_(foca_with_aten(e));
   }
 };
 
@@ -135,6 +129,15 @@ const Corrector& plain_corrector() {
   return plain;
 }
 std::unique_ptr<Corrector> make_foca_corrector() { return std::make_unique<FocaCorrector>(); }
+
+// With one value so far (no value before the latest) the forecast is that value.
+at::Tensor foca_forecast(int64_t step, const CachedFeature& e) {
+  foca_check(step, e);
+  if (!e.before_latest.defined()) return e.latest;
+  auto out = at::empty(e.latest.sizes(), e.latest.options());
+  if (write_foca_loop(out, e, foca_has_slope(e), foca_dk(e))) return out;
+  return foca_with_aten(e);
+}
 
 std::unique_ptr<Corrector> make_taylor_corrector(int order) {
   return std::make_unique<TaylorCorrector>(order);

@@ -140,13 +140,13 @@ void judge_local(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector
 // the fixed order whose trajectory (every reused step at theta 1) ends closest to the uncached
 // images, so the search starts from the best fixed forecast and never ends worse than it on the
 // judge images (by the cost-weighted error: see kOrderCost, which every choice among
-// candidates of different orders uses). Candidates per step: theta 0 (plain), theta 1 at the base order (the previous
-// choice's trajectory, no run), theta 1 at every other order, and the least-squares optimum on
-// the line from theta 0 to theta 1 of the best of those orders (the final image is close to
-// affine in theta), clamped to the theta range. With max_order 1 a step costs one or two runs
-// from that step to the end; each further order adds one.
+// candidates of different orders uses). Candidates per step: theta 0 (plain), theta 1 at the base
+// order (the previous choice's trajectory, no run), theta 1 at every other order, and the
+// least-squares optimum on the line from theta 0 to theta 1 of the best of those orders (the final
+// image is close to affine in theta), clamped to the theta range. With max_order 1 a step costs one
+// or two runs from that step to the end; each further order adds one.
 void judge_trajectory(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corrector,
-                      int max_order, EocPrior& prior) {
+                      const std::vector<int>& orders, EocPrior& prior) {
   const double lo = *std::min_element(prior.thetas.begin(), prior.thetas.end());
   const double hi = *std::max_element(prior.thetas.begin(), prior.thetas.end());
   const auto steps = reused_steps(plan);
@@ -155,24 +155,29 @@ void judge_trajectory(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corr
     for (const int64_t k : steps) corrector.set_step(k, 1.0, order);
     return runs.finish(start);
   };
+  const bool search = orders.size() > 1;
   int base = 1;
   at::Tensor current = all_at(1);
-  if (max_order > 1) {
+  if (search) {
     prior.fixed_order_errors = {runs.error(current)};
     std::vector<at::Tensor> finals{current};
-    for (int o = 2; o <= max_order; ++o) {
-      finals.push_back(all_at(o));
+    for (size_t i = 1; i < orders.size(); ++i) {
+      finals.push_back(all_at(orders[i]));
       prior.fixed_order_errors.push_back(runs.error(finals.back()));
     }
     const auto& e = prior.fixed_order_errors;
-    for (int o = 2; o <= max_order; ++o)
-      if (cost_weighted_error(e[o - 1], o) < cost_weighted_error(e[base - 1], base)) base = o;
-    current = finals[base - 1];
+    size_t best = 0;
+    for (size_t i = 1; i < orders.size(); ++i)
+      if (cost_weighted_error(e[i], orders[i]) < cost_weighted_error(e[best], orders[best]))
+        best = i;
+    base = orders[best];
+    current = finals[best];
     for (const int64_t k : steps) corrector.set_step(k, 1.0, base);
     std::string errors;
-    for (double x : e) errors += (errors.empty() ? "" : ", ") + str(x);
-    log::info(str("judging (trajectory): final-image errors of the fixed orders 1..", max_order,
-                  ": ", errors, "; starting from order ", base));
+    for (size_t i = 0; i < orders.size(); ++i)
+      errors += str(i ? ", " : "", forecast_name(orders[i]), ": ", e[i]);
+    log::info(str("judging (trajectory): final-image errors of the fixed forecasts (", errors,
+                  "); starting from ", forecast_name(base)));
   }
   TrajectoryState state = start;
   log::Progress progress("judging (trajectory)", static_cast<long>(steps.size()), "reused steps");
@@ -192,12 +197,12 @@ void judge_trajectory(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corr
     };
     add(0.0, base, final_with(0.0, base));
     add(1.0, base, current);
-    for (int o = 1; o <= max_order; ++o)
+    for (const int o : orders)
       if (o != base) add(1.0, o, final_with(1.0, o));
     // With an order search, candidates are compared by their cost-weighted errors. The best
     // order at theta 1 gives the line's far end.
     auto weighted = [&](size_t i) {
-      return max_order > 1 ? cost_weighted_error(s.errors[i], s.orders[i]) : s.errors[i];
+      return search ? cost_weighted_error(s.errors[i], s.orders[i]) : s.errors[i];
     };
     size_t far = 1;
     for (size_t i = 2; i < s.errors.size(); ++i)
@@ -217,7 +222,7 @@ void judge_trajectory(const CachePlan& plan, JudgeRuns& runs, EocCorrector& corr
     corrector.set_step(k, s.theta, s.theta == 0.0 ? base : s.order);
     prior.step_theta[k] = s.theta;
     prior.step_order[k] = s.order;
-    if (max_order == 1) s.orders.clear();  // every candidate is order 1: the prior stays as before
+    if (!search) s.orders.clear();  // every candidate is order 1: the prior stays as before
     prior.judged.push_back(s);
     progress.advance();
   }
@@ -245,15 +250,17 @@ void judge(const CachePlan& plan, const CalibrationSettings& settings, JudgeRuns
   if (settings.judgment == Judgment::local)
     judge_local(plan, runs, corrector, prior);
   else
-    judge_trajectory(plan, runs, corrector, settings.max_order, prior);
+    judge_trajectory(plan, runs, corrector, forecast_orders(settings.max_order, settings.foca),
+                     prior);
 }
 
 void check_settings(const CalibrationSettings& settings) {
   EOC_ASSERT(!settings.thetas.empty(), "calibration without candidates");
   EOC_ASSERT(settings.max_order >= 1 && settings.max_order <= kMaxTaylorOrder &&
-                 (settings.max_order == 1 ||
+                 ((settings.max_order == 1 && !settings.foca) ||
                   (settings.form == EocForm::taylor && settings.judgment == Judgment::trajectory)),
-             "a forecast order search up to ", settings.max_order, " for this form or judgment");
+             "a forecast order search up to ", settings.max_order, settings.foca ? " and FoCa" : "",
+             " for this form or judgment");
 }
 
 CalibrationCost cost_of(const JudgeRuns& runs, const Stopwatch& watch) {
@@ -272,7 +279,7 @@ Calibrated calibrate_eoc(const BlockLoop& loop, const CachePlan& plan,
   const Calibration cal{loop, plan};
   Calibrated out{plan, initial_prior(settings, plan.steps(), reused_steps(plan)), std::nullopt, {}};
   if (form_has_vectors(settings.form)) fit_vectors(cal, images, out.prior);
-  const auto corrector = make_eoc_corrector(out.prior, loop);
+  const auto corrector = make_eoc_corrector(out.prior, loop, settings.foca);
   JudgeRuns runs(loop, images.start(images.judge));
   judge(plan, settings, runs, *corrector, out.prior);
   out.cost = cost_of(runs, watch);
@@ -286,19 +293,21 @@ Calibrated calibrate_eoc_with_budget(const BlockLoop& loop, const BudgetSearch& 
   EOC_ASSERT(settings.form == EocForm::taylor && settings.judgment == Judgment::trajectory &&
                  images.fit_batches.empty() && !images.judge.empty(),
              "a budget search outside the taylor form's trajectory judgment");
-  EOC_ASSERT(budget.max_order == settings.max_order, "search and judgment orders differ");
+  EOC_ASSERT(budget.max_order == settings.max_order && budget.foca == settings.foca,
+             "search and judgment orders differ");
   c10::InferenceMode inference;
   const Stopwatch watch;
   const int64_t steps = loop.evaluations(), depth = loop.model().config().depth;
   std::vector<int64_t> every(steps);
   for (int64_t k = 0; k < steps; ++k) every[k] = k;
   // The search's forecasts: theta 1 everywhere, series up to max_order.
-  const auto forecast = make_eoc_corrector(initial_prior(settings, steps, every), loop);
+  const auto forecast =
+      make_eoc_corrector(initial_prior(settings, steps, every), loop, settings.foca);
   JudgeRuns runs(loop, images.start(images.judge));
   auto found = search_schedule(runs, depth, budget, *forecast);
   Calibrated out{
       found.plan, initial_prior(settings, steps, reused_steps(found.plan)), std::move(found), {}};
-  const auto corrector = make_eoc_corrector(out.prior, loop);
+  const auto corrector = make_eoc_corrector(out.prior, loop, settings.foca);
   judge(out.plan, settings, runs, *corrector, out.prior);
   out.cost = cost_of(runs, watch);
   return out;

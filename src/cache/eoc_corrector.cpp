@@ -9,15 +9,34 @@ namespace eoc {
 
 bool form_has_vectors(EocForm f) { return f != EocForm::taylor; }
 
+std::string forecast_name(int order) {
+  return order == kFocaOrder ? std::string("foca") : std::to_string(order);
+}
+
+std::vector<int> forecast_orders(int max_order, bool foca) {
+  std::vector<int> out;
+  for (int o = 1; o <= max_order; ++o) out.push_back(o);
+  if (foca) out.push_back(kFocaOrder);
+  return out;
+}
+
 int EocPrior::highest_order() const {
   int highest = 0;
-  for (size_t k = 0; k < step_theta.size(); ++k)
-    if (step_theta[k] != 0.0) highest = std::max(highest, order_at(static_cast<int64_t>(k)));
+  for (size_t k = 0; k < step_theta.size(); ++k) {
+    const int o = order_at(static_cast<int64_t>(k));
+    if (step_theta[k] != 0.0 && o != kFocaOrder) highest = std::max(highest, o);
+  }
   return highest;
 }
 
+bool EocPrior::uses_foca() const {
+  for (size_t k = 0; k < step_theta.size(); ++k)
+    if (step_theta[k] != 0.0 && order_at(static_cast<int64_t>(k)) == kFocaOrder) return true;
+  return false;
+}
+
 EocCorrector::EocCorrector(const EocPrior& prior, int64_t halves, const at::Device& device,
-                           at::ScalarType dtype)
+                           at::ScalarType dtype, bool room_for_foca)
     : form_(prior.form), theta_(prior.step_theta), halves_(halves) {
   EOC_ASSERT(halves == 1 || halves == 2, "a CFG batch multiplier of ", halves);
   EOC_ASSERT(prior.step_order.empty() || prior.step_order.size() == theta_.size(),
@@ -28,19 +47,23 @@ EocCorrector::EocCorrector(const EocPrior& prior, int64_t halves, const at::Devi
   EOC_ASSERT(highest <= kMaxTaylorOrder && (highest <= 1 || form_ == EocForm::taylor), "order ",
              highest, " for the ", eoc_form_name(form_), " form");
   series_order_ = highest >= 2 ? highest : 0;
+  foca_ = room_for_foca || prior.uses_foca();
+  EOC_ASSERT(!foca_ || form_ == EocForm::taylor, "FoCa steps in the ", eoc_form_name(form_),
+             " form");
   for (const auto& [key, v] : prior.vectors)
     vectors_[key] = v.narrow(0, 0, halves_).reshape({halves_, 1, 1, v.size(1)}).to(device, dtype);
   for (int64_t k = 0; k < static_cast<int64_t>(theta_.size()); ++k) set_step_theta(k, theta_[k]);
 }
 
 History EocCorrector::history() const {
+  if (foca_) return {true, series_order_, true};
   if (series_order_ > 0) return {false, series_order_};
   return {form_ != EocForm::scale, 0};
 }
 
 void EocCorrector::set_step(int64_t step, double theta, int order) {
-  EOC_ASSERT(order >= 1 && order <= std::max(series_order_, 1), "order ", order,
-             " beyond the corrector's ", std::max(series_order_, 1));
+  EOC_ASSERT((order >= 1 && order <= std::max(series_order_, 1)) || (foca_ && order == kFocaOrder),
+             "order ", order, " beyond the corrector's ", std::max(series_order_, 1));
   set_step_theta(step, theta);
   order_[step] = order;
 }
@@ -59,6 +82,8 @@ Correction EocCorrector::correction(int64_t step, int64_t block, Branch b,
   Correction c;
   const double theta = theta_[step];
   if (theta == 0.0) return c;
+  EOC_ASSERT(order_[step] != kFocaOrder, "FoCa's forecast at step ", step,
+             " is a tensor (correct()), not coefficients");
   if (form_ == EocForm::taylor && series_order_ > 0) {
     const auto count = std::min<size_t>(static_cast<size_t>(order_[step]), e.derivatives.size());
     c.series = taylor_series(step, e, count);
@@ -79,9 +104,19 @@ Correction EocCorrector::correction(int64_t step, int64_t block, Branch b,
   return c;
 }
 
-std::unique_ptr<EocCorrector> make_eoc_corrector(const EocPrior& prior, const BlockLoop& loop) {
+at::Tensor EocCorrector::correct(int64_t step, int64_t block, Branch b,
+                                 const CachedFeature& e) const {
+  if (theta_[step] == 0.0 || order_[step] != kFocaOrder)
+    return corrected_feature(correction(step, block, b, e), e);
+  const auto forecast = foca_forecast(step, e);
+  // theta 1 is FoCa's forecast itself (lerp returns its end point exactly at weight 1).
+  return theta_[step] == 1.0 ? forecast : at::lerp(e.value, forecast, theta_[step]);
+}
+
+std::unique_ptr<EocCorrector> make_eoc_corrector(const EocPrior& prior, const BlockLoop& loop,
+                                                 bool room_for_foca) {
   return std::make_unique<EocCorrector>(prior, loop.guidance().batch_multiplier(),
-                                        loop.model().device(), loop.model().dtype());
+                                        loop.model().device(), loop.model().dtype(), room_for_foca);
 }
 
 }  // namespace eoc

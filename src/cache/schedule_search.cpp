@@ -63,6 +63,7 @@ struct Searcher {
     return p;
   }
 
+  std::vector<int> orders() const { return forecast_orders(settings.max_order, settings.foca); }
   void set_order(int order) {
     for (int64_t k = 0; k < steps(); ++k) corrector.set_step(k, 1.0, order);
   }
@@ -106,7 +107,7 @@ struct Searcher {
     // Orders are compared by their cost-weighted errors (cache/eoc_calibration.hpp).
     int order = 1;
     double best = 0.0;
-    for (int o = 1; o <= settings.max_order; ++o) {
+    for (const int o : orders()) {
       const double e = score(s[0].computed, o);
       out.shapes.push_back({s[0].name, s[0].computed, o, e});
       if (o == 1 || cost_weighted_error(e, o) < cost_weighted_error(best, order))
@@ -126,7 +127,7 @@ struct Searcher {
     out.order = order;
     out.error = best;
     if (pick == 0) return;  // the even spread was tried at every order already
-    for (int o = 1; o <= settings.max_order; ++o) {
+    for (const int o : orders()) {
       if (o == order) continue;
       const double e = score(s[pick].computed, o);
       out.shapes.push_back({s[pick].name, s[pick].computed, o, e});
@@ -198,7 +199,8 @@ SearchedSchedule search_schedule(JudgeRuns& runs, int64_t depth, const BudgetSea
   Searcher s{runs, depth, settings, corrector, n.forced, n.total};
   SearchedSchedule out{CachePlan(steps, depth, ""), {}, 1, 0.0, {}, 0, 0, 0};
   s.try_shapes(out);
-  log::info(str("budget search: best shape error ", out.error, " at order ", out.order));
+  log::info(
+      str("budget search: best shape error ", out.error, " at order ", forecast_name(out.order)));
   s.refine(out);
   out.plan = CachePlan::computing(steps, depth, out.computed, str("budget:", settings.budget));
   if (settings.warmup > 0) out.plan.compute_first(settings.warmup);

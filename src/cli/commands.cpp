@@ -214,6 +214,9 @@ void add_calibrate_command(CLI::App& app, const Action& action) {
       "judgment; default 4; 1 = the first-order forecast only)",
       "")
       ->type_name("INT");
+  cmd->add_flag("--foca", o->foca,
+                "Also try FoCa's forecast at every reused step beside the orders (taylor form, "
+                "trajectory judgment, and --budget's search)");
   cmd->add_option("--judge-samples", o->judge_samples,
                   "Samples held out from the fit for the judgment")
       ->capture_default_str();

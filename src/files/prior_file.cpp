@@ -95,7 +95,8 @@ std::vector<int> step_orders(const EocPrior& p) {
   return orders;
 }
 
-bool valid_order(int64_t o) { return o >= 0 && o <= kMaxTaylorOrder; }
+// 0 (plain), a Taylor order, or kFocaOrder (FoCa's forecast).
+bool valid_order(int64_t o) { return o >= 0 && o <= kFocaOrder; }
 
 json vectors_json(const EocPrior& p, int64_t hidden_size) {
   json entries = json::array();
@@ -138,7 +139,8 @@ void read_orders(const PriorReader& r, const json& doc, int version, EocPrior& p
   if (version < 3) return;
   for (const auto& o : r.field(doc, "step_order", T::array, "")) {
     if (!o.is_number_integer() || !valid_order(o.get<int64_t>()))
-      r.bad(str("step_order holds ", o.dump(), " (expected 0..", kMaxTaylorOrder, ")"));
+      r.bad(str("step_order holds ", o.dump(), " (expected 0..", kMaxTaylorOrder, ", or ",
+                kFocaOrder, " for FoCa)"));
     p.step_order.push_back(o.get<int>());
   }
   if (p.step_order.size() != p.step_theta.size())
@@ -149,6 +151,9 @@ void read_orders(const PriorReader& r, const json& doc, int version, EocPrior& p
       r.bad(str("step_order is 0 at step ", k, ", whose theta is ", p.step_theta[k]));
   if (p.highest_order() > 1 && p.form != EocForm::taylor)
     r.bad(str("step_order reaches ", p.highest_order(), ", but the ", eoc_form_name(p.form),
+              " form has order 1 only"));
+  if (p.uses_foca() && p.form != EocForm::taylor)
+    r.bad(str("step_order names FoCa (", kFocaOrder, "), but the ", eoc_form_name(p.form),
               " form has order 1 only"));
   if (doc.contains("fixed_order_errors"))
     p.fixed_order_errors =

@@ -44,6 +44,11 @@ void check_calibrate_options(const CalibrateOptions& o, const std::vector<double
          " form has no forecast orders (only --eoc-form taylor does)");
   if (max_order(o) > 1 && o.judgment != Judgment::trajectory)
     fail("--max-order ", max_order(o), ": orders are chosen by the trajectory judgment only");
+  if (o.foca && (o.form != EocForm::taylor || o.judgment != Judgment::trajectory))
+    fail(
+        "--foca: FoCa's forecast is one of the taylor form's orders, chosen by the trajectory "
+        "judgment (got --eoc-form ",
+        eoc_form_name(o.form), " --judgment ", judgment_name(o.judgment), ")");
   for (double t : thetas)
     if (!std::isfinite(t) || t < 0.0 || t > 4.0)
       fail("--eoc-thetas: ", t, " is out of range (expected 0..4)");
@@ -70,7 +75,7 @@ void check_calibrate_options(const CalibrateOptions& o, const std::vector<double
 
 // --budget's search, its step counts (cache/schedule_search.hpp) checked against the run's steps
 // and warm-up.
-BudgetSearch budget_search(double budget, int64_t warmup, int64_t steps, int max_order) {
+BudgetSearch budget_search(double budget, int64_t warmup, int64_t steps, int max_order, bool foca) {
   check_warmup(warmup, steps);
   const BudgetSteps n = budget_steps(budget, warmup, steps);
   if (n.total < n.forced)
@@ -78,7 +83,7 @@ BudgetSearch budget_search(double budget, int64_t warmup, int64_t steps, int max
          n.forced, warmup > 1 ? " warm-up steps" : " first step", " that are always computed");
   if (n.total >= steps)
     fail("--budget ", budget, " computes all ", steps, " steps: there is nothing to reuse");
-  return BudgetSearch{budget, warmup, max_order};
+  return BudgetSearch{budget, warmup, max_order, foca};
 }
 
 // The plan --cache (default fora:3) and --warmup ask for; Error when it reuses nothing.
@@ -143,9 +148,10 @@ void print_summary(const EocPrior& prior) {
       if (s.candidates[i] == s.theta && same_order) chosen = s.errors[i];
     }
     char line[160];
-    std::snprintf(line, sizeof(line), "step %3lld: plain error %.4g, corrected %.4g, theta %.3g%s",
-                  static_cast<long long>(s.step), plain, chosen, s.theta,
-                  s.orders.empty() || s.theta == 0.0 ? "" : str(", order ", s.order).c_str());
+    std::snprintf(
+        line, sizeof(line), "step %3lld: plain error %.4g, corrected %.4g, theta %.3g%s",
+        static_cast<long long>(s.step), plain, chosen, s.theta,
+        s.orders.empty() || s.theta == 0.0 ? "" : str(", order ", forecast_name(s.order)).c_str());
     log::info(line);
   }
 }
@@ -362,8 +368,8 @@ void run_calibrate_gate(const CalibrateOptions& o) {
 void run_calibrate(const CalibrateOptions& o) {
   if (o.gate || o.target) return run_calibrate_gate(o);
   Stopwatch total;
-  const CalibrationSettings settings{o.form, o.judgment,
-                                     o.thetas.empty() ? default_thetas() : o.thetas, max_order(o)};
+  const CalibrationSettings settings{
+      o.form, o.judgment, o.thetas.empty() ? default_thetas() : o.thetas, max_order(o), o.foca};
   check_calibrate_options(o, settings.thetas);
 
   const RunSetup run = prepare_run(o.model, o.sampling);
@@ -373,7 +379,8 @@ void run_calibrate(const CalibrateOptions& o) {
   std::optional<BudgetSearch> budget;
   std::optional<CachePlan> plan;
   if (o.budget)
-    budget = budget_search(*o.budget, o.plan.warmup, run.steps(), settings.max_order);
+    budget =
+        budget_search(*o.budget, o.plan.warmup, run.steps(), settings.max_order, settings.foca);
   else
     plan = plan_to_calibrate(o.plan, run.steps(), depth);
   const bool fits = form_has_vectors(o.form);
@@ -398,6 +405,7 @@ void run_calibrate(const CalibrateOptions& o) {
                       {"classes", classes_json(o.sampling.classes)},
                       {"batch_size", run.batch_size},
                       {"max_order", settings.max_order},
+                      {"foca", settings.foca},
                       {"budget", o.budget ? nlohmann::json(*o.budget) : nlohmann::json(nullptr)},
                       {"cost", cost_json(done.cost)},
                       {"seconds", total.seconds()}};

@@ -226,9 +226,13 @@ TEST(Prior, BadOrdersAreRefused) {
   // sample_prior: scale form, theta 1 at step 1 only.
   const std::vector<std::pair<std::function<void(json&)>, std::string>> cases = {
       {[](json& d) {
-         d["step_order"] = {0, 5, 0};
+         d["step_order"] = {0, 6, 0};
        },
-       "step_order holds 5"},
+       "step_order holds 6"},
+      {[](json& d) {
+         d["step_order"] = {0, 5, 0};  // FoCa's forecast: the taylor form's only
+       },
+       "step_order names FoCa (5), but the scale form"},
       {[](json& d) {
          d["step_order"] = {0, -1, 0};
        },

@@ -78,6 +78,9 @@ std::vector<double> taylor_series(int64_t step, const CachedFeature& entry, size
 // L2) pulled halfway towards the computed slope (the Heun correction). D = d while no p exists;
 // plain L1 while only one value exists. docs/EOC.md has the derivation.
 std::unique_ptr<Corrector> make_foca_corrector();
+// FoCa's forecast of `entry` at `step` as a tensor (the entry must keep the recursion and have
+// been visited at step - 1).
+at::Tensor foca_forecast(int64_t step, const CachedFeature& entry);
 
 // The forecast step factor tau for an entry, 0 when it has no previous value.
 double taylor_tau(int64_t step, const CachedFeature& entry);

@@ -31,6 +31,7 @@ struct CalibrationSettings {
   Judgment judgment = Judgment::trajectory;
   std::vector<double> thetas;  // local: the candidates; trajectory: their range bounds theta
   int max_order = 1;           // taylor form, trajectory judgment: orders 1..max_order
+  bool foca = false;           // and FoCa's forecast (kFocaOrder) beside them
 };
 
 // The calibration images, by index, and how a batch of them starts. Batches are started in

@@ -25,8 +25,18 @@ namespace eoc {
 enum class EocForm {
   scale,        // F[r] * (1 + theta E)
   extrapolate,  // F[r] + theta W (F[r] - F[p])
-  taylor,       // order 1: F[r] + theta tau (F[r] - F[p]); order O: F[r] + theta sum_i Di dt^i / i!
+  taylor,  // order 1: F[r] + theta tau (F[r] - F[p]); order O: F[r] + theta sum_i Di dt^i / i!;
+           // kFocaOrder: F[r] + theta (FoCa's forecast - F[r])
 };
+
+// The taylor form's per-step "order" that names FoCa's recursive forecast (cache/correctors.hpp)
+// instead of a Taylor series: calibrate --foca adds it to the orders searched. Its cost is
+// counted as order 2's (one more tensor written per reused entry).
+constexpr int kFocaOrder = kMaxTaylorOrder + 1;
+// "foca" for kFocaOrder, else the order's number (logs and messages).
+std::string forecast_name(int order);
+// The forecasts an order search tries, in this order: 1..max_order, then kFocaOrder with `foca`.
+std::vector<int> forecast_orders(int max_order, bool foca);
 inline constexpr Names<EocForm, 3> kEocFormNames{{{{EocForm::scale, "scale"},
                                                    {EocForm::extrapolate, "extrapolate"},
                                                    {EocForm::taylor, "taylor"}}}};
@@ -63,19 +73,23 @@ struct EocPrior {
   Judgment judgment = Judgment::trajectory;
   std::vector<double> thetas;      // the candidate grid (trajectory: its range bounds theta)
   std::vector<double> step_theta;  // per sampling step (S entries)
-  // Taylor form: the forecast order per sampling step (S entries, 1..kMaxTaylorOrder where
-  // theta != 0); empty = order 1 everywhere (priors made before orders were searched).
+  // Taylor form: the forecast order per sampling step (S entries, 1..kMaxTaylorOrder or
+  // kFocaOrder where theta != 0); empty = order 1 everywhere (priors made before orders were
+  // searched).
   std::vector<int> step_order;
   // Trajectory judgment over orders: the final-image error with every reused step at order
-  // o = 1, 2, ... and theta 1 (the fixed forecasts the search starts from); empty otherwise.
+  // o = 1, 2, ... and theta 1 (the fixed forecasts the search starts from), then FoCa's when
+  // it was searched (calibrate --foca); empty otherwise.
   std::vector<double> fixed_order_errors;
   std::vector<StepJudgment> judged;  // reused steps only
   // (step, block, branch) -> (2, D) float32 CPU: row 0 conditional half, row 1 unconditional
   // (both the conditional fit without guidance).
   std::map<EntryKey, at::Tensor> vectors;
   int order_at(int64_t step) const { return step_order.empty() ? 1 : step_order[step]; }
-  // The highest order a step with theta != 0 uses (0 when none).
+  // The highest Taylor order a step with theta != 0 uses (0 when none; FoCa steps not counted).
   int highest_order() const;
+  // Whether a step with theta != 0 uses FoCa's forecast.
+  bool uses_foca() const;
 };
 
 // The `eoc` corrector: `form` with per-step strengths. Vectors are moved to the device and
@@ -84,14 +98,18 @@ struct EocPrior {
 // unconditional], each with its own vectors; 1 without). A taylor-form prior whose highest
 // order is 1 keeps F[p] and forms the trend inside the fused update; one with higher orders
 // keeps derivative estimates up to it (cache/feature_cache.hpp) and corrects with their series.
+// A prior with FoCa steps (or a corrector made with `room_for_foca`, which calibration sets
+// steps to FoCa in) is recursive: it keeps F[p] and the latest two values too, and every
+// reused entry's forecast is made as a tensor (correct()).
 class EocCorrector final : public Corrector {
  public:
   EocCorrector(const EocPrior& prior, int64_t halves, const at::Device& device,
-               at::ScalarType dtype);
+               at::ScalarType dtype, bool room_for_foca = false);
   std::string name() const override { return "eoc"; }
   History history() const override;
   Correction correction(int64_t step, int64_t block, Branch b,
                         const CachedFeature& e) const override;
+  at::Tensor correct(int64_t step, int64_t block, Branch b, const CachedFeature& e) const override;
   // Calibration tries strengths (and orders, up to the prior's highest one at construction) one
   // step at a time.
   void set_step_theta(int64_t step, double theta);
@@ -104,6 +122,7 @@ class EocCorrector final : public Corrector {
   std::vector<double> theta_;
   std::vector<int> order_;
   int series_order_;  // 0: order 1 through F[p]; else the derivative estimates kept
+  bool foca_;         // FoCa's recursion kept (steps may be set to kFocaOrder)
   int64_t halves_;
   std::map<EntryKey, at::Tensor> vectors_;  // unscaled, (halves, 1, 1, D) on the device
   std::map<EntryKey, at::Tensor> coefs_;    // pre-scaled by theta (scale form: 1 + theta E)
@@ -111,7 +130,8 @@ class EocCorrector final : public Corrector {
 
 // The corrector of `prior` for runs through `loop`: its CFG halves, device and dtype.
 class BlockLoop;
-std::unique_ptr<EocCorrector> make_eoc_corrector(const EocPrior& prior, const BlockLoop& loop);
+std::unique_ptr<EocCorrector> make_eoc_corrector(const EocPrior& prior, const BlockLoop& loop,
+                                                 bool room_for_foca = false);
 
 // What a forecast order costs, for the order search's choices: plain reuse and order 1 read
 // F[r] (and F[p], kept by reference) in the fused pass, measured the same; each order above 1
@@ -122,7 +142,8 @@ std::unique_ptr<EocCorrector> make_eoc_corrector(const EocPrior& prior, const Bl
 // about 1% per order.
 constexpr double kOrderCost = 0.01;
 inline double cost_weighted_error(double error, int order) {
-  return error * (1.0 + kOrderCost * (order > 1 ? order - 1 : 0));
+  const int cost = order == kFocaOrder ? 2 : order;
+  return error * (1.0 + kOrderCost * (cost > 1 ? cost - 1 : 0));
 }
 
 }  // namespace eoc

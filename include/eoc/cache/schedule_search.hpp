@@ -28,6 +28,7 @@ struct BudgetSearch {
   double budget = 0.4;  // fraction of branch computations, in (0, 1)
   int64_t warmup = 0;   // steps computed whatever the search finds (counted in the budget)
   int max_order = 1;    // forecast orders tried, 1..max_order
+  bool foca = false;    // and FoCa's forecast (kFocaOrder)
 };
 
 // The steps a budget computes over `steps`: `total` = floor(budget * steps), of which the first
@@ -51,7 +52,7 @@ struct ShapeTried {
 struct SearchedSchedule {
   CachePlan plan;  // spec "budget:F" (+warmup:K)
   std::vector<int64_t> computed;
-  int order = 1;  // the forecast order the schedule was judged with
+  int order = 1;  // the forecast order the schedule was judged with (kFocaOrder: FoCa)
   double error = 0.0;
   std::vector<ShapeTried> shapes;  // phase 1, in the order tried
   int64_t moves_tried = 0, moves_taken = 0, passes = 0;

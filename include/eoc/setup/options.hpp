@@ -168,6 +168,9 @@ struct CalibrateOptions {
   Judgment judgment = Judgment::trajectory;
   // Unset: kMaxTaylorOrder for the taylor form's trajectory judgment, else 1.
   std::optional<int> max_order;
+  // Also try FoCa's forecast at every step beside orders 1..max_order (taylor form, trajectory
+  // judgment or --budget).
+  bool foca = false;
   int64_t judge_samples = 16;  // held out from the fit, judged in one batch
   // Set: search the schedule (no --cache), computing at most this fraction.
   std::optional<double> budget;

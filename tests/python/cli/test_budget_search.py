@@ -153,6 +153,29 @@ def test_search_matches_the_reference(budget_priors, model, budget, one_torch_th
     assert got["refinement"]["moves_taken"] == want["moves_taken"]
 
 
+def test_foca_search_matches_the_reference(run_eoc, model, tmp_path, one_torch_thread):
+    """--foca: FoCa's forecast (order 5) is scored beside orders 1 and 2 on the even shape and
+    on the winner, as the reference's search does; the prior samples."""
+    import reference_calibration as rc
+    prior = tmp_path / "p.json"
+    run_eoc(["-q", "calibrate", "--model", model, *FLAGS, *CALIB, "--budget", "0.5", "--foca",
+             "--out", prior], tmp_path, timeout=600)
+    got = json.loads(prior.read_text())["calibration"]["search"]
+    want = rc.budget_search(model, budget=0.5, max_order=2, foca=True, sampler="ddim",
+                            steps=STEPS, cfg_scale=1.5, num_samples=2, judge_samples=2,
+                            batch_size=2, seed=1000)
+    assert [(s["name"], s["order"]) for s in want["shapes"][:3]] == \
+        [("even", 1), ("even", 2), ("even", rc.FOCA)]
+    assert [(s["name"], s["computed_steps"], s["order"]) for s in got["shapes"]] == \
+        [(s["name"], s["computed_steps"], s["order"]) for s in want["shapes"]]
+    for g, w in zip(got["shapes"], want["shapes"]):
+        assert g["error"] == pytest.approx(w["error"], rel=1e-3), (g["name"], g["order"])
+    assert got["computed_steps"] == want["computed_steps"]
+    assert got["order"] == want["order"]
+    run_eoc(["-q", "sample", "--model", model, *FLAGS, "--num-samples", "2", "--prior", prior,
+             "--out", tmp_path / "g.png"], tmp_path, timeout=600)
+
+
 def test_budget_with_a_warm_up(run_eoc, model, tmp_path, one_torch_thread):
     """The warm-up's steps are computed and counted in the budget; the search matches the
     reference with them forced; sampling takes the plan with its warm-up from the prior, and a

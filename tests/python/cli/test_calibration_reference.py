@@ -225,6 +225,30 @@ def test_calibration_matches_the_reference(run_eoc, settings, fitted, tmp_path, 
     assert any(j["theta"] != 0.0 for j in want["judged"])
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_foca_search_matches_the_reference(run_eoc, settings, tmp_path, case):
+    """`calibrate --foca --max-order 2`: FoCa's forecast (order 5) competes beside orders 1 and
+    2, as a fixed forecast and at every step, with the same candidates, errors and choices as
+    the reference's recursion."""
+    model, flags, ref_args = settings[case]
+    doc = eoc_calibrate(run_eoc, model, [*flags, "--foca"], "taylor", "trajectory",
+                        tmp_path / "prior.json", 2)
+    want = rc.calibrate(model, form="taylor", judgment="trajectory", max_order=2, foca=True,
+                        **ref_args)
+    assert doc["calibration"]["foca"] is True
+    assert len(want["fixed_order_errors"]) == 3
+    np.testing.assert_allclose(doc["fixed_order_errors"], want["fixed_order_errors"],
+                               rtol=ERR_RTOL, atol=0, err_msg="errors of orders 1, 2 and FoCa")
+    # FoCa's trajectory is its own, not order 1's or 2's (in the reference, deterministic)
+    e = want["fixed_order_errors"]
+    assert min(abs(e[2] - e[0]), abs(e[2] - e[1])) > 1e-4 * e[2]
+    assert all(rc.FOCA in j["orders"] for j in want["judged"])
+    compared = check_judgments(doc["judged"], want["judged"], True)
+    assert compared, "no step's choice was compared"
+    for k in compared:
+        assert doc["step_order"][k] == want["step_order"][k], f"step {k}: step_order"
+
+
 def test_official_seed_mode_matches_the_reference(run_eoc, settings, tmp_path):
     model, flags, ref_args = settings["cfg"]
     flags = list(flags)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import reference_sampler as rs
+from prior_docs import resign
 
 THREADS = ["--threads", "1"]
 RUN = ["--sampler", "ddim", "--steps", "6", "--cfg-scale", "1.5", "--seed-mode", "official"]
@@ -74,6 +75,35 @@ def test_each_form_matches_the_reference(run_eoc, prior_of, plain_raw, latent_di
     want = reference_raw(latent_dit["ts"], prior)
     assert np.abs(got - plain_raw).max() > 1e-3, "the correction changed nothing"
     assert np.abs(got - want).max() <= 1e-4
+
+
+def test_foca_steps_match_the_reference(run_eoc, prior_of, plain_raw, latent_dit, tmp_path):
+    """A taylor-form prior whose reused steps mix FoCa's forecast (step order 5, calibrate
+    --foca) with orders 1 and 2, at theta 1 and between (the line from F[r]): eoc's samples
+    equal the reference's recursion. With fora:2 the value before a computed step is the
+    forecast of the step before it, so FoCa reads an earlier forecast of either kind."""
+    doc = json.load(open(prior_of("taylor", "--judgment", "local", "--eoc-thetas", "1")))
+    layout = doc["assumes"]["cache"]["layout"].split("|")
+    reused = [k for k, step in enumerate(layout) if "r" in step]
+    assert len(reused) >= 2
+    pattern = [(1.0, 5), (0.6, 5), (1.0, 2), (1.0, 1)]
+    for i, k in enumerate(reused):
+        doc["step_theta"][k], doc["step_order"][k] = pattern[i % len(pattern)]
+    edited = tmp_path / "foca.json"
+    edited.write_text(json.dumps(resign(doc)))
+    got = sample_raw(run_eoc, latent_dit["ts"], str(tmp_path / "f.npy"), "--prior", edited)
+    want = reference_raw(latent_dit["ts"], str(edited))
+    assert np.abs(got - plain_raw).max() > 1e-3, "the correction changed nothing"
+    assert np.abs(got - want).max() <= 1e-4
+    # and FoCa's steps are not the series': the same prior with order 2 there differs by more
+    # than the parity tolerance (by 7e-4 here; 0 if eoc took FoCa's steps for order 2)
+    for k in reused:
+        if doc["step_order"][k] == 5:
+            doc["step_order"][k] = 2
+    series = tmp_path / "series.json"
+    series.write_text(json.dumps(resign(doc)))
+    other = sample_raw(run_eoc, latent_dit["ts"], str(tmp_path / "s.npy"), "--prior", series)
+    assert np.abs(other - got).max() > 3e-4
 
 
 def test_all_zero_strengths_give_the_plain_cached_result(run_eoc, prior_of, plain_raw, latent_dit,

@@ -17,6 +17,7 @@ import time
 
 import pytest
 import torch
+from prior_docs import resign
 
 import export_dit
 import make_random_dit
@@ -86,13 +87,6 @@ def prior(run_eoc, pixel_dit, tmp_path_factory):
     run_eoc(["-q", "calibrate", "--model", pixel_dit["ts"]] + THREADS + PRIOR_RUN +
             ["--num-samples", 3, "--judge-samples", 1, "--eoc-form", "scale", "--out", path], d)
     return path
-
-
-def resign(doc):
-    """The checksum eoc writes: SHA-256 of the compact, key-sorted JSON without "checksum"."""
-    body = {k: v for k, v in doc.items() if k != "checksum"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return dict(body, checksum=hashlib.sha256(text.encode()).hexdigest())
 
 
 def sample_with_prior(pixel_dit, prior_path, tmp_path, model=None, steps=4):
@@ -296,6 +290,9 @@ def test_calibrate_theta_out_of_range(fails_cleanly, pixel_dit, tmp_path):
     (["--max-order", -1], "--max-order -1 is out of range"),
     (["--max-order", 2, "--eoc-form", "scale"], "the scale form has no forecast orders"),
     (["--max-order", 3, "--judgment", "local"], "orders are chosen by the trajectory judgment only"),
+    (["--max-order", 1, "--foca", "--eoc-form", "extrapolate"],
+     "--foca: FoCa's forecast is one of the taylor form's orders"),
+    (["--max-order", 1, "--foca", "--judgment", "local"], "--judgment local"),
 ])
 def test_calibrate_max_order_refused(fails_cleanly, pixel_dit, tmp_path, flags, expect):
     line = fails_cleanly(["calibrate", "--model", pixel_dit["ts"]] + THREADS + PRIOR_RUN +
