@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import reference_sampler as rs
-from prior_docs import resign
+from prior_docs import load_prior_doc, resign
 
 THREADS = ["--threads", "1"]
 RUN = ["--sampler", "ddim", "--steps", "6", "--cfg-scale", "1.5", "--seed-mode", "official"]
@@ -82,7 +82,8 @@ def test_foca_steps_match_the_reference(run_eoc, prior_of, plain_raw, latent_dit
     --foca) with orders 1 and 2, at theta 1 and between (the line from F[r]): eoc's samples
     equal the reference's recursion. With fora:2 the value before a computed step is the
     forecast of the step before it, so FoCa reads an earlier forecast of either kind."""
-    doc = json.load(open(prior_of("taylor", "--judgment", "local", "--eoc-thetas", "1")))
+    with open(prior_of("taylor", "--judgment", "local", "--eoc-thetas", "1")) as f:
+        doc = load_prior_doc(f.read())
     layout = doc["assumes"]["cache"]["layout"].split("|")
     reused = [k for k, step in enumerate(layout) if "r" in step]
     assert len(reused) >= 2

@@ -17,7 +17,7 @@ import time
 
 import pytest
 import torch
-from prior_docs import resign
+from prior_docs import load_prior_doc, resign
 
 import export_dit
 import make_random_dit
@@ -98,7 +98,7 @@ def sample_with_prior(pixel_dit, prior_path, tmp_path, model=None, steps=4):
 def test_prior_itself_is_accepted(run_eoc, pixel_dit, prior, tmp_path):
     """The control: the unedited prior samples, and re-signing reproduces its checksum (so the
     re-signed edits below are refused for their content, not for their checksum)."""
-    doc = json.loads(prior.read_text())
+    doc = load_prior_doc(prior.read_text())
     assert resign(doc)["checksum"] == doc["checksum"]
     run_eoc(["-q"] + sample_with_prior(pixel_dit, prior, tmp_path), tmp_path)
     assert (tmp_path / "o.npy").is_file()
@@ -122,7 +122,7 @@ def _version4(text):
 
 def _resigned(change):
     def edit(text):
-        doc = json.loads(text)
+        doc = load_prior_doc(text)
         change(doc)
         return json.dumps(resign(doc), indent=1)
     return edit
